@@ -1,0 +1,25 @@
+"""Exceptions raised by editgan_core.
+
+Every error a user can cause (a bad file, a wrong model name, no network) is an ``EditGANError``
+subclass whose message says what was wrong and what to do, so the CLI and the app can show it as is.
+"""
+
+
+class EditGANError(Exception):
+    """Base class of all errors that editgan_core raises on purpose."""
+
+
+class CheckpointError(EditGANError):
+    """A checkpoint file could not be read or is not a StyleGAN2 generator we support."""
+
+
+class UnsafePickleError(CheckpointError):
+    """A pickle asked for a global that is not on the allow-list; nothing from it was executed."""
+
+
+class ModelNotFoundError(EditGANError):
+    """A model name, path or Hub reference could not be resolved to a file."""
+
+
+class HashMismatchError(EditGANError):
+    """A downloaded or cached file does not have the sha256 the registry pins."""
