@@ -1,0 +1,141 @@
+"""Resolve a model reference to a local file and load it.
+
+A reference is one of:
+
+* a registry name (``ffhq-1024``, ``toyfaces``; see :mod:`editgan_core.registry`);
+* a local path (a file, or a native folder with ``config.json`` + ``model.safetensors``);
+* ``hf://org/repo/path/in/repo[@revision]`` -- a file on the Hugging Face Hub, or a native folder
+  (``hf://org/repo`` or ``hf://org/repo/subfolder/``).
+
+Downloads go through ``huggingface_hub`` into its standard cache, so a file fetched once is served offline
+later (set ``HF_HUB_OFFLINE=1`` to forbid any request). Where the registry pins a sha256, the file is
+verified after download and on every load from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, LoadedGenerator, load_generator, sha256_file
+from .errors import HashMismatchError, ModelNotFoundError
+from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
+
+_HF_RE = re.compile(r"^hf://(?P<repo>[\w.\-]+/[\w.\-]+)(?:/(?P<path>[^@]*))?(?:@(?P<rev>[\w.\-/]+))?$")
+_hash_memo: Dict[Tuple[str, int, float], str] = {}
+
+
+@dataclass
+class Resolved:
+    path: Path                       # local file or folder to load
+    spec: Optional[ModelSpec]        # registry entry, if the reference was a registry name
+    ref: str                         # what the user asked for
+    repo_id: Optional[str] = None
+    revision: Optional[str] = None
+
+
+def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
+    """'hf://org/repo/path@rev' -> (repo_id, path, revision)."""
+    m = _HF_RE.match(ref.strip())
+    if not m:
+        raise ModelNotFoundError(f"malformed Hub reference {ref!r}; expected hf://org/repo/path/to/file[@revision]")
+    return m.group("repo"), (m.group("path") or ""), m.group("rev")
+
+
+def _verify(path: Path, sha256: Optional[str], what: str) -> None:
+    if not sha256:
+        return
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime)
+    digest = _hash_memo.get(key) or sha256_file(path)
+    _hash_memo[key] = digest
+    if digest != sha256.lower():
+        raise HashMismatchError(
+            f"{what}: sha256 {digest} does not match the pinned {sha256}. The file at {path} is corrupt or was "
+            f"replaced; delete it and download again.")
+
+
+def _download(repo_id: str, filename: str, revision: Optional[str], *, cache_dir: Optional[str],
+              endpoint: Optional[str], token: Optional[str], local_files_only: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
+                                    token=token, local_files_only=local_files_only))
+    except LocalEntryNotFoundError as e:
+        raise ModelNotFoundError(
+            f"{filename} from the Hub repo {repo_id} (revision {revision or 'main'}) is not in the local cache "
+            f"and could not be downloaded (offline or no network). Connect once to download it, or pass a local "
+            f"path instead.") from e
+    except RepositoryNotFoundError as e:
+        raise ModelNotFoundError(f"Hub repo {repo_id} not found (or private: pass a token)") from e
+    except RevisionNotFoundError as e:
+        raise ModelNotFoundError(f"revision {revision} not found in Hub repo {repo_id}") from e
+    except EntryNotFoundError as e:
+        raise ModelNotFoundError(f"{filename} not found in Hub repo {repo_id} (revision {revision or 'main'})") from e
+    except OSError as e:  # network failures that are not cache misses
+        raise ModelNotFoundError(f"could not download {filename} from {repo_id}: {e}") from e
+
+
+def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str] = None,
+            token: Optional[str] = None, local_files_only: bool = False) -> Resolved:
+    """Turn a registry name, local path or hf:// reference into local files (downloading if needed)."""
+    ref = str(ref).strip()
+    if not ref:
+        raise ModelNotFoundError("no model given")
+    kw = dict(cache_dir=cache_dir, endpoint=endpoint, token=token, local_files_only=local_files_only)
+    spec = REGISTRY.get(ref)
+    if spec is not None:
+        if spec.local_dir:
+            path = CHECKPOINTS_DIR / spec.local_dir
+            if not path.exists():
+                raise ModelNotFoundError(f"built-in model {spec.name!r} is missing: expected it at {path}")
+            return Resolved(path, spec, ref)
+        if spec.format == "native":
+            path = _download_native(spec.repo_id, spec.filename or "", spec.revision, sha256=spec.sha256, **kw)
+        else:
+            path = _download(spec.repo_id, spec.filename, spec.revision, **kw)
+            _verify(path, spec.sha256, f"{spec.name} ({spec.repo_id}/{spec.filename})")
+        return Resolved(path, spec, ref, spec.repo_id, spec.revision)
+    if ref.startswith("hf://"):
+        repo_id, sub, rev = parse_hf_ref(ref)
+        if not sub or sub.endswith("/") or "." not in Path(sub).name:
+            path = _download_native(repo_id, sub.rstrip("/"), rev, sha256=None, **kw)
+        else:
+            path = _download(repo_id, sub, rev, **kw)
+        return Resolved(path, None, ref, repo_id, rev)
+    path = Path(os.path.expanduser(ref))
+    if path.exists():
+        return Resolved(path, None, ref)
+    names = ", ".join(sorted(REGISTRY))
+    raise ModelNotFoundError(f"unknown model {ref!r}: not a registry name ({names}), not an existing path, and "
+                             f"not an hf://org/repo/file reference")
+
+
+def _download_native(repo_id: str, subfolder: str, revision: Optional[str], *, sha256: Optional[str],
+                     **kw) -> Path:
+    prefix = f"{subfolder}/" if subfolder else ""
+    weights = _download(repo_id, prefix + WEIGHTS_NAME, revision, **kw)
+    _verify(weights, sha256, f"{repo_id}/{prefix}{WEIGHTS_NAME}")
+    try:
+        _download(repo_id, prefix + CONFIG_NAME, revision, **kw)
+    except ModelNotFoundError:
+        pass  # the config is also embedded in the safetensors metadata
+    return weights.parent
+
+
+def load_model(ref: str, *, key: Optional[str] = None, **resolve_kw) -> LoadedGenerator:
+    """resolve() + load_generator(): the one call the CLI and the app use."""
+    r = resolve(ref, **resolve_kw)
+    loaded = load_generator(r.path, key=key)
+    if r.spec is not None and r.spec.resolution != loaded.config.img_resolution:
+        loaded.notes.append(f"registry says {r.spec.resolution} px but the file is {loaded.config.img_resolution} px")
+    if r.spec is not None and not r.spec.sha256 and not r.spec.local_dir:
+        loaded.notes.append("the registry pins no sha256 for this file yet; it was not verified")
+    loaded.meta.setdefault("ref", ref)
+    return loaded
