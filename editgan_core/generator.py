@@ -261,12 +261,14 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor, *,
                 noise_mode: str, fused: bool, fp16: bool, features: Optional[list],
-                generator: Optional[torch.Generator]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                generator: Optional[torch.Generator], memory_format: torch.memory_format = torch.contiguous_format,
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         w_iter = iter(ws.unbind(dim=1))
         dtype = torch.float16 if (fp16 and self.use_fp16) else ws.dtype
         kw = dict(noise_mode=noise_mode, fused=fused, generator=generator)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = x.contiguous(memory_format=memory_format)
             if features is not None:
                 features.append(x)
             x = self.conv1(x, next(w_iter), **kw)
@@ -339,6 +341,8 @@ class SynthesisNetwork(nn.Module):
             # The grouped (fused) conv is fastest at batch 1; for batches on CPU the activation-scaling
             # form shares one weight tensor across the batch and is several times faster.
             fused = ws.shape[0] == 1 or (param.device.type == "cuda" and not fp16)
+        # Channels-last activations make oneDNN's CPU convolutions 1.2-2x faster; same values.
+        memory_format = torch.channels_last if param.device.type == "cpu" else torch.contiguous_format
         features: Optional[list] = [] if return_features else None
         x = img = None
         w_idx = 0
@@ -347,7 +351,7 @@ class SynthesisNetwork(nn.Module):
             cur = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, cur, noise_mode=noise_mode, fused=fused, fp16=fp16, features=features,
-                           generator=generator)
+                           generator=generator, memory_format=memory_format)
         if return_features:
             return img, features
         return img
