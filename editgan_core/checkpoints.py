@@ -118,7 +118,7 @@ def _to_tensor(v: Any, name: str) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         return v.detach().to(torch.float32).contiguous()
     if isinstance(v, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(v)).to(torch.float32)
+        return torch.from_numpy(np.array(v, dtype=np.float32, copy=True)).reshape(v.shape)
     raise CheckpointError(f"{name} is not a tensor (got {type(v).__name__})")
 
 

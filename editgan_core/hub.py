@@ -58,15 +58,47 @@ def _verify(path: Path, sha256: Optional[str], what: str) -> None:
             f"replaced; delete it and download again.")
 
 
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _hub_reachable(repo_id: str, filename: str, revision: Optional[str], endpoint: Optional[str],
+                   token: Optional[str]) -> bool:
+    """One quick HEAD without retries: False only when the server cannot be reached at all."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint), token=token,
+                             timeout=10, endpoint=endpoint)
+    except HfHubHTTPError:
+        return True   # the server answered (404, 401, ...): let hf_hub_download report it precisely
+    except Exception:  # noqa: BLE001 -- connection refused, DNS failure, timeout, offline mode, ...
+        return False
+    return True
+
+
 def _download(repo_id: str, filename: str, revision: Optional[str], *, cache_dir: Optional[str],
               endpoint: Optional[str], token: Optional[str], local_files_only: bool) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
-    try:
+    def fetch(offline: bool) -> Path:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
-                                    token=token, local_files_only=local_files_only))
+                                    token=token, local_files_only=offline))
+
+    try:
+        if local_files_only or (revision and _COMMIT_RE.match(revision)):
+            # A pinned commit never changes: serve it from the cache without asking the network.
+            try:
+                return fetch(True)
+            except LocalEntryNotFoundError:
+                if local_files_only:
+                    raise
+        if not local_files_only and not _hub_reachable(repo_id, filename, revision, endpoint, token):
+            # huggingface_hub would retry a dead connection with back-off for ~25 s; answer at once instead.
+            return fetch(True)
+        return fetch(False)
     except LocalEntryNotFoundError as e:
         raise ModelNotFoundError(
             f"{filename} from the Hub repo {repo_id} (revision {revision or 'main'}) is not in the local cache "

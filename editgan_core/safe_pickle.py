@@ -97,7 +97,11 @@ def _load_storage_from_bytes(b: bytes) -> Any:
     # restricted loader instead. These bytes are torch's legacy serialisation of one storage.
     if not isinstance(b, (bytes, bytearray)):
         raise UnsafePickleError("tensor storage is not a byte string; refusing to load")
-    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        raise UnsafePickleError(f"tensor storage bytes ask for more than tensor data; refused, nothing was "
+                                f"executed ({str(e).splitlines()[0]})") from None
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, *rest: Any) -> Any:

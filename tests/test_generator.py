@@ -1,0 +1,188 @@
+"""The generator's numerics: fused vs non-fused, filters vs a literal reference, truncation, noise, clamp."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_generator
+from editgan_core import GeneratorConfig, ops
+
+
+def ref_upfirdn2d(x, f1d, up, pad, gain):
+    """Literal NVIDIA reference: zero-insert, pad, conv2d with the flipped 2-D filter."""
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h, 1, w, 1)
+    x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = F.pad(x, [pad[0], pad[1], pad[2], pad[3]])
+    f = torch.outer(torch.tensor(f1d), torch.tensor(f1d))
+    f = f / f.sum() * gain
+    f = f.flip([0, 1])[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, f, groups=c)
+
+
+def test_upsample2d_matches_reference():
+    x = torch.randn(2, 3, 7, 5)
+    ours = ops.upsample2d(x, ops.filter_taps())
+    ref = ref_upfirdn2d(x, [1, 3, 3, 1], up=2, pad=(2, 1, 2, 1), gain=4)
+    assert ours.shape == (2, 3, 14, 10)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_upsampling_conv_matches_reference():
+    x = torch.randn(2, 4, 6, 6)
+    w = torch.randn(5, 4, 3, 3)
+    s = torch.randn(2, 4)
+    ours = ops.modulated_conv2d(x, w, s, up=2, padding=1, taps=ops.filter_taps(), demodulate=False, fused=False)
+    # NVIDIA: transposed conv (stride 2, kernel not flipped), then the filter with padding 1 and gain 4.
+    y = F.conv_transpose2d(x * s[:, :, None, None], w.transpose(0, 1), stride=2)
+    ref = ref_upfirdn2d(y, [1, 3, 3, 1], up=1, pad=(1, 1, 1, 1), gain=4)
+    assert ours.shape == (2, 5, 12, 12)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_fused_and_nonfused_modconv_agree(up, demodulate):
+    x = torch.randn(3, 8, 8, 8)
+    w = torch.randn(6, 8, 3, 3)
+    s = torch.randn(3, 8)
+    noise = torch.randn(1, 1, 8 * up, 8 * up)
+    kw = dict(up=up, padding=1, taps=ops.filter_taps(), demodulate=demodulate, noise=noise)
+    a = ops.modulated_conv2d(x, w, s, fused=True, **kw)
+    b = ops.modulated_conv2d(x, w, s, fused=False, **kw)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # demodulation normalises each output filter: scaling the weights changes nothing
+    if demodulate:
+        torch.testing.assert_close(ops.modulated_conv2d(x, 7 * w, s, fused=True, **kw), a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+def test_generator_paths_agree(arch):
+    G = make_generator(architecture=arch)
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        fused = G(z, fused=True)
+        nonfused = G(z, fused=False)
+        one = G(z[1:2])
+    assert fused.shape == (3, 3, 32, 32)
+    assert fused.abs().max() > 0.1
+    torch.testing.assert_close(fused, nonfused, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(one, fused[1:2], rtol=1e-4, atol=1e-4)
+
+
+def test_grad_path_equals_inference_path(tiny_G):
+    ws = tiny_G.mapping_ws(torch.randn(2, 16))
+    with torch.no_grad():
+        ref = tiny_G.synthesis(ws)
+    ws = ws.clone().requires_grad_(True)
+    img = tiny_G.synthesis(ws)
+    img.square().mean().backward()
+    torch.testing.assert_close(img.detach(), ref, rtol=1e-5, atol=1e-5)
+    assert ws.grad is not None and ws.grad.abs().sum() > 0
+
+
+def test_truncation_psi_and_cutoff(tiny_G):
+    z = torch.randn(2, 16)
+    w = tiny_G.mapping_ws(z)
+    assert w.shape == (2, tiny_G.num_ws, 16)
+    avg = tiny_G.w_avg
+    t = tiny_G.mapping_ws(z, truncation_psi=0.5)
+    torch.testing.assert_close(t, avg + 0.5 * (w - avg))
+    t0 = tiny_G.mapping_ws(z, truncation_psi=0.0)
+    torch.testing.assert_close(t0, avg.expand_as(t0))
+    c = tiny_G.mapping_ws(z, truncation_psi=0.5, truncation_cutoff=3)
+    torch.testing.assert_close(c[:, :3], t[:, :3])
+    torch.testing.assert_close(c[:, 3:], w[:, 3:])
+
+
+def test_noise_modes(tiny_G):
+    ws = tiny_G.mapping_ws(torch.randn(1, 16))
+    with torch.no_grad():
+        c1, c2 = tiny_G.synthesis(ws, noise_mode="const"), tiny_G.synthesis(ws, noise_mode="const")
+        r1 = tiny_G.synthesis(ws, noise_mode="random", generator=torch.Generator().manual_seed(1))
+        r2 = tiny_G.synthesis(ws, noise_mode="random", generator=torch.Generator().manual_seed(2))
+        r1b = tiny_G.synthesis(ws, noise_mode="random", generator=torch.Generator().manual_seed(1))
+        none = tiny_G.synthesis(ws, noise_mode="none")
+        for name, p in tiny_G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.zero_()
+        zero_strength = tiny_G.synthesis(ws, noise_mode="const")
+    assert torch.equal(c1, c2)
+    assert torch.equal(r1, r1b)
+    assert (r1 - r2).abs().max() > 1e-3
+    assert (c1 - none).abs().max() > 1e-3
+    torch.testing.assert_close(none, zero_strength)
+    with pytest.raises(ValueError, match="noise_mode"):
+        tiny_G.synthesis(ws, noise_mode="fixed")
+
+
+def test_conv_clamp_bounds_activations():
+    G = make_generator(conv_clamp=0.5)
+    with torch.no_grad():
+        _, feats = G.synthesis(G.mapping_ws(torch.randn(2, 16)), return_features=True)
+    for f in feats[1:]:
+        assert f.abs().max() <= 0.5 + 1e-6
+    G2 = make_generator(conv_clamp=None)
+    with torch.no_grad():
+        _, feats2 = G2.synthesis(G2.mapping_ws(torch.randn(2, 16)), return_features=True)
+    assert max(f.abs().max() for f in feats2[1:]) > 0.5
+
+
+def test_conditional_mapping():
+    G = make_generator(c_dim=4)
+    z = torch.randn(2, 16)
+    c = torch.eye(4)[:2]
+    with torch.no_grad():
+        a = G(z, c)
+        b = G(z, torch.eye(4)[2:4])
+    assert (a - b).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="conditional"):
+        G(z)
+
+
+def test_features_layout(tiny_G):
+    ws = tiny_G.mapping_ws(torch.randn(2, 16))
+    with torch.no_grad():
+        img, feats = tiny_G.synthesis(ws, return_features=True)
+    assert len(feats) == tiny_G.num_ws
+    assert [f.shape[1] for f in feats] == tiny_G.feature_channels()
+    assert [f.shape[2] for f in feats] == tiny_G.feature_resolutions()
+    torch.testing.assert_close(feats[0][0], tiny_G.synthesis.b4.const)
+    # features are after activation (leaky ReLU with gain sqrt 2, so negatives are scaled by 0.2)
+    assert feats[-1].min() < 0 and feats[-1].max() > 0
+
+
+def test_inputs_follow_and_are_checked(tiny_G):
+    ws = tiny_G.mapping_ws(torch.randn(1, 16)).double()
+    with torch.no_grad():
+        img = tiny_G.synthesis(ws)
+    assert img.dtype == torch.float32
+    with pytest.raises(ValueError, match="ws must be"):
+        tiny_G.synthesis(torch.randn(1, 3, 16))
+    with pytest.raises(ValueError, match="z must be"):
+        tiny_G(torch.randn(1, 5))
+    with pytest.raises(ValueError, match="CUDA"):
+        tiny_G.synthesis(ws.float(), fp16=True)
+
+
+def test_config_validation_and_roundtrip():
+    with pytest.raises(ValueError, match="power of two"):
+        GeneratorConfig(img_resolution=48)
+    with pytest.raises(ValueError, match="architecture"):
+        GeneratorConfig(architecture="unet")
+    cfg = GeneratorConfig(img_resolution=64, channels={4: 8, 8: 8, 16: 4, 32: 4, 64: 2})
+    assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.num_ws == 2 * int(math.log2(64)) - 2
+    with pytest.raises(ValueError, match="unknown"):
+        GeneratorConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_uint8_mapping_matches_nvidia():
+    from editgan_core import images_to_uint8
+
+    img = torch.tensor([-1.0, -0.999, 0.0, 0.5, 1.0, 2.0]).reshape(1, 1, 2, 3).repeat(1, 3, 1, 1)
+    out = images_to_uint8(img)
+    assert out.shape == (1, 2, 3, 3)
+    assert out[0, :, :, 0].flatten().tolist() == [0, 0, 128, 191, 255, 255]
