@@ -178,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .errors import EditGANError
+    from .runtime import tune_allocator
 
     args = build_parser().parse_args(argv)
+    tune_allocator()
     try:
         return args.func(args)
     except EditGANError as e:

@@ -22,6 +22,7 @@ from torch import nn
 from . import ops
 
 NOISE_MODES = ("const", "random", "none")
+_ALLOW_CPU_FP16 = False  # tests flip this to exercise the fp16 path (CPU fp16 convs exist but are slow)
 ARCHITECTURES = ("skip", "orig", "resnet")
 
 
@@ -314,6 +315,10 @@ class SynthesisNetwork(nn.Module):
             setattr(self, f"b{res}", block)
         assert self.num_ws == cfg.num_ws
 
+    def _cpu_micro_batch(self) -> int:
+        largest = max(self.cfg.channels_at(r) * r * r for r in self.block_resolutions)
+        return max(1, (1 << 24) // largest)
+
     def forward(
         self,
         ws: torch.Tensor,                   # [N, num_ws, w_dim]
@@ -334,9 +339,18 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         param = self.b4.const
-        if fp16 and param.device.type != "cuda":
+        if fp16 and param.device.type != "cuda" and not _ALLOW_CPU_FP16:
             raise ValueError("fp16 synthesis is only supported on CUDA; run float32 on CPU")
         ws = ws.to(device=param.device, dtype=param.dtype)
+        chunk = self._cpu_micro_batch()
+        if param.device.type == "cpu" and not torch.is_grad_enabled() and fused is None and ws.shape[0] > chunk:
+            # Large CPU batches run in micro-batches: beyond ~64 MB per activation the extra passes of the
+            # batched (activation-scaling) form cost more than batching saves. Measured in bench/generator.py.
+            outs = [self.forward(part, noise_mode=noise_mode, fp16=fp16, return_features=return_features,
+                                 generator=generator) for part in ws.split(chunk)]
+            if not return_features:
+                return torch.cat(outs)
+            return torch.cat([o[0] for o in outs]), [torch.cat(f) for f in zip(*[o[1] for o in outs])]
         if fused is None:
             # The grouped (fused) conv is fastest at batch 1; for batches on CPU the activation-scaling
             # form shares one weight tensor across the batch and is several times faster.

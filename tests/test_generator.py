@@ -186,3 +186,17 @@ def test_uint8_mapping_matches_nvidia():
     out = images_to_uint8(img)
     assert out.shape == (1, 2, 3, 3)
     assert out[0, :, :, 0].flatten().tolist() == [0, 0, 128, 191, 255, 255]
+
+
+def test_fp16_path_close_to_fp32(monkeypatch):
+    from editgan_core import generator
+
+    monkeypatch.setattr(generator, "_ALLOW_CPU_FP16", True)
+    G = make_generator(num_fp16_res=2)
+    ws = G.mapping_ws(torch.randn(2, 16))
+    with torch.no_grad():
+        ref = G.synthesis(ws)
+        half, feats = G.synthesis(ws, fp16=True, return_features=True)
+    assert half.dtype == torch.float32                      # images always come back in float32
+    assert feats[-1].dtype == torch.float16 and feats[2].dtype == torch.float32  # only the top 2 blocks
+    assert ((half - ref).abs().max() / ref.abs().max()) < 2e-2
