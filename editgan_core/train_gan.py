@@ -1,0 +1,270 @@
+"""Train a StyleGAN2 (this package's Generator + Discriminator) on ToyFaces renders or a folder of images.
+
+    python -m editgan_core.train_gan --out runs/toyfaces64 --res 64 --kimg 400            # CPU settings
+    python -m editgan_core.train_gan --out runs/toyfaces128 --res 128 --preset gpu --kimg 3000
+    python -m editgan_core.train_gan --out runs/toyfaces64 --resume                          # continue
+    python -m editgan_core.train_gan --out runs/toyfaces64 --export checkpoints/toyfaces    # ship G_ema
+
+StyleGAN2 recipe (Karras et al. 2020, 'auto' config of stylegan2-ada): non-saturating logistic loss, lazy R1
+every 16 steps, style mixing 0.9, Adam(0, 0.99), EMA generator, w_avg tracked for truncation. No path-length
+regulariser (saves a third of the time on CPU). Checkpoints are written atomically and resumed exactly
+(models, optimisers, step, RNG state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import _atomic_write, save_native
+from .discriminator import Discriminator, DiscriminatorConfig
+from .generator import Generator, GeneratorConfig, images_to_uint8
+
+PRESETS = {
+    # Small nets that learn ToyFaces in a few hours on 2 CPU cores.
+    "cpu": dict(z_dim=256, channel_base=4096, channel_max=256, mapping_layers=2, batch=32, lr=0.0025),
+    # The goal configuration (128 px) for a GPU.
+    "gpu": dict(z_dim=512, channel_base=16384, channel_max=512, mapping_layers=4, batch=64, lr=0.0025),
+}
+
+
+@dataclass
+class TrainConfig:
+    res: int = 64
+    preset: str = "cpu"
+    z_dim: int = 256
+    channel_base: int = 4096
+    channel_max: int = 256
+    mapping_layers: int = 2
+    batch: int = 32
+    lr: float = 0.0025
+    r1_gamma: Optional[float] = None     # None = 0.0002 * res^2 / batch (stylegan2-ada 'auto')
+    r1_interval: int = 16
+    style_mixing: float = 0.9
+    ema_kimg: Optional[float] = None     # None = batch * 10 / 32
+    ema_rampup: float = 0.05
+    data_size: int = 30000               # ToyFaces renders in the training set (seeds 0..N-1)
+    seed: int = 0
+
+
+def load_dataset(cfg: TrainConfig, cache: Path, workers: int = 2) -> np.ndarray:
+    """The training set as uint8 [N, res, res, 3]: ToyFaces seeds 0..N-1, rendered once and cached."""
+    from .toyfaces.dataset import render_images
+
+    path = cache / f"toyfaces_{cfg.res}_{cfg.data_size}.npy"
+    if not path.exists():
+        imgs = render_images(range(cfg.data_size), cfg.res, workers=workers)
+        _atomic_write(path, lambda p: np.save(open(p, "wb"), imgs))
+    return np.load(path, mmap_mode="r")
+
+
+def make_models(cfg: TrainConfig):
+    gcfg = GeneratorConfig(z_dim=cfg.z_dim, w_dim=cfg.z_dim, img_resolution=cfg.res, channel_base=cfg.channel_base,
+                           channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers, conv_clamp=None)
+    dcfg = DiscriminatorConfig(img_resolution=cfg.res, channel_base=cfg.channel_base, channel_max=cfg.channel_max)
+    torch.manual_seed(cfg.seed)
+    G = Generator(gcfg)
+    D = Discriminator(dcfg)
+    return G, D
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: Path, data: np.ndarray, device: torch.device):
+        self.cfg, self.out, self.data, self.device = cfg, out, data, device
+        self.G, self.D = make_models(cfg)
+        self.G.to(device).train()
+        self.D.to(device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        ratio = cfg.r1_interval / (cfg.r1_interval + 1)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma is not None else 0.0002 * cfg.res ** 2 / cfg.batch
+        self.ema_kimg = cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32
+        self.grid_z = torch.randn([16, cfg.z_dim], generator=torch.Generator().manual_seed(123))
+        self.log = []
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def real_batch(self) -> torch.Tensor:
+        idx = np.sort(self.rng.choice(len(self.data), self.cfg.batch, replace=False))
+        x = torch.from_numpy(np.ascontiguousarray(self.data[idx])).to(self.device)
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def generate(self, n: int) -> torch.Tensor:
+        G, cfg = self.G, self.cfg
+        z = torch.randn([n, cfg.z_dim], generator=self.gen).to(self.device)
+        w = G.mapping(z, None)
+        with torch.no_grad():  # track w_avg for truncation, as NVIDIA does (beta 0.998)
+            G.mapping.w_avg.copy_(w.detach().mean(0).lerp(G.mapping.w_avg, 0.998))
+        ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
+        if cfg.style_mixing > 0:
+            cut = torch.randint(1, G.num_ws, (), generator=self.gen).item()
+            if torch.rand([], generator=self.gen).item() < cfg.style_mixing:
+                z2 = torch.randn([n, cfg.z_dim], generator=self.gen).to(self.device)
+                ws = torch.cat([ws[:, :cut], G.mapping(z2, None).unsqueeze(1).repeat(1, G.num_ws - cut, 1)], 1)
+        return G.synthesis(ws, noise_mode="random", fused=False)
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        # Generator: non-saturating logistic loss.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        fake = self.generate(cfg.batch)
+        loss_G = F.softplus(-self.D(fake)).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        # Discriminator: logistic loss + lazy R1 on reals.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self.generate(cfg.batch)
+        real = self.real_batch()
+        do_r1 = self.step % cfg.r1_interval == 0
+        real.requires_grad_(do_r1)
+        logits_real = self.D(real)
+        loss_D = F.softplus(self.D(fake)).mean() + F.softplus(-logits_real).mean()
+        r1 = torch.zeros([])
+        if do_r1:
+            grad, = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+            r1 = grad.square().sum([1, 2, 3]).mean()
+            loss_D = loss_D + r1 * (self.r1_gamma / 2) * cfg.r1_interval
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        # EMA of the generator.
+        kimg = self.step * cfg.batch / 1000
+        ema_nimg = min(self.ema_kimg * 1000, kimg * 1000 * cfg.ema_rampup) if cfg.ema_rampup else self.ema_kimg * 1000
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        self.step += 1
+        return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss_G": float(loss_G),
+                "loss_D": float(loss_D), "r1": float(r1)}
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"version": 1, "train_config": asdict(self.cfg), "step": self.step, "G": self.G.state_dict(),
+                "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(), "opt_G": self.opt_G.state_dict(),
+                "opt_D": self.opt_D.state_dict(), "rng": self.rng.bit_generator.state,
+                "gen": self.gen.get_state(), "log": self.log}
+
+    def save(self) -> None:
+        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(self.state(), p))
+
+    def load(self, path: Path) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)  # our own file, written above
+        self.G.load_state_dict(st["G"])
+        self.D.load_state_dict(st["D"])
+        self.G_ema.load_state_dict(st["G_ema"])
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.opt_D.load_state_dict(st["opt_D"])
+        self.step = st["step"]
+        self.rng.bit_generator.state = st["rng"]
+        self.gen.set_state(st["gen"])
+        self.log = st.get("log", [])
+
+    def sample_grid(self, path: Path, psi: float = 1.0) -> None:
+        from PIL import Image
+
+        with torch.no_grad():
+            img = self.G_ema(self.grid_z.to(self.device), truncation_psi=psi)
+        arr = images_to_uint8(img).cpu().numpy()
+        n = int(math.sqrt(len(arr)))
+        rows = [np.concatenate(list(arr[r * n:(r + 1) * n]), axis=1) for r in range(n)]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def export(trainer: Trainer, dst: Path, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_native(trainer.G_ema, dst, source={"format": "trained", "by": "editgan_core.train_gan"},
+                extra={"training": {**asdict(trainer.cfg), "steps": trainer.step,
+                                    "kimg": trainer.step * trainer.cfg.batch / 1000, **extra}})
+    meta = {"editgan_config": json.dumps({"format": "editgan-studio/discriminator", "format_version": 1,
+                                          "discriminator": trainer.D.cfg.to_dict()})}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in trainer.D.state_dict().items()}
+    _atomic_write(dst / "discriminator.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m editgan_core.train_gan", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (checkpoint, samples, log)")
+    p.add_argument("--res", type=int, default=64)
+    p.add_argument("--preset", choices=list(PRESETS), default="cpu")
+    p.add_argument("--kimg", type=float, default=200, help="train until this many thousand images")
+    p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--data-size", type=int, default=30000)
+    p.add_argument("--snap-every", type=int, default=200, help="steps between checkpoints and sample grids")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", default=None, help="write G_ema (+ D) in the native format to this folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2, help="processes for rendering the dataset")
+    args = p.parse_args(argv)
+
+    from .runtime import tune_allocator
+    tune_allocator()
+    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
+                          ("cpu" if args.device == "auto" else args.device))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(res=args.res, preset=args.preset, data_size=args.data_size, **PRESETS[args.preset])
+    if args.batch:
+        cfg.batch = args.batch
+    ckpt = out / "ckpt.pt"
+    if (args.resume or args.export) and ckpt.exists():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)["train_config"]
+        cfg = TrainConfig(**saved)
+    data = load_dataset(cfg, out.parent if out.parent != Path("") else Path("."), workers=args.workers)
+    trainer = Trainer(cfg, out, data, device)
+    if (args.resume or args.export) and ckpt.exists():
+        trainer.load(ckpt)
+        print(f"resumed at step {trainer.step} ({trainer.step * cfg.batch / 1000:.1f} kimg)", flush=True)
+    if args.export:
+        export(trainer, Path(args.export), {"device": device.type})
+        trainer.sample_grid(Path(args.export) / "samples_psi1.png", 1.0)
+        print(f"exported to {args.export}")
+        return 0
+    t0, last = time.time(), time.time()
+    while trainer.step * cfg.batch < args.kimg * 1000:
+        rec = trainer.train_step()
+        if trainer.step % 20 == 0:
+            now = time.time()
+            rec["sec_per_step"] = round((now - last) / 20, 3)
+            rec["img_per_sec"] = round(20 * cfg.batch / (now - last), 1)
+            last = now
+            trainer.log.append(rec)
+            print(json.dumps(rec), flush=True)
+        stop = args.minutes is not None and (time.time() - t0) > args.minutes * 60
+        if trainer.step % args.snap_every == 0 or stop:
+            trainer.save()
+            trainer.sample_grid(out / f"samples_{trainer.step:06d}.png", 1.0)
+            trainer.sample_grid(out / "latest.png", 0.7)
+        if stop:
+            break
+    trainer.save()
+    trainer.sample_grid(out / "latest.png", 0.7)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
