@@ -34,7 +34,7 @@ from .generator import Generator, GeneratorConfig, images_to_uint8
 
 PRESETS = {
     # Small nets that learn ToyFaces in a few hours on 2 CPU cores.
-    "cpu": dict(z_dim=256, channel_base=4096, channel_max=256, mapping_layers=2, batch=32, lr=0.0025),
+    "cpu": dict(z_dim=256, channel_base=2048, channel_max=128, mapping_layers=2, batch=32, lr=0.0025),
     # The goal configuration (128 px) for a GPU.
     "gpu": dict(z_dim=512, channel_base=16384, channel_max=512, mapping_layers=4, batch=64, lr=0.0025),
 }
@@ -45,8 +45,8 @@ class TrainConfig:
     res: int = 64
     preset: str = "cpu"
     z_dim: int = 256
-    channel_base: int = 4096
-    channel_max: int = 256
+    channel_base: int = 2048
+    channel_max: int = 128
     mapping_layers: int = 2
     batch: int = 32
     lr: float = 0.0025
@@ -116,7 +116,7 @@ class Trainer:
             if torch.rand([], generator=self.gen).item() < cfg.style_mixing:
                 z2 = torch.randn([n, cfg.z_dim], generator=self.gen).to(self.device)
                 ws = torch.cat([ws[:, :cut], G.mapping(z2, None).unsqueeze(1).repeat(1, G.num_ws - cut, 1)], 1)
-        return G.synthesis(ws, noise_mode="random", fused=False)
+        return G.synthesis(ws, noise_mode="random", fused=False, generator=self.gen)
 
     def train_step(self) -> dict:
         cfg = self.cfg
@@ -156,8 +156,8 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
         self.step += 1
-        return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss_G": float(loss_G),
-                "loss_D": float(loss_D), "r1": float(r1)}
+        return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss_G": loss_G.item(),
+                "loss_D": loss_D.item(), "r1": r1.item()}
 
     # -- persistence ------------------------------------------------------------------------------------
     def state(self) -> dict:
