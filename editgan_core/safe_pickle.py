@@ -121,6 +121,12 @@ def _rebuild_tensor_v2(storage: Any, *args: Any) -> Any:
     return torch._utils._rebuild_tensor_v2(storage, *args)
 
 
+def _rebuild_tensor_v3(storage: Any, *args: Any) -> Any:
+    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
+        raise UnsafePickleError("tensor without a real storage; refusing to load")
+    return torch._utils._rebuild_tensor_v3(storage, *args)
+
+
 def _rebuild_tensor(storage: Any, *args: Any) -> Any:
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise UnsafePickleError("tensor without a real storage; refusing to load")
@@ -152,6 +158,7 @@ def _allowed_globals() -> Dict[Tuple[str, str], Callable[..., Any]]:
         ("argparse", "Namespace"): ArgsStub,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
         ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,

@@ -71,3 +71,11 @@ def test_torch_zip_with_hostile_global_is_refused(tmp_path):
 def test_garbage_is_a_clear_error():
     with pytest.raises(CheckpointError):
         safe_load_pickle(io.BytesIO(b"\x80\x04\x95garbage-not-a-pickle"))
+
+
+def test_plain_pickled_tensors_of_every_float_dtype_load():
+    values = {"f32": torch.randn(3), "f16": torch.randn(2, 2).half(), "bf16": torch.randn(2).bfloat16(),
+              "p": torch.nn.Parameter(torch.randn(4)), "view": torch.arange(10.0)[2:5]}
+    out = safe_load_pickle(io.BytesIO(pickle.dumps(values)))
+    for k, v in values.items():
+        assert out[k].dtype == v.dtype and torch.equal(out[k], v.detach()), k
