@@ -38,7 +38,7 @@ class Studio:
     @staticmethod
     def default_model() -> Optional[str]:
         spec = REGISTRY[DEFAULT_MODEL]
-        return DEFAULT_MODEL if (CHECKPOINTS_DIR / (spec.local_dir or "")).exists() else None
+        return DEFAULT_MODEL if (CHECKPOINTS_DIR / (spec.local_dir or "") / "model.safetensors").exists() else None
 
     def model(self, ref: str) -> LoadedGenerator:
         ref = (ref or "").strip()

@@ -125,8 +125,8 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
     if spec is not None:
         if spec.local_dir:
             path = CHECKPOINTS_DIR / spec.local_dir
-            if not path.exists():
-                raise ModelNotFoundError(f"built-in model {spec.name!r} is missing: expected it at {path}")
+            if not (path / WEIGHTS_NAME).exists():
+                raise ModelNotFoundError(f"built-in model {spec.name!r} is missing: expected {path / WEIGHTS_NAME}")
             return Resolved(path, spec, ref)
         if spec.format == "native":
             path = _download_native(spec.repo_id, spec.filename or "", spec.revision, sha256=spec.sha256, **kw)

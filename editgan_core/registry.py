@@ -43,7 +43,7 @@ class ModelSpec:
 _NGC = "NVIDIA Source Code License-NC (non-commercial)"
 _ENTRIES = [
     # Built-in default (trained by this project on ToyFaces; see checkpoints/toyfaces/MODEL_CARD.md).
-    ModelSpec("toyfaces", "native", 128, "ToyFaces cartoon faces, trained by EditGAN Studio (built-in default)",
+    ModelSpec("toyfaces", "native", 64, "ToyFaces cartoon faces, trained by EditGAN Studio (built-in default)",
               local_dir="toyfaces", license="MIT", tags=("builtin", "default")),
     # NVIDIA stylegan2-ada-pytorch / stylegan3-repo pickles mirrored on the Hub (hysts/StyleGAN2 mirrors the
     # NGC set under models/). Exact file names confirmed from public code that downloads them.

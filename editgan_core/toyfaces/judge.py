@@ -267,6 +267,7 @@ def main(argv=None) -> int:
     t.add_argument("--width", type=int, default=32)
     t.add_argument("--eval-n", type=int, default=1000)
     t.add_argument("--out", default="checkpoints/toyfaces/judge.safetensors")
+    t.add_argument("--workers", type=int, default=2, help="processes for rendering")
     e = sub.add_parser("eval")
     e.add_argument("--weights", default="checkpoints/toyfaces/judge.safetensors")
     e.add_argument("--n", type=int, default=1000)
@@ -275,8 +276,9 @@ def main(argv=None) -> int:
     tune_allocator()
     if args.cmd == "train":
         t0 = time.time()
-        model = train(res=args.res, n_train=args.n_train, steps=args.steps, batch=args.batch, width=args.width)
-        metrics = evaluate(model, n=args.eval_n)
+        model = train(res=args.res, n_train=args.n_train, steps=args.steps, batch=args.batch, width=args.width,
+                      workers=args.workers)
+        metrics = evaluate(model, n=args.eval_n, workers=args.workers)
         metrics["train_seconds"] = round(time.time() - t0)
         metrics["settings"] = {k: getattr(args, k) for k in ("res", "n_train", "steps", "batch", "width")}
         save_judge(model, Path(args.out), metrics)
