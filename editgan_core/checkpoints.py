@@ -529,6 +529,9 @@ def _atomic_write(dst: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

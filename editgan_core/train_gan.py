@@ -56,6 +56,7 @@ class TrainConfig:
     ema_kimg: Optional[float] = None     # None = batch * 10 / 32
     ema_rampup: float = 0.05
     data_size: int = 30000               # ToyFaces renders in the training set (seeds 0..N-1)
+    use_noise: bool = True               # per-layer noise inputs (ToyFaces has no texture to model)
     seed: int = 0
 
 
@@ -72,7 +73,8 @@ def load_dataset(cfg: TrainConfig, cache: Path, workers: int = 2) -> np.ndarray:
 
 def make_models(cfg: TrainConfig):
     gcfg = GeneratorConfig(z_dim=cfg.z_dim, w_dim=cfg.z_dim, img_resolution=cfg.res, channel_base=cfg.channel_base,
-                           channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers, conv_clamp=None)
+                           channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers, conv_clamp=None,
+                           use_noise=cfg.use_noise)
     dcfg = DiscriminatorConfig(img_resolution=cfg.res, channel_base=cfg.channel_base, channel_max=cfg.channel_max)
     torch.manual_seed(cfg.seed)
     G = Generator(gcfg)
@@ -156,8 +158,10 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
         self.step += 1
+        # Diversity across the batch (mean per-pixel std), fakes vs reals: a collapse shows up here first.
         return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss_G": loss_G.item(),
-                "loss_D": loss_D.item(), "r1": r1.item()}
+                "loss_D": loss_D.item(), "r1": r1.item(), "div_fake": round(fake.std(0).mean().item(), 4),
+                "div_real": round(real.detach().std(0).mean().item(), 4)}
 
     # -- persistence ------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -213,6 +217,9 @@ def main(argv=None) -> int:
     p.add_argument("--kimg", type=float, default=200, help="train until this many thousand images")
     p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
     p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--r1-gamma", type=float, default=None, help="default: 0.0002 * res^2 / batch")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--no-noise", action="store_true", help="generator without per-layer noise inputs")
     p.add_argument("--data-size", type=int, default=30000)
     p.add_argument("--snap-every", type=int, default=200, help="steps between checkpoints and sample grids")
     p.add_argument("--resume", action="store_true")
@@ -230,6 +237,11 @@ def main(argv=None) -> int:
     cfg = TrainConfig(res=args.res, preset=args.preset, data_size=args.data_size, **PRESETS[args.preset])
     if args.batch:
         cfg.batch = args.batch
+    if args.r1_gamma is not None:
+        cfg.r1_gamma = args.r1_gamma
+    if args.lr is not None:
+        cfg.lr = args.lr
+    cfg.use_noise = not args.no_noise
     ckpt = out / "ckpt.pt"
     if (args.resume or args.export) and ckpt.exists():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)["train_config"]

@@ -84,11 +84,16 @@ def test_judge_trains_and_round_trips(tmp_path):
     model = J.train(res=32, n_train=64, steps=30, batch=8, width=8, workers=1, log=logs.append)
     assert len(logs) >= 1
     path = tmp_path / "judge.safetensors"
-    J.save_judge(model, path, {"miou": 0.5})
+    J.save_judge(model, path, {"miou": 0.5}, half=False)
     again = J.load_judge(path)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model(x)[0], again(x)[0])
+    J.save_judge(model, tmp_path / "half.safetensors")   # shipped form: float16 weights
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * path.stat().st_size
+    with torch.no_grad():
+        agree = (J.load_judge(tmp_path / "half.safetensors")(x)[0].argmax(1) == model(x)[0].argmax(1)).float().mean()
+    assert agree > 0.98
     metrics = J.evaluate(again, n=16, workers=1)
     assert 0 <= metrics["miou"] <= 1 and set(metrics["iou"]) >= {"skin", "hair", "irises"}
     assert metrics["valid_face_rate_renders"] > 0.8

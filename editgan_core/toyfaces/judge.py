@@ -92,14 +92,16 @@ def to_input(images_uint8: np.ndarray) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 # Persistence.
 
-def save_judge(model: Judge, path: Path, metrics: Optional[dict] = None) -> None:
+def save_judge(model: Judge, path: Path, metrics: Optional[dict] = None, *, half: bool = True) -> None:
+    """Weights in float16 by default (half the size), loaded back as float32 by load_judge."""
     from safetensors.torch import save_file
 
     from ..checkpoints import _atomic_write
 
     meta = {"format": JUDGE_FORMAT, "format_version": 1, "config": asdict(model.cfg), "classes": CLASS_NAMES,
             "attributes": ATTRIBUTES, "metrics": metrics or {}}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: (v.half() if (half and v.is_floating_point()) else v).detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan_config": json.dumps(meta)}))
 
