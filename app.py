@@ -43,7 +43,7 @@ def build_ui() -> gr.Blocks:
                 go = gr.Button("Generate", variant="primary")
                 info = gr.Markdown()
             with gr.Column(scale=2):
-                image = gr.Image(label="Sample", type="numpy", format="png", interactive=False)
+                image = gr.Image(label="Sample", type="numpy", format="png", interactive=False, height=384)
                 caption = gr.Markdown()
         go.click(on_sample, [model, seed, trunc], [image, caption, info], api_name="sample")
     return demo

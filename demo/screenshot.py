@@ -21,6 +21,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/screenshots/app.png")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--model", default=None, help="type this model reference into the Model box first")
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -37,6 +38,10 @@ def main() -> None:
                                                                                      "blob:")) else r.abort())
             page.goto(demo.local_url)
             page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
+            if args.model:
+                box = page.get_by_label("Model")
+                box.fill(args.model)
+                box.press("Enter")
             seed = page.get_by_label("Seed")
             seed.fill(str(args.seed))
             page.get_by_role("button", name="Generate").click()
