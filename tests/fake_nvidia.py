@@ -9,17 +9,15 @@ if a loader ever called the file's own code path, the test would fail loudly.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import pickle
-import sys
-import types
 from collections import OrderedDict
 from typing import Any, Dict, Optional
 
 import torch
 
 from editgan_core.generator import Generator
+from fake_modules import stand_in_modules
 
 MODULE_SRC = "raise RuntimeError('the loader executed module_src from the pickle')\n"
 
@@ -32,27 +30,10 @@ class EasyDict(dict):
     pass
 
 
-@contextlib.contextmanager
 def fake_modules():
-    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")}
-    tu = types.ModuleType("torch_utils")
-    per = types.ModuleType("torch_utils.persistence")
-    per._reconstruct_persistent_obj = _bomb
-    _bomb.__module__ = "torch_utils.persistence"
     _bomb.__qualname__ = _bomb.__name__ = "_reconstruct_persistent_obj"
-    dn = types.ModuleType("dnnlib")
-    du = types.ModuleType("dnnlib.util")
-    EasyDict.__module__ = "dnnlib.util"
-    du.EasyDict = EasyDict
-    sys.modules.update({"torch_utils": tu, "torch_utils.persistence": per, "dnnlib": dn, "dnnlib.util": du})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    return stand_in_modules({"torch_utils": {}, "torch_utils.persistence": {"_reconstruct_persistent_obj": _bomb},
+                             "dnnlib": {}, "dnnlib.util": {"EasyDict": EasyDict}})
 
 
 class Net:

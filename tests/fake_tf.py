@@ -4,14 +4,12 @@ Variables follow the TF naming and layout facts (see shared/docs/formats.md): de
 conv weights [k, k, in, out] (upsampling convs spatially flipped), mod_bias stored without its +1.
 """
 
-import contextlib
 import pickle
-import sys
-import types
 
 import numpy as np
 
 from editgan_core.generator import Generator
+from fake_modules import stand_in_modules
 
 
 class Network:
@@ -22,22 +20,8 @@ class Network:
         return self._state
 
 
-@contextlib.contextmanager
 def _modules():
-    names = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
-    saved = {k: sys.modules.get(k) for k in names}
-    for k in names:
-        sys.modules[k] = types.ModuleType(k)
-    Network.__module__ = "dnnlib.tflib.network"
-    sys.modules["dnnlib.tflib.network"].Network = Network
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    return stand_in_modules({"dnnlib": {}, "dnnlib.tflib": {}, "dnnlib.tflib.network": {"Network": Network}})
 
 
 def _net(name, variables, components=None, static_kwargs=None):
