@@ -65,12 +65,21 @@ class LoadedGenerator:
 # Helpers.
 
 
+_sha_memo: Dict[Tuple[str, int, int], str] = {}
+
+
 def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a file, remembered per (real path, size, mtime) so a multi-GB checkpoint is hashed once."""
+    real = Path(path).resolve()
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        _sha_memo[key] = h.hexdigest()
+    return _sha_memo[key]
 
 
 def _describe_magic(head: bytes) -> Optional[str]:

@@ -18,14 +18,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, LoadedGenerator, load_generator, sha256_file
 from .errors import HashMismatchError, ModelNotFoundError
 from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
 
 _HF_RE = re.compile(r"^hf://(?P<repo>[\w.\-]+/[\w.\-]+)(?:/(?P<path>[^@]*))?(?:@(?P<rev>[\w.\-/]+))?$")
-_hash_memo: Dict[Tuple[str, int, float], str] = {}
 
 
 @dataclass
@@ -48,10 +47,7 @@ def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
 def _verify(path: Path, sha256: Optional[str], what: str) -> None:
     if not sha256:
         return
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime)
-    digest = _hash_memo.get(key) or sha256_file(path)
-    _hash_memo[key] = digest
+    digest = sha256_file(path)
     if digest != sha256.lower():
         raise HashMismatchError(
             f"{what}: sha256 {digest} does not match the pinned {sha256}. The file at {path} is corrupt or was "

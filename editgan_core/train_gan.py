@@ -246,7 +246,9 @@ def main(argv=None) -> int:
     if (args.resume or args.export) and ckpt.exists():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)["train_config"]
         cfg = TrainConfig(**saved)
-    data = load_dataset(cfg, out.parent if out.parent != Path("") else Path("."), workers=args.workers)
+    # Exporting needs no training data: do not render (or read) the dataset for it.
+    data = (np.zeros((0, cfg.res, cfg.res, 3), np.uint8) if args.export else
+            load_dataset(cfg, out.parent if out.parent != Path("") else Path("."), workers=args.workers))
     trainer = Trainer(cfg, out, data, device)
     if (args.resume or args.export) and ckpt.exists():
         trainer.load(ckpt)
