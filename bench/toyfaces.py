@@ -12,7 +12,6 @@ The judge scores only; seeds: renders for evaluation come from 20,000,000 upward
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time

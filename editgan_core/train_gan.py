@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
