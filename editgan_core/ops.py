@@ -39,6 +39,12 @@ def filter_taps(f: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     return t / t.sum()
 
 
+def _depthwise_filter(taps: torch.Tensor, x: torch.Tensor, gain: float) -> torch.Tensor:
+    """``gain * outer(taps, taps)`` as a depthwise conv weight [C, 1, k, k] for x's channels, device, dtype."""
+    f = torch.outer(taps, taps).to(device=x.device, dtype=x.dtype) * gain
+    return f[None, None].expand(x.shape[1], 1, -1, -1)
+
+
 def fir_filter2d(
     x: torch.Tensor,            # [N, C, H, W]
     taps: torch.Tensor,         # [k] normalised 1-D taps
@@ -52,8 +58,7 @@ def fir_filter2d(
     """
     px0, px1, py0, py1 = padding
     c = x.shape[1]
-    f = torch.outer(taps, taps).to(device=x.device, dtype=x.dtype) * gain
-    weight = f[None, None].expand(c, 1, -1, -1)
+    weight = _depthwise_filter(taps, x, gain)
     if px0 == px1 >= 0 and py0 == py1 >= 0:
         return F.conv2d(x, weight, padding=(py0, px0), groups=c)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
@@ -74,8 +79,7 @@ def upsample2d(x: torch.Tensor, taps: torch.Tensor, up: int = 2) -> torch.Tensor
     pad = k - 1 - p0
     if pad < 0 or (x.shape[2] - 1) * up + k - 2 * pad != x.shape[2] * up + p0 + p1 - k + 1:
         raise ValueError(f"upsample2d: unsupported filter length {k} for up={up}")
-    f = torch.outer(taps, taps).to(device=x.device, dtype=x.dtype) * (up * up)
-    return F.conv_transpose2d(x, f[None, None].expand(c, 1, -1, -1), stride=up, padding=pad, groups=c)
+    return F.conv_transpose2d(x, _depthwise_filter(taps, x, up * up), stride=up, padding=pad, groups=c)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,7 +150,6 @@ def modulated_conv2d(
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
     if not fused:
-        dcoefs = None
         if demodulate:
             # sum_{i,k} (w[o,i,k] s[n,i])^2 = (s^2 @ sum_k w^2) -- one small matmul instead of building
             # N per-sample weight tensors; equal to NVIDIA's sum up to float rounding order.
@@ -155,24 +158,20 @@ def modulated_conv2d(
         x = _conv(x, weight.to(x.dtype), up=up, padding=padding, taps=taps, groups=1)
         if demodulate:
             x = _scale_channels(x, dcoefs.to(x.dtype), inplace=True)
-        if noise is not None:
-            x = x.add_(noise.to(x.dtype)) if not torch.is_grad_enabled() else x + noise.to(x.dtype)
-        return x
-
-    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)            # [N, O, I, k, k]
-    dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [N, O]
-
-    if demodulate:
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    if n == 1:
-        # No reshape: a view of a size-1 batch loses the channels-last stride pattern that oneDNN
-        # checks for, which would silently double the convolution time.
-        x = _conv(x, w[0].to(x.dtype), up=up, padding=padding, taps=taps, groups=1)
     else:
-        x = x.reshape(1, n * i, *x.shape[2:])
-        w = w.reshape(n * o, i, kh, kw)
-        x = _conv(x, w.to(x.dtype), up=up, padding=padding, taps=taps, groups=n)
-        x = x.reshape(n, o, *x.shape[2:])
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)        # [N, O, I, k, k]
+        if demodulate:
+            w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1, 1)
+        if n == 1:
+            # No reshape: a view of a size-1 batch loses the channels-last stride pattern that oneDNN
+            # checks for, which would silently double the convolution time.
+            x = _conv(x, w[0].to(x.dtype), up=up, padding=padding, taps=taps, groups=1)
+        else:
+            x = x.reshape(1, n * i, *x.shape[2:])
+            w = w.reshape(n * o, i, kh, kw)
+            x = _conv(x, w.to(x.dtype), up=up, padding=padding, taps=taps, groups=n)
+            x = x.reshape(n, o, *x.shape[2:])
+    # Both forms add the noise after demodulation (NVIDIA: fma(x, dcoefs, noise) / x.add_(noise)).
     if noise is not None:
         x = x.add_(noise.to(x.dtype)) if not torch.is_grad_enabled() else x + noise.to(x.dtype)
     return x
