@@ -1,4 +1,4 @@
-"""Command line: ``python -m editgan_core {generate,info,convert,list} ...``.
+"""Command line: ``python -m editgan_core {generate,info,convert,list,embed,segment,train-branch} ...``.
 
 Arguments are parsed only in :func:`main`; every command is a thin wrapper over library calls.
 """
@@ -19,6 +19,9 @@ EPILOG = """examples:
   python -m editgan_core info ./network-snapshot-000500.pkl
   python -m editgan_core convert ./stylegan2-car-config-f.pt ./car-native/
   python -m editgan_core list
+  python -m editgan_core embed photo.jpg --out out/embed          # -> photo.latent.safetensors + recon
+  python -m editgan_core segment out/embed/photo.latent.safetensors --out out/photo_mask.png
+  python -m editgan_core train-branch annotated/ --out my-branch.safetensors
 """
 
 
@@ -139,6 +142,140 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_editing(args):
+    from .hub import load_model
+
+    loaded = load_model(args.model)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    loaded.G.to(_device(args.device)).eval()
+    return loaded
+
+
+def _encoder_for(loaded, choice: str):
+    from .assets import ENCODER_NAME, companion, model_identity
+    from .embed import load_encoder
+
+    if choice == "none":
+        return None
+    path = companion(loaded, ENCODER_NAME) if choice == "auto" else Path(choice)
+    if path is None:
+        print("note: this model has no encoder; starting from the average latent", file=sys.stderr)
+        return None
+    return load_encoder(path, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
+
+
+def _embed_images(loaded, paths, args):
+    from .assets import model_dir
+    from .embed import embed
+    from .imageio import prepare_image
+    from .perceptual import perceptual_for
+
+    G = loaded.G
+    enc = _encoder_for(loaded, args.encoder)
+    dist = perceptual_for(model_dir(loaded), args.perceptual)
+    for path in paths:
+        prep = prepare_image(path, G.img_resolution, fit=args.fit)
+        print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
+
+        def progress(step, steps, loss, name=Path(path).name):
+            if step == steps or step % max(1, steps // 10) == 0:
+                print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
+
+        res = embed(G, prep.tensor.to(G.w_avg.device), steps=args.steps, encoder=enc, distance=dist,
+                    progress=progress)
+        yield path, prep, res, dist.name
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .assets import model_identity
+    from .generator import images_to_uint8
+    from .latents import save_latent
+
+    loaded = _load_for_editing(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, prep, res, dname in _embed_images(loaded, args.images, args):
+        stem = Path(path).stem
+        save_latent(out / f"{stem}.latent.safetensors", res.ws, model_identity(loaded),
+                    {"source": Path(path).name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
+                     "perceptual": dname, "prepare": prep.note})
+        Image.fromarray(images_to_uint8(res.image)[0].cpu().numpy()).save(out / f"{stem}_recon.png")
+        Image.fromarray(prep.array).save(out / f"{stem}_input.png")
+        print(f"{out / (stem + '.latent.safetensors')}  PSNR {res.psnr.item():.2f} dB  ({res.seconds:.1f} s)")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .assets import BRANCH_NAME, companion, model_identity
+    from .latents import load_latent
+    from .masks import encode_mask
+    from .segbranch import load_branch
+
+    loaded = _load_for_editing(args)
+    ident = model_identity(loaded)
+    bpath = Path(args.branch) if args.branch else companion(loaded, BRANCH_NAME)
+    if bpath is None:
+        raise SystemExit("error: this model has no segmentation branch; pass --branch or train one (train-branch)")
+    branch = load_branch(bpath, expect_generator=ident).to(loaded.G.w_avg.device)
+    src = Path(args.input)
+    if src.name.endswith(".safetensors") or src.suffix == ".npy":
+        ws, _ = load_latent(src, expect_generator=ident)
+    else:
+        ws = next(iter(_embed_images(loaded, [src], args)))[2].ws
+    import torch
+
+    with torch.no_grad():
+        _, feats = loaded.G.synthesis(ws.to(loaded.G.w_avg.device), return_features=True)
+    labels = branch.predict(feats)[0].cpu().numpy()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(encode_mask(labels, branch.cfg.palette)).save(out)
+    present = [branch.cfg.class_names[c] for c in sorted(set(labels.ravel().tolist()))]
+    print(f"{out}: classes {', '.join(present)}")
+    return 0
+
+
+def cmd_train_branch(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .assets import default_classes, model_identity
+    from .fewshot import load_annotated_folder, train_branch
+    from .segbranch import save_branch
+
+    loaded = _load_for_editing(args)
+    G = loaded.G
+    if args.classes:
+        spec = json.loads(Path(args.classes).read_text())
+        names = [c["name"] for c in spec]
+        palette = [tuple(c["color"]) for c in spec]
+    else:
+        names, palette = default_classes(loaded)
+    _, preps, masks, notes = load_annotated_folder(args.folder, G.img_resolution, np.array(palette, np.uint8))
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    from .assets import model_dir
+    from .embed import embed
+    from .perceptual import perceptual_for
+
+    enc = _encoder_for(loaded, args.encoder)
+    target = torch.cat([p.tensor for p in preps]).to(G.w_avg.device)
+    res = embed(G, target, steps=args.steps, encoder=enc, distance=perceptual_for(model_dir(loaded), args.perceptual))
+    print(f"embedded {len(preps)} images: mean PSNR {res.psnr.mean().item():.2f} dB", file=sys.stderr)
+    branch, report = train_branch(G, res.ws, masks, names, palette, generator_id=model_identity(loaded),
+                                  max_steps=args.max_steps, progress=lambda r: print(json.dumps(r), file=sys.stderr))
+    save_branch(branch, args.out, extra={"training": {"images": len(preps), "val_miou": report.val_miou,
+                                                      "steps": report.steps, "best_step": report.best_step}})
+    print(f"{args.out}: validation mIoU {report.val_miou:.4f} ({report.train_images} train / "
+          f"{report.val_images} validation images, best step {report.best_step})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import DEFAULT_MODEL
 
@@ -173,6 +310,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the model registry")
     ls.set_defaults(func=cmd_list)
+
+    def editing_args(q, steps=True):
+        q.add_argument("--model", default=DEFAULT_MODEL, help="registry name, local path or hf:// reference")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+        q.add_argument("--encoder", default="auto", help="encoder file, 'auto' (the model's) or 'none'")
+        q.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "discriminator", "fallback"],
+                       help="perceptual term of the embedding loss ('lpips' downloads VGG16 weights once)")
+        q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how to make the image square")
+        q.add_argument("--steps", type=int, default=100, help="optimisation steps after the encoder")
+
+    e = sub.add_parser("embed", help="embed images into W+ (latent file + reconstruction)", formatter_class=fmt)
+    e.add_argument("images", nargs="+", help="image files (any size or mode)")
+    e.add_argument("--out", default="out/embed", help="output folder")
+    editing_args(e)
+    e.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("segment", help="segment an image or latent into a palette mask PNG", formatter_class=fmt)
+    s.add_argument("input", help="an image (embedded first) or a latent file (.safetensors / .npy)")
+    s.add_argument("--out", default="out/mask.png", help="mask PNG to write")
+    s.add_argument("--branch", default=None, help="branch file (default: the model's branch.safetensors)")
+    editing_args(s)
+    s.set_defaults(func=cmd_segment)
+
+    t = sub.add_parser("train-branch", help="train a segmentation branch from a folder of image/mask pairs",
+                       formatter_class=fmt)
+    t.add_argument("folder", help="NAME.png + NAME_mask.png pairs (or masks/NAME.png)")
+    t.add_argument("--out", required=True, help="branch file to write (.safetensors)")
+    t.add_argument("--classes", default=None, help='JSON list of {"name": ..., "color": [r, g, b]} (default: '
+                   "the model's classes, else the ToyFaces parts)")
+    t.add_argument("--max-steps", type=int, default=1500)
+    editing_args(t)
+    t.set_defaults(func=cmd_train_branch)
     return p
 
 

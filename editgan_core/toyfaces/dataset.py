@@ -13,7 +13,8 @@ import numpy as np
 
 from .render import render_seed
 
-SEEDS = {"gan_train": 0, "judge_train": 10_000_000, "eval": 20_000_000, "annotated": 30_000_000}
+SEEDS = {"gan_train": 0, "judge_train": 10_000_000, "eval": 20_000_000, "annotated": 30_000_000,
+         "encoder_train": 40_000_000}
 
 
 def _one(args: Tuple[int, int, int]):

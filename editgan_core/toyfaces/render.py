@@ -111,6 +111,35 @@ def sample_params(seed: int) -> FaceParams:
     return FaceParams(**p)
 
 
+_NORMAL_ATTRS = ("head_turn", "head_tilt", "offset_x", "offset_y", "gaze_x", "gaze_y", "light_x")
+
+
+def params_from_gaussian(x) -> FaceParams:
+    """A face from 25 standard-normal numbers, with the same per-attribute distributions as ``sample_params``.
+
+    Each attribute is a smooth (piecewise for the discrete ones) function of its own coordinate: uniform
+    attributes use the normal CDF, pose-like ones 0.5 + 0.18 x (clipped), skin tone the inverse CDF of
+    Beta(2, 2), hair style four equal bins, hair hue the 85/15 mixture of natural and dyed hues. A generator
+    trained on ``render(params_from_gaussian(z[:25]))`` therefore samples the ToyFaces distribution from
+    Gaussian latents.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size != NUM_ATTRIBUTES:
+        raise ValueError(f"need {NUM_ATTRIBUTES} numbers, got {x.size}")
+    u = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in x]))
+    u = np.clip(u, 0.0, 1.0 - 1e-9)
+    p = {a: float(v) for a, v in zip(ATTRIBUTES, u)}
+    for i, a in enumerate(ATTRIBUTES):
+        if a in _NORMAL_ATTRS:
+            p[a] = float(np.clip(0.5 + 0.18 * x[i], 0, 1))
+    ua = p["hair_style"]
+    p["hair_style"] = float(min(int(ua * 4), 3) / 3)
+    uh = p["hair_hue"]
+    p["hair_hue"] = float(uh / 0.85 * 0.12) if uh < 0.85 else float(0.5 + (uh - 0.85) / 0.15 * 0.12)
+    p["skin_tone"] = float(0.5 - math.sin(math.asin(1.0 - 2.0 * p["skin_tone"]) / 3.0))  # Beta(2,2) quantile
+    return FaceParams(**p)
+
+
 # ------------------------------------------------------------------------------------------------
 # Colours.
 

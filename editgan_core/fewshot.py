@@ -1,0 +1,205 @@
+"""Few-shot training of the segmentation branch, as EditGAN (and DatasetGAN) do it.
+
+Take N annotated images (image + part mask), embed them into W+, and train the branch on the generator's
+features of those embeddings against the masks: pixel-wise cross-entropy, Adam (lr 1e-3), random pixel batches,
+every ensemble member on the same batches from its own initialisation. A validation split (images held out,
+not pixels) measures mIoU every ``eval_every`` steps; training stops early when it has not improved for
+``patience`` evaluations, and the best weights are kept. With one annotated image, it trains on it and
+validates on it.
+
+Features of each image are computed once (no gradient) and kept at their native resolutions (fp16 when they
+are large), so memory is that of the generator's own activations, never of an upsampled stack.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import EditGANError
+from .segbranch import BranchConfig, SegBranch
+
+
+@dataclass
+class BranchReport:
+    steps: int
+    best_step: int
+    val_miou: float
+    per_class_iou: Dict[str, float]
+    train_images: int
+    val_images: int
+    seconds: float
+    stopped: bool = False
+    history: List[dict] = field(default_factory=list)
+
+
+def synthesis_features(G, ws: torch.Tensor, *, batch: int = 4, half: Optional[bool] = None) -> List[torch.Tensor]:
+    """Features of W+ codes [N, num_ws, w_dim], concatenated over the batch (on CPU for storage)."""
+    out: List[List[torch.Tensor]] = []
+    with torch.no_grad():
+        for part in ws.split(batch):
+            _, feats = G.synthesis(part.to(G.w_avg.device), return_features=True)
+            out.append([f.detach() for f in feats])
+    feats = [torch.cat(f) for f in zip(*out)]
+    total = sum(f.numel() for f in feats)
+    if half if half is not None else total > (1 << 28):
+        feats = [f.half() for f in feats]
+    return feats
+
+
+def miou(pred: np.ndarray, true: np.ndarray, num_classes: int) -> Tuple[float, np.ndarray]:
+    """Mean IoU over classes present in either map (NaN for classes absent from both)."""
+    ious = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        p, t = pred == c, true == c
+        union = np.logical_or(p, t).sum()
+        if union:
+            ious[c] = np.logical_and(p, t).sum() / union
+    return float(np.nanmean(ious)), ious
+
+
+def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[str], palette: Sequence,
+                 *, generator_id: Optional[dict] = None, members: int = 10, hidden=(128, 32), val_fraction: float = 0.2,
+                 max_steps: int = 1500, pixels_per_step: int = 4096, lr: float = 1e-3, eval_every: int = 100,
+                 patience: int = 4, seed: int = 0, progress: Optional[Callable[[dict], None]] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> Tuple[SegBranch, BranchReport]:
+    """Train a branch for G from W+ codes ``ws`` [N, num_ws, w_dim] and label maps ``masks`` [N, R, R]."""
+    t0 = time.time()
+    R, C = G.img_resolution, len(class_names)
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[1:] != (R, R) or len(masks) != len(ws):
+        raise EditGANError(f"need one {R}x{R} mask per latent: got masks {masks.shape} for {len(ws)} latents")
+    if len(ws) == 0:
+        raise EditGANError("no annotated images to train on")
+    if masks.max() >= C:
+        raise EditGANError(f"masks use label {int(masks.max())} but only {C} classes are named")
+    dev = G.w_avg.device
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ws))
+    n_val = int(round(len(ws) * val_fraction)) if len(ws) >= 3 else 0
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if n_val == 0:
+        val_idx = train_idx
+    feats = synthesis_features(G, ws)
+    labels = torch.from_numpy(masks.astype(np.int64)).view(len(ws), -1)
+    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), R, list(class_names),
+                       [tuple(int(v) for v in c) for c in palette], members=members, hidden=tuple(hidden),
+                       generator=generator_id or {})
+    torch.manual_seed(seed)
+    branch = SegBranch(cfg).to(dev)
+    opt = torch.optim.Adam(branch.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    best_state, best_miou, best_step, bad, history = None, -1.0, 0, 0, []
+    stopped = False
+    per_img = max(1, pixels_per_step // max(1, min(len(train_idx), 4)))
+    step = 0
+    for step in range(1, max_steps + 1):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        branch.train()
+        imgs = rng.choice(train_idx, size=min(len(train_idx), 4), replace=False)
+        loss = 0.0
+        opt.zero_grad(set_to_none=True)
+        for i in imgs:
+            pix = torch.randint(0, R * R, (per_img,), generator=gen).to(dev)
+            f = [t[i:i + 1].to(dev, torch.float32) for t in feats]
+            logits = branch.member_logits_at(f, pix)[0]                       # [P, K, C]
+            target = labels[i, pix.cpu()].to(dev)
+            l_i = F.cross_entropy(logits.reshape(-1, C), target.repeat_interleave(members)) / len(imgs)
+            l_i.backward()
+            loss += l_i.item()
+        opt.step()
+        if step % eval_every == 0 or step == max_steps:
+            m, ious = _evaluate(branch, feats, masks, val_idx, dev)
+            rec = {"step": step, "loss": round(loss, 4), "val_miou": round(m, 4), "sec": round(time.time() - t0, 1)}
+            history.append(rec)
+            if progress is not None:
+                progress(rec)
+            if m > best_miou:
+                best_miou, best_step, bad = m, step, 0
+                best_state = copy.deepcopy(branch.state_dict())
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+    if best_state is None:   # stopped before the first evaluation: evaluate what there is
+        best_miou, _ = _evaluate(branch, feats, masks, val_idx, dev)
+        best_state, best_step = copy.deepcopy(branch.state_dict()), step
+    branch.load_state_dict(best_state)
+    branch.eval()
+    m, ious = _evaluate(branch, feats, masks, val_idx, dev)
+    report = BranchReport(step, best_step, m, {n: (None if np.isnan(v) else round(float(v), 4))
+                                               for n, v in zip(class_names, ious)},
+                          len(train_idx), n_val, time.time() - t0, stopped, history)
+    return branch, report
+
+
+def _evaluate(branch: SegBranch, feats, masks: np.ndarray, idx, dev) -> Tuple[float, np.ndarray]:
+    branch.eval()
+    C = branch.cfg.num_classes
+    preds = []
+    with torch.no_grad():
+        for i in idx:
+            preds.append(branch.predict([t[i:i + 1].to(dev, torch.float32) for t in feats])[0].cpu().numpy())
+    pred, true = np.stack(preds), masks[list(idx)]
+    return miou(pred, true, C)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Folders of annotated images.
+
+
+def load_annotated_folder(folder: os.PathLike, resolution: int, palette: np.ndarray
+                          ) -> Tuple[List[str], List, np.ndarray, List[str]]:
+    """Pairs NAME.png|jpg + NAME_mask.png (or masks/NAME.png) -> (names, prepared images, labels [N, R, R], notes).
+
+    Masks are resized with nearest neighbour to the model's resolution after the same crop as the image;
+    colours not in the palette go to the nearest class and the count is reported in the notes.
+    """
+    from PIL import Image
+
+    from .imageio import open_image, prepare_image
+    from .masks import decode_mask
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EditGANError(f"no such folder: {folder}")
+    names, images, labels, notes = [], [], [], []
+    exts = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in exts or p.stem.endswith("_mask"):
+            continue
+        mask_path = next((m for m in (p.with_name(p.stem + "_mask.png"), folder / "masks" / (p.stem + ".png"))
+                          if m.is_file()), None)
+        if mask_path is None:
+            notes.append(f"{p.name}: no mask ({p.stem}_mask.png or masks/{p.stem}.png); skipped")
+            continue
+        prep = prepare_image(p, resolution)
+        m = open_image(mask_path)
+        if m.size != prep.original_size:
+            raise EditGANError(f"{mask_path.name} is {m.size[0]}x{m.size[1]} but {p.name} is "
+                               f"{prep.original_size[0]}x{prep.original_size[1]}")
+        m = m.convert("RGBA")
+        left, top, right, bottom = prep.box
+        canvas = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
+        canvas.paste(m, (-left, -top))
+        m = canvas.resize((resolution, resolution), Image.NEAREST)
+        arr = np.asarray(m)
+        lab, msg = decode_mask(arr[..., :3], palette, alpha=arr[..., 3])
+        if msg:
+            notes.append(f"{mask_path.name}: {msg}")
+        names.append(p.stem)
+        images.append(prep)
+        labels.append(lab)
+    if not names:
+        raise EditGANError(f"{folder} has no image/mask pairs (NAME.png with NAME_mask.png or masks/NAME.png)")
+    return names, images, np.stack(labels), notes

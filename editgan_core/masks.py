@@ -1,0 +1,33 @@
+"""Part masks as images: palette colours <-> class labels, with a clear word about colours not in the palette."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import EditGANError
+from .toyfaces.palette import colorize, decode
+
+
+def decode_mask(rgb: np.ndarray, palette, alpha: Optional[np.ndarray] = None,
+                class_names: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, str]:
+    """RGB mask [H, W, 3] -> (labels [H, W] uint8, message). Unknown colours go to the nearest class; the
+    message says how many pixels that was (empty when every colour was exact)."""
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise EditGANError(f"a mask must be an RGB image; got an array of shape {rgb.shape}")
+    labels, unknown = decode(rgb[..., :3], palette, alpha)
+    if not unknown:
+        return labels, ""
+    frac = unknown / labels.size
+    return labels, (f"{unknown} pixels ({frac:.1%}) had colours outside the palette and were mapped to the "
+                    f"nearest class")
+
+
+def encode_mask(labels: np.ndarray, palette) -> np.ndarray:
+    """Labels [H, W] -> RGB [H, W, 3] uint8 with the palette's colours."""
+    return colorize(np.asarray(labels), np.asarray(palette, dtype=np.uint8).reshape(-1, 3))

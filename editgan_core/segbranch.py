@@ -1,0 +1,268 @@
+"""The segmentation branch: a DatasetGAN-style ensemble of per-pixel MLPs over all synthesis-layer outputs.
+
+Naively (as DatasetGAN and the EditGAN release do it) every synthesis-layer output is upsampled to the output
+resolution, all are concatenated into one [sum(C_l), R, R] tensor and an MLP runs on every pixel: 6016 x 512
+x 512 floats (5.9 GiB) for a 512-px car, before the first layer. Here nothing like it is ever built:
+
+* upsampling (bilinear) and the MLP's first layer are both linear, so the first layer's weight is split per
+  feature tensor; tensors below the output resolution are projected at their own resolution (all ensemble
+  members at once), the projections of one resolution are summed, and only then sampled at the output
+  pixels wanted, with ``grid_sample`` (bilinear, border padding: exactly ``F.interpolate(bilinear,
+  align_corners=False)`` at those pixels);
+* tensors already at the output resolution are indexed at the wanted pixels and projected there;
+* the rest of the MLP runs on the wanted pixels only, in chunks, so a dense map costs one chunk's memory.
+
+The result equals the naive computation (tests check it to float precision). Prediction: mean logits of the
+ensemble; argmax gives the mask. A branch remembers its class names, palette and the generator it was
+trained for (name, hash, feature layout) and refuses features of another layout.
+
+Saved as one safetensors file: weights plus a JSON header with all of the above (``save_branch`` /
+``load_branch``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import CheckpointError, EditGANError
+
+FORMAT = "editgan-studio/segmentation-branch"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BranchConfig:
+    feature_channels: List[int]          # channels of each synthesis feature tensor (G.feature_channels())
+    feature_resolutions: List[int]       # their resolutions (G.feature_resolutions())
+    out_resolution: int                  # the generator's image resolution
+    class_names: List[str]
+    palette: List[Tuple[int, int, int]]  # one RGB colour per class, for masks as images
+    members: int = 10                    # ensemble size
+    hidden: Tuple[int, int] = (128, 32)  # the paper's small MLP: dim -> 128 -> 32 -> classes
+    generator: Dict[str, object] = field(default_factory=dict)  # identity of the generator it belongs to
+
+    def __post_init__(self) -> None:
+        self.feature_channels = [int(c) for c in self.feature_channels]
+        self.feature_resolutions = [int(r) for r in self.feature_resolutions]
+        self.palette = [tuple(int(v) for v in c) for c in self.palette]
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if len(self.feature_channels) != len(self.feature_resolutions):
+            raise ValueError("feature_channels and feature_resolutions differ in length")
+        if len(self.class_names) != len(self.palette):
+            raise ValueError(f"{len(self.class_names)} class names but {len(self.palette)} palette colours")
+        if len(self.class_names) < 2:
+            raise ValueError("a segmentation branch needs at least two classes")
+        if len(set(self.palette)) != len(self.palette):
+            raise ValueError("palette colours must be distinct")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_features(self) -> int:
+        return sum(self.feature_channels)
+
+
+def generator_identity(G, name: str = "", sha256: Optional[str] = None) -> Dict[str, object]:
+    """What ties a branch or an editing vector to one generator."""
+    return {"name": name, "sha256": sha256, "resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
+            "feature_channels": list(G.feature_channels())}
+
+
+def identity_mismatch(expected: Dict[str, object], actual: Dict[str, object]) -> Optional[str]:
+    """A readable reason why two generator identities differ, or None when they agree."""
+    if expected.get("sha256") and actual.get("sha256") and expected["sha256"] != actual["sha256"]:
+        return (f"made for generator {expected.get('name') or '?'} (sha256 {str(expected['sha256'])[:12]}), "
+                f"not {actual.get('name') or '?'} (sha256 {str(actual['sha256'])[:12]})")
+    for key in ("resolution", "num_ws", "w_dim", "feature_channels"):
+        if key in expected and key in actual and list(np.atleast_1d(expected[key])) != list(np.atleast_1d(actual[key])):
+            return (f"made for generator {expected.get('name') or '?'} with {key}={expected[key]}, "
+                    f"but this one has {key}={actual[key]}")
+    return None
+
+
+class SegBranch(nn.Module):
+    """Ensemble of ``members`` MLPs (dim -> h1 -> ReLU -> BN -> h2 -> ReLU -> BN -> classes), all members at once."""
+
+    def __init__(self, cfg: BranchConfig):
+        super().__init__()
+        self.cfg = cfg
+        K, (h1, h2), C = cfg.members, cfg.hidden, cfg.num_classes
+        self.fc1 = nn.Linear(cfg.in_features, K * h1)            # members stacked along the output
+        self.bn1 = nn.BatchNorm1d(K * h1)
+        self.w2 = nn.Parameter(torch.empty(K, h2, h1))
+        self.b2 = nn.Parameter(torch.zeros(K, h2))
+        self.bn2 = nn.BatchNorm1d(K * h2)
+        self.w3 = nn.Parameter(torch.empty(K, C, h2))
+        self.b3 = nn.Parameter(torch.zeros(K, C))
+        for w in (self.w2, self.w3):
+            for k in range(K):
+                nn.init.kaiming_uniform_(w[k], a=5 ** 0.5)
+        # Column range of fc1's weight for each feature tensor.
+        offs = np.cumsum([0] + cfg.feature_channels)
+        self._cols = [(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:])]
+
+    # -- checks ---------------------------------------------------------------------------------------------
+    def check_features(self, feats: Sequence[torch.Tensor]) -> None:
+        cfg = self.cfg
+        got = [(int(f.shape[1]), int(f.shape[-1])) for f in feats]
+        want = list(zip(cfg.feature_channels, cfg.feature_resolutions))
+        if got != want:
+            raise EditGANError(f"this segmentation branch was trained for another generator: it expects "
+                               f"{len(want)} feature tensors (channels, resolution) {want[:3]}..., got "
+                               f"{len(got)}: {got[:3]}...")
+
+    # -- the exact, memory-saving evaluation ----------------------------------------------------------------
+    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[bool, torch.Tensor, Optional[torch.Tensor]]]:
+        """Per resolution: (at_output_res, tensor, weight). Below the output resolution the tensor is the
+        level's first-layer projection [N, K*h1, r, r] (summed over the level's feature tensors); at it, the
+        raw features [N, C_r, R*R] with the matching weight columns, projected later at the wanted pixels."""
+        R = self.cfg.out_resolution
+        weight = self.fc1.weight
+        by_res: Dict[int, List[int]] = {}
+        for i, r in enumerate(self.cfg.feature_resolutions):
+            by_res.setdefault(r, []).append(i)
+        levels = []
+        for r, idx in by_res.items():
+            if r == R:
+                x = torch.cat([feats[i].flatten(2) for i in idx], 1).to(weight.dtype)
+                w = torch.cat([weight[:, slice(*self._cols[i])] for i in idx], 1)
+                levels.append((True, x, w))
+            else:
+                proj = None
+                for i in idx:
+                    p = F.conv2d(feats[i].to(weight.dtype), weight[:, slice(*self._cols[i]), None, None])
+                    proj = p if proj is None else proj + p
+                levels.append((False, proj, None))
+        return levels
+
+    def _hidden1(self, levels, pixels: torch.Tensor) -> torch.Tensor:
+        """First layer's pre-activation at flat pixel indices ``pixels`` [P]: [N, P, K*h1]."""
+        R = self.cfg.out_resolution
+        out = None
+        for at_out, t, w in levels:
+            if at_out:   # index the pixels, then project
+                h = torch.einsum("ncp,kc->npk", t[:, :, pixels], w)
+            else:        # sample the low-resolution projection bilinearly at the pixel centres
+                N = t.shape[0]
+                gx = (pixels % R).to(t.dtype).add(0.5).mul(2.0 / R).sub(1)
+                gy = torch.div(pixels, R, rounding_mode="floor").to(t.dtype).add(0.5).mul(2.0 / R).sub(1)
+                grid = torch.stack([gx, gy], -1).view(1, 1, -1, 2).expand(N, 1, -1, 2)
+                h = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+                h = h[:, :, 0].transpose(1, 2)
+            out = h if out is None else out + h
+        return out + self.fc1.bias
+
+    def _tail(self, h: torch.Tensor) -> torch.Tensor:
+        """[B, K*h1] pre-activations -> per-member logits [B, K, C]."""
+        K, (h1, h2) = self.cfg.members, self.cfg.hidden
+        h = self.bn1(F.relu(h)).view(-1, K, h1)
+        h = torch.einsum("bkh,koh->bko", h, self.w2) + self.b2
+        h = self.bn2(F.relu(h).reshape(-1, K * h2)).view(-1, K, h2)
+        return torch.einsum("bkh,kch->bkc", h, self.w3) + self.b3
+
+    def member_logits_at(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+        """Every member's logits at flat pixel indices: [N, P, K, C]. Training uses this."""
+        self.check_features(feats)
+        return self._members(self._project(feats), pixels)
+
+    def _members(self, levels, pixels: torch.Tensor) -> torch.Tensor:
+        h = self._hidden1(levels, pixels)
+        N, P = h.shape[:2]
+        return self._tail(h.reshape(N * P, -1)).view(N, P, self.cfg.members, self.cfg.num_classes)
+
+    def logits_at(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+        """Mean ensemble logits at flat pixel indices ``pixels`` [P] (same for every image): [N, C, P]."""
+        return self.member_logits_at(feats, pixels).mean(2).permute(0, 2, 1)
+
+    def forward(self, feats: Sequence[torch.Tensor], chunk: int = 16384) -> torch.Tensor:
+        """Dense mean logits [N, C, R, R], ``chunk`` pixels at a time."""
+        R = self.cfg.out_resolution
+        self.check_features(feats)
+        levels = self._project(feats)
+        dev = feats[0].device
+        parts = [self._members(levels, torch.arange(s, min(s + chunk, R * R), device=dev)).mean(2).permute(0, 2, 1)
+                 for s in range(0, R * R, chunk)]
+        return torch.cat(parts, 2).view(parts[0].shape[0], -1, R, R)
+
+    @torch.no_grad()
+    def predict(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Label maps [N, R, R] (uint8 when classes fit)."""
+        was = self.training
+        self.eval()
+        try:
+            lab = self(feats).argmax(1)
+        finally:
+            self.train(was)
+        return lab.to(torch.uint8) if self.cfg.num_classes <= 256 else lab
+
+    # -- the reference it must equal -------------------------------------------------------------------------
+    def naive_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Upsample everything, concatenate, run the MLP on every pixel (what the original does). Tests only."""
+        R = self.cfg.out_resolution
+        up = [f if f.shape[-1] == R else F.interpolate(f, size=(R, R), mode="bilinear", align_corners=False)
+              for f in feats]
+        x = torch.cat(up, 1)                                                      # [N, D, R, R]
+        N = x.shape[0]
+        h = self.fc1(x.permute(0, 2, 3, 1).reshape(N * R * R, -1))
+        out = self._tail(h).mean(1)                                               # [N*R*R, C]
+        return out.view(N, R, R, -1).permute(0, 3, 1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Persistence.
+
+
+def save_branch(branch: SegBranch, path: os.PathLike, extra: Optional[dict] = None) -> Path:
+    from safetensors.torch import save_file
+
+    from .checkpoints import _atomic_write
+
+    path = Path(path)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(branch.cfg), **(extra or {})}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan": json.dumps(meta)}))
+    return path
+
+
+def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> SegBranch:
+    """Load a branch; with ``expect_generator`` (see generator_identity) refuse one made for another model."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no segmentation branch at {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get("editgan", "{}"))
+        state = load_file(str(path))
+    except Exception as e:  # corrupt or not safetensors
+        raise CheckpointError(f"{path} is not a readable segmentation branch ({type(e).__name__}: {e})") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a segmentation branch (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer EditGAN Studio (branch format "
+                              f"{meta['format_version']} > {FORMAT_VERSION}); upgrade to read it")
+    cfg = BranchConfig(**meta["config"])
+    if expect_generator is not None:
+        why = identity_mismatch(cfg.generator, expect_generator)
+        if why:
+            raise EditGANError(f"segmentation branch {path.name} does not fit this generator: it was {why}")
+    branch = SegBranch(cfg)
+    try:
+        branch.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored branch config ({e})") from e
+    return branch.eval()

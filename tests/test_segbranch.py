@@ -1,0 +1,135 @@
+"""Segmentation branch: the memory-saving evaluation equals the naive one; few-shot training learns; files."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_generator
+from editgan_core.errors import CheckpointError, EditGANError
+from editgan_core.fewshot import miou, synthesis_features, train_branch
+from editgan_core.segbranch import BranchConfig, SegBranch, generator_identity, load_branch, save_branch
+
+NAMES = ["bg", "a", "b"]
+PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
+
+
+def _branch(G, **kw):
+    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), G.img_resolution, NAMES, PALETTE,
+                       members=kw.pop("members", 3), hidden=kw.pop("hidden", (8, 4)), generator=generator_identity(G))
+    torch.manual_seed(1)
+    b = SegBranch(cfg)
+    with torch.no_grad():   # non-trivial normalisation statistics, so BN is exercised too
+        b.bn1.running_mean.normal_()
+        b.bn1.running_var.uniform_(0.5, 2)
+        b.bn2.running_mean.normal_()
+        b.bn1.weight.uniform_(0.5, 1.5)
+    return b.eval()
+
+
+def _feats(G, n=2, seed=0):
+    ws = G.mapping_ws(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)))
+    with torch.no_grad():
+        return ws, G.synthesis(ws, return_features=True)[1]
+
+
+@pytest.mark.parametrize("chunk", [97, 4096])
+def test_memory_saving_branch_equals_naive(chunk):
+    G = make_generator()
+    b = _branch(G)
+    _, feats = _feats(G)
+    with torch.no_grad():
+        fast, naive = b(feats, chunk=chunk), b.naive_logits(feats)
+    assert fast.shape == (2, 3, 32, 32)
+    assert torch.allclose(fast, naive, atol=1e-5, rtol=1e-5)
+    # and at an arbitrary subset of pixels
+    pix = torch.tensor([0, 5, 31, 32, 500, 1023])
+    at = b.logits_at(feats, pix)
+    assert torch.allclose(at, naive.flatten(2)[:, :, pix], atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_match_naive():
+    G = make_generator()
+    b = _branch(G)
+    _, feats = _feats(G, n=1)
+    f1 = [f.clone().requires_grad_(True) for f in feats]
+    f2 = [f.clone().requires_grad_(True) for f in feats]
+    b(f1).square().sum().backward()
+    b.naive_logits(f2).square().sum().backward()
+    for a, c in zip(f1, f2):
+        assert torch.allclose(a.grad, c.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_features_of_another_generator_are_refused():
+    b = _branch(make_generator())
+    _, feats = _feats(make_generator(img_resolution=16))
+    with pytest.raises(EditGANError, match="another generator"):
+        b(feats)
+
+
+def test_save_load_roundtrip_and_identity_check(tmp_path):
+    G = make_generator()
+    b = _branch(G)
+    path = save_branch(b, tmp_path / "branch.safetensors")
+    b2 = load_branch(path, expect_generator=generator_identity(G))
+    _, feats = _feats(G)
+    assert torch.equal(b(feats), b2(feats))
+    assert b2.cfg.class_names == NAMES and b2.cfg.palette == PALETTE
+    other = generator_identity(make_generator(channel_max=16))
+    with pytest.raises(EditGANError, match="does not fit"):
+        load_branch(path, expect_generator=other)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(CheckpointError):
+        load_branch(tmp_path / "junk.safetensors")
+
+
+def _synthetic_task(G, n):
+    """Masks that are a fixed function of the image: which channel is largest (learnable from features)."""
+    ws, _ = _feats(G, n=n, seed=3)
+    with torch.no_grad():
+        img = G.synthesis(ws)
+    masks = img.argmax(1).numpy().astype(np.uint8)
+    return ws, masks
+
+
+def test_few_shot_training_lowers_loss_and_beats_chance():
+    G = make_generator()
+    ws, masks = _synthetic_task(G, 6)
+    branch, report = train_branch(G, ws, masks, NAMES, PALETTE, members=2, hidden=(16, 8), max_steps=240,
+                                  pixels_per_step=512, eval_every=40, patience=10)
+    losses = [h["loss"] for h in report.history]
+    assert losses[-1] < losses[0]
+    assert report.val_images == 1 and report.train_images == 5
+    feats = synthesis_features(G, ws)
+    pred = branch.predict(feats).numpy()
+    m, _ = miou(pred, masks, 3)
+    assert m > 0.6, m   # chance is ~0.33
+    assert report.val_miou == pytest.approx(miou(pred[[int(i) for i in _val_index(6)]],
+                                                 masks[_val_index(6)], 3)[0], abs=1e-6)
+
+
+def _val_index(n, seed=0):
+    return np.random.default_rng(seed).permutation(n)[:int(round(n * 0.2))]
+
+
+def test_stop_returns_a_usable_branch():
+    G = make_generator()
+    ws, masks = _synthetic_task(G, 3)
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 5
+
+    branch, report = train_branch(G, ws, masks, NAMES, PALETTE, members=2, hidden=(8, 4), max_steps=1000,
+                                  eval_every=100, should_stop=stop)
+    assert report.stopped and report.steps <= 6
+    assert branch.predict(synthesis_features(G, ws[:1])).shape == (1, 32, 32)
+
+
+def test_bad_annotations_are_refused():
+    G = make_generator()
+    ws, masks = _synthetic_task(G, 2)
+    with pytest.raises(EditGANError, match="one 32x32 mask per latent"):
+        train_branch(G, ws, masks[:1], NAMES, PALETTE)
+    with pytest.raises(EditGANError, match="only 3 classes"):
+        train_branch(G, ws, masks + 3, NAMES, PALETTE)
