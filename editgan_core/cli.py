@@ -1,4 +1,4 @@
-"""Command line: ``python -m editgan_core {generate,info,convert,list,embed,segment,train-branch} ...``.
+"""Command line: ``python -m editgan_core {generate,info,convert,list,embed,segment,train-branch,edit,apply} ...``.
 
 Arguments are parsed only in :func:`main`; every command is a thin wrapper over library calls.
 """
@@ -22,6 +22,8 @@ EPILOG = """examples:
   python -m editgan_core embed photo.jpg --out out/embed          # -> photo.latent.safetensors + recon
   python -m editgan_core segment out/embed/photo.latent.safetensors --out out/photo_mask.png
   python -m editgan_core train-branch annotated/ --out my-branch.safetensors
+  python -m editgan_core edit face.latent.safetensors edited_mask.png --name smile --out vectors/
+  python -m editgan_core apply vectors/smile.safetensors:1.5 --inputs photos/ --out out/smiling
 """
 
 
@@ -276,6 +278,104 @@ def cmd_train_branch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _branch_for(loaded, path, ident):
+    from .assets import BRANCH_NAME, companion
+    from .segbranch import load_branch
+
+    bpath = Path(path) if path else companion(loaded, BRANCH_NAME)
+    if bpath is None:
+        raise SystemExit("error: this model has no segmentation branch; pass --branch or train one (train-branch)")
+    return load_branch(bpath, expect_generator=ident).to(loaded.G.w_avg.device)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .assets import model_identity
+    from .editing import edit_from_mask
+    from .generator import images_to_uint8
+    from .imageio import open_image
+    from .latents import load_latent
+    from .masks import decode_mask, encode_mask
+    from .vectors import EditVector, save_vector
+
+    loaded = _load_for_editing(args)
+    ident = model_identity(loaded)
+    branch = _branch_for(loaded, args.branch, ident)
+    ws, _ = load_latent(args.latent, expect_generator=ident)
+    R = loaded.G.img_resolution
+    m = open_image(args.mask).convert("RGBA")
+    if m.size != (R, R):
+        raise SystemExit(f"error: the mask is {m.size[0]}x{m.size[1]}; this model needs {R}x{R}")
+    arr = np.asarray(m)
+    labels, msg = decode_mask(arr[..., :3], branch.cfg.palette, alpha=arr[..., 3])
+    if msg:
+        print(f"note: {msg}", file=sys.stderr)
+
+    def progress(step, steps, loss, img):
+        if step == steps or step % max(1, steps // 10) == 0:
+            print(f"  step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
+
+    res = edit_from_mask(loaded.G, branch, ws[:1], labels, steps=args.steps, progress=progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    with torch.no_grad():
+        before = images_to_uint8(loaded.G.synthesis(ws[:1].to(loaded.G.w_avg.device)))[0].cpu().numpy()
+    after = images_to_uint8(res.image)[0].cpu().numpy()
+    names = branch.cfg.class_names
+    vec = EditVector(name=args.name, delta=res.delta.cpu(), generator=ident, classes=[names[c] for c in res.classes],
+                     thumb_before=before, thumb_after=after, extra={"steps": res.steps, "loss": res.loss})
+    path = save_vector(vec, out)
+    Image.fromarray(after).save(out / f"{args.name}_edited.png")
+    Image.fromarray(encode_mask(res.labels, branch.cfg.palette)).save(out / f"{args.name}_edited_mask.png")
+    print(f"{path}  classes {', '.join(vec.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
+    return 0
+
+
+def _parse_vector_arg(text: str):
+    path, _, scale = text.rpartition(":")
+    if not path or not scale:
+        return text, 1.0
+    try:
+        return path, float(scale)
+    except ValueError:
+        return text, 1.0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .assets import model_identity
+    from .generator import images_to_uint8
+    from .latents import load_latent
+    from .vectors import apply_vectors, load_vector
+
+    loaded = _load_for_editing(args)
+    ident = model_identity(loaded)
+    G = loaded.G
+    pairs = [(load_vector(p, expect_generator=ident), s) for p, s in map(_parse_vector_arg, args.vectors)]
+    branch = _branch_for(loaded, args.branch, ident) if args.refine else None
+    src = Path(args.inputs)
+    files = sorted(src.iterdir()) if src.is_dir() else [src]
+    latents = [f for f in files if f.name.endswith(".safetensors") or f.suffix == ".npy"]
+    images = [f for f in files if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp")]
+    if not latents and not images:
+        raise SystemExit(f"error: no latents (.safetensors/.npy) or images in {src}")
+    jobs = [(f.name.split(".")[0], load_latent(f, expect_generator=ident)[0]) for f in latents]
+    if images:
+        jobs += [(Path(p).stem, r.ws) for p, _, r, _ in _embed_images(loaded, images, args)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (name, ws) in enumerate(jobs):
+        res = apply_vectors(G, ws[:1], pairs, branch=branch, refine_steps=args.refine)
+        Image.fromarray(images_to_uint8(res.image)[0].cpu().numpy()).save(out / f"{name}.png")
+        print(f"[{i + 1}/{len(jobs)}] {out / (name + '.png')}  ({1000 * res.seconds:.0f} ms)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import DEFAULT_MODEL
 
@@ -342,6 +442,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=1500)
     editing_args(t)
     t.set_defaults(func=cmd_train_branch)
+
+    ed = sub.add_parser("edit", help="mask edit: latent + repainted mask PNG -> editing vector + image",
+                        formatter_class=fmt)
+    ed.add_argument("latent", help="latent file of the image to edit (from embed)")
+    ed.add_argument("mask", help="the repainted segmentation, a PNG in the branch's palette at model resolution")
+    ed.add_argument("--name", required=True, help="name of the editing vector")
+    ed.add_argument("--out", default="out/vectors", help="vector library folder")
+    ed.add_argument("--branch", default=None, help="branch file (default: the model's)")
+    editing_args(ed)
+    ed.set_defaults(func=cmd_edit)
+
+    ap = sub.add_parser("apply", help="apply editing vectors (PATH[:SCALE] ...) to a folder of latents or images",
+                        formatter_class=fmt)
+    ap.add_argument("vectors", nargs="+", help="vector files, each optionally with :scale (default 1)")
+    ap.add_argument("--inputs", required=True, help="a folder (or one file) of latents or images")
+    ap.add_argument("--out", default="out/applied", help="output folder")
+    ap.add_argument("--refine", type=int, default=0, choices=[0, 10, 30], help="refinement steps")
+    ap.add_argument("--branch", default=None, help="branch file for refinement (default: the model's)")
+    editing_args(ap)
+    ap.set_defaults(func=cmd_apply)
     return p
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import make_generator
-from editgan_core.embed import (Encoder, EncoderConfig, embed, encoder_only, load_encoder, save_encoder,
+from editgan_core.embed import (embed, encoder_only, load_encoder, save_encoder,
                                 train_encoder)
 from editgan_core.errors import CheckpointError, EditGANError, ModelNotFoundError
 from editgan_core.imageio import ImageInputError, prepare_image

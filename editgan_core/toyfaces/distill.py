@@ -196,11 +196,18 @@ class Distiller:
 
 
 def export(d: Distiller, dst: Path, wall_minutes: float) -> None:
+    """G_ema in the native format, plus the seed-0 reference image the tests compare against."""
+    from PIL import Image
+
     d.update_w_avg()
     save_native(d.G_ema, dst, source={"format": "trained", "by": "editgan_core.toyfaces.distill"},
                 extra={"training": {"method": "renderer distillation (L1 + gradient L1 regression)",
                                     **asdict(d.cfg), "steps": d.step, "kimg": d.step * d.cfg.batch / 1000,
                                     "val_mae": round(d.validate(), 3), "wall_minutes": round(wall_minutes, 1)}})
+    z = torch.from_numpy(np.random.RandomState(0).randn(1, d.cfg.z_dim)).float()
+    with torch.no_grad():
+        ref = images_to_uint8(d.G_ema(z, truncation_psi=0.7))[0].numpy()
+    _atomic_write(dst / "reference_seed0_psi0.7.png", lambda p: Image.fromarray(ref).save(p, format="PNG"))
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,178 @@
+"""Mask edits and editing vectors on a tiny model: locality, best-so-far, identity, additivity, files."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_generator
+from editgan_core.editing import EditError, edit_from_mask, edit_region, segment
+from editgan_core.errors import CheckpointError, EditGANError
+from editgan_core.fewshot import train_branch
+from editgan_core.segbranch import generator_identity
+from editgan_core.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A tiny generator and a branch trained to segment its images by their dominant colour channel."""
+    G = make_generator()
+    ws_train = G.mapping_ws(torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        masks = G.synthesis(ws_train).argmax(1).numpy().astype(np.uint8)
+    branch, _ = train_branch(G, ws_train, masks, ["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)],
+                             generator_id=generator_identity(G, "tiny"), members=2, hidden=(16, 8),
+                             max_steps=100, pixels_per_step=512, eval_every=100)
+    ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(2)))
+    return G, branch, ws
+
+
+def _uniform_box(labels, size=6):
+    """Top-left corner and class of a size x size window of one class."""
+    R = labels.shape[0]
+    for y in range(0, R - size):
+        for x in range(0, R - size):
+            win = labels[y:y + size, x:x + size]
+            if (win == win[0, 0]).all():
+                return y, x, int(win[0, 0])
+    raise AssertionError("no uniform window")
+
+
+def _paint(labels, cls, box=(8, 20, 8, 20)):
+    new = labels.copy()
+    new[box[0]:box[1], box[2]:box[3]] = cls
+    return new
+
+
+def test_edit_region_grows_by_margin():
+    old = np.zeros((16, 16), np.uint8)
+    new = old.copy()
+    new[7:9, 7:9] = 2
+    r = edit_region(old, new, margin=0)
+    assert r.all()                          # class 0 changed too, so its pixels are all in the region
+    r = edit_region(old, new, classes=[2], margin=2)
+    assert r.sum() == 6 * 6 and r[5:11, 5:11].all()
+
+
+def test_edit_moves_segmentation_and_keeps_far_pixels(setup):
+    G, branch, ws = setup
+    old = segment(G, branch, ws)[0]
+    y, x, was = _uniform_box(old)
+    cls = (was + 1) % 3
+    new = _paint(old, cls, (y, y + 6, x, x + 6))
+    res = edit_from_mask(G, branch, ws, new, steps=60, lr=0.05, margin=2)
+    assert res.classes == sorted([was, cls])
+    inside = np.zeros(old.shape, bool)
+    inside[y:y + 6, x:x + 6] = True
+    box = torch.from_numpy(np.flatnonzero(inside))
+
+    def prob_in_box(w):   # the branch's mean probability of the painted class inside the box
+        with torch.no_grad():
+            _, feats = G.synthesis(w, return_features=True)
+            return branch.logits_at(feats, box)[0].softmax(0)[cls].mean().item()
+
+    before, after = prob_in_box(ws), prob_in_box(res.ws)
+    assert after > before + 0.15, (before, after)
+    # far outside the region the image stays closer than the same edit without the RGB term allows
+    free = edit_from_mask(G, branch, ws, new, steps=60, lr=0.05, margin=2, rgb_weight=0.0)
+    with torch.no_grad():
+        orig = G.synthesis(ws)
+    far = torch.from_numpy(~edit_region(old, new, res.classes, margin=4))
+    assert far.sum() > 50
+    kept = (res.image - orig).abs()[0][:, far].mean()
+    loose = (free.image - orig).abs()[0][:, far].mean()
+    assert kept < 0.5 * loose, (kept, loose)
+    assert res.delta.shape == (G.num_ws, G.w_dim)
+    assert torch.allclose(res.ws, ws + res.delta)
+
+
+def test_stop_returns_best_so_far(setup):
+    G, branch, ws = setup
+    old = segment(G, branch, ws)[0]
+    new = _paint(old, 1)
+    n = {"c": 0}
+    seen = []
+
+    def stop():
+        n["c"] += 1
+        return n["c"] > 7
+
+    res = edit_from_mask(G, branch, ws, new, steps=100, should_stop=stop,
+                         progress=lambda s, t, loss, img: seen.append((s, img is not None)))
+    assert res.stopped and res.steps == 7 and len(seen) == 7
+    assert res.loss == min(res.history)
+    assert res.image.shape == (1, 3, 32, 32) and torch.isfinite(res.image).all()
+
+
+def test_bad_edits_get_clear_messages(setup):
+    G, branch, ws = setup
+    old = segment(G, branch, ws)[0]
+    with pytest.raises(EditError, match="unchanged"):
+        edit_from_mask(G, branch, ws, old)
+    with pytest.raises(EditError, match="knows only 3 classes"):
+        edit_from_mask(G, branch, ws, _paint(old, 7))
+    with pytest.raises(EditError, match="32x32"):
+        edit_from_mask(G, branch, ws, old[:16])
+
+
+def _vector(G, name="smile", seed=0, **kw):
+    d = torch.randn(G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(seed)) * 0.3
+    return EditVector(name=name, delta=d, generator=generator_identity(G, "tiny"), classes=["a"], **kw)
+
+
+def test_scale_zero_is_identity_and_vectors_add(setup):
+    G, branch, ws = setup
+    v1, v2 = _vector(G, "a", 1), _vector(G, "b", 2)
+    base = apply_vectors(G, ws, [])
+    assert torch.equal(apply_vectors(G, ws, [(v1, 0.0)]).image, base.image)
+    both = apply_vectors(G, ws, [(v1, 1.5), (v2, -0.5)])
+    assert torch.allclose(both.ws, ws + 1.5 * v1.delta - 0.5 * v2.delta, atol=1e-6)
+    assert not torch.allclose(both.image, base.image)
+
+
+def test_refinement_runs_and_needs_branch(setup):
+    G, branch, ws = setup
+    v = _vector(G)
+    with pytest.raises(EditGANError, match="branch"):
+        apply_vectors(G, ws, [(v, 1.0)], refine_steps=10)
+    out = apply_vectors(G, ws, [(v, 1.0)], branch=branch, refine_steps=10, segment_result=True)
+    plain = apply_vectors(G, ws, [(v, 1.0)])
+    assert out.labels.shape == (1, 32, 32)
+    assert not torch.equal(out.ws, plain.ws)
+
+
+def test_vector_round_trip_is_bit_exact_and_other_models_refused(setup, tmp_path):
+    G, _, _ = setup
+    thumb = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    v = _vector(G, "bigger eyes", thumb_before=thumb, thumb_after=thumb[::-1])
+    path = save_vector(v, tmp_path / "lib")
+    back = load_vector(path, expect_generator=generator_identity(G, "tiny"))
+    assert torch.equal(back.delta, v.delta) and back.name == "bigger eyes" and back.classes == ["a"]
+    assert np.array_equal(back.thumb_after, thumb[::-1]) and back.created
+    assert (tmp_path / "lib" / "bigger eyes.json").is_file()
+    other = generator_identity(make_generator(seed=1, channel_max=16), "other")
+    with pytest.raises(EditGANError, match="belongs to another model"):
+        load_vector(path, expect_generator=other)
+    (tmp_path / "lib" / "broken.safetensors").write_bytes(b"\x00" * 10)
+    vecs, problems = list_library(tmp_path / "lib", expect_generator=generator_identity(G, "tiny"))
+    assert [x.name for x in vecs] == ["bigger eyes"] and len(problems) == 1
+    with pytest.raises(EditGANError, match="vector name"):
+        save_vector(_vector(G, "../evil"), tmp_path / "lib")
+    with pytest.raises(CheckpointError):
+        load_vector(tmp_path / "lib" / "broken.safetensors")
+
+
+def test_crash_mid_save_keeps_the_old_vector(setup, tmp_path, monkeypatch):
+    G, _, _ = setup
+    v = _vector(G, "keep")
+    save_vector(v, tmp_path)
+    import safetensors.torch as st
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(st, "save_file", boom)
+    with pytest.raises(OSError):
+        save_vector(_vector(G, "keep", seed=5), tmp_path)
+    monkeypatch.undo()
+    assert torch.equal(load_vector(tmp_path / "keep.safetensors").delta, v.delta)
+    assert not [p for p in tmp_path.iterdir() if p.suffix not in (".safetensors", ".json")]
