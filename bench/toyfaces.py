@@ -96,6 +96,18 @@ def bench_train() -> None:
     dt = (time.perf_counter() - t) / 10
     print(f"training, CPU preset at 64px, batch {cfg.batch}: {dt:.2f} s/step = {cfg.batch / dt:.1f} images/s "
           f"(G {tr.G.num_parameters():,} + D {sum(p.numel() for p in tr.D.parameters()):,} parameters)")
+    from editgan_core.toyfaces import distill as Dst
+
+    dcfg = Dst.DistillConfig()
+    z = torch.randn(256, dcfg.z_dim)
+    d = Dst.Distiller(Dst.DistillConfig(data_size=224, val_size=32), z, data)
+    d.train_step()
+    t = time.perf_counter()
+    for _ in range(20):
+        d.train_step()
+    dt = (time.perf_counter() - t) / 20
+    print(f"renderer distillation (the default model's trainer) at 64px, batch {dcfg.batch}: {dt:.3f} s/step = "
+          f"{dcfg.batch / dt:.1f} images/s (G {d.G.num_parameters():,} parameters)")
 
 
 def bench_quality(n: int, n_fd: int) -> None:

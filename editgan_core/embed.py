@@ -16,7 +16,6 @@ reconstruction) and on renders or real images (image reconstruction only), as th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError, EditGANError
+from .errors import EditGANError
 from .perceptual import Distance, FallbackDistance
 
 ENCODER_FORMAT = "editgan-studio/encoder"
@@ -75,33 +74,19 @@ class Encoder(nn.Module):
 
 
 def save_encoder(enc: Encoder, path: os.PathLike, generator: Dict[str, object], extra: Optional[dict] = None) -> Path:
-    from safetensors.torch import save_file
+    from . import stfiles
 
-    from .checkpoints import _atomic_write
-
-    path = Path(path)
     meta = {"format": ENCODER_FORMAT, "format_version": 1, "config": asdict(enc.cfg), "generator": generator,
             **(extra or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan": json.dumps(meta)}))
-    return path
+    return stfiles.write(path, dict(enc.state_dict()), meta)
 
 
 def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> Encoder:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+    from . import stfiles
     from .segbranch import identity_mismatch
 
     path = Path(path)
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("editgan", "{}"))
-        state = load_file(str(path))
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable encoder ({type(e).__name__}: {e})") from e
-    if meta.get("format") != ENCODER_FORMAT:
-        raise CheckpointError(f"{path} is not an encoder (format {meta.get('format')!r})")
+    state, meta = stfiles.read(path, ENCODER_FORMAT, "encoder")
     if expect_generator is not None:
         why = identity_mismatch(meta.get("generator", {}), expect_generator)
         if why:

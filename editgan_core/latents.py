@@ -6,7 +6,6 @@ by shape only.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -21,43 +20,30 @@ FORMAT = "editgan-studio/latent"
 
 def save_latent(path: os.PathLike, ws: torch.Tensor, generator: Dict[str, object],
                 extra: Optional[dict] = None) -> Path:
-    from safetensors.torch import save_file
+    from . import stfiles
 
-    from .checkpoints import _atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "format_version": 1, "generator": generator, **(extra or {})}
-    t = ws.detach().float().cpu().contiguous()
-    _atomic_write(path, lambda p: save_file({"ws": t}, str(p), metadata={"editgan": json.dumps(meta)}))
-    return path
+    return stfiles.write(path, {"ws": ws.float()}, meta)
 
 
 def load_latent(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None
                 ) -> Tuple[torch.Tensor, dict]:
     """-> (ws [N, num_ws, w_dim] float32, metadata). Refuses latents of another generator."""
+    from . import stfiles
     from .segbranch import identity_mismatch
 
     path = Path(path)
-    if not path.is_file():
-        raise EditGANError(f"no latent file at {path}")
-    if path.suffix == ".npy":
+    if path.suffix == ".npy" and path.is_file():
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as e:
             raise CheckpointError(f"{path} is not a readable .npy array ({e})") from e
         ws, meta = torch.from_numpy(np.asarray(arr, dtype=np.float32)), {"format": "npy"}
     else:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {}).get("editgan", "{}"))
-                ws = f.get_tensor("ws").float()
-        except Exception as e:
-            raise CheckpointError(f"{path} is not a readable latent file ({type(e).__name__}: {e})") from e
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path} is not an EditGAN Studio latent (format {meta.get('format')!r})")
+        tensors, meta = stfiles.read(path, FORMAT, "latent file")
+        if "ws" not in tensors:
+            raise CheckpointError(f"{path.name} holds no latent")
+        ws = tensors["ws"].float()
     if ws.ndim == 2:
         ws = ws[None]
     if expect_generator is not None:

@@ -22,7 +22,6 @@ Saved as one safetensors file: weights plus a JSON header with all of the above 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,37 +223,18 @@ class SegBranch(nn.Module):
 
 
 def save_branch(branch: SegBranch, path: os.PathLike, extra: Optional[dict] = None) -> Path:
-    from safetensors.torch import save_file
+    from . import stfiles
 
-    from .checkpoints import _atomic_write
-
-    path = Path(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(branch.cfg), **(extra or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan": json.dumps(meta)}))
-    return path
+    return stfiles.write(path, dict(branch.state_dict()), meta)
 
 
 def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> SegBranch:
     """Load a branch; with ``expect_generator`` (see generator_identity) refuse one made for another model."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from . import stfiles
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no segmentation branch at {path}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("editgan", "{}"))
-        state = load_file(str(path))
-    except Exception as e:  # corrupt or not safetensors
-        raise CheckpointError(f"{path} is not a readable segmentation branch ({type(e).__name__}: {e})") from e
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a segmentation branch (format {meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer EditGAN Studio (branch format "
-                              f"{meta['format_version']} > {FORMAT_VERSION}); upgrade to read it")
+    state, meta = stfiles.read(path, FORMAT, "segmentation branch", FORMAT_VERSION)
     cfg = BranchConfig(**meta["config"])
     if expect_generator is not None:
         why = identity_mismatch(cfg.generator, expect_generator)

@@ -58,47 +58,33 @@ def check_name(name: str) -> str:
 
 
 def save_vector(vec: EditVector, folder: os.PathLike) -> Path:
-    from safetensors.torch import save_file
-
+    from . import stfiles
     from .checkpoints import _atomic_write
 
     name = check_name(vec.name)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if not vec.created:
         vec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tensors = {"delta": vec.delta.detach().float().cpu().contiguous()}
+    tensors = {"delta": vec.delta.float()}
     for key in ("thumb_before", "thumb_after"):
         t = getattr(vec, key)
         if t is not None:
             tensors[key] = torch.from_numpy(np.ascontiguousarray(t, dtype=np.uint8))
     desc = vec.descriptor()
-    path = folder / f"{name}.safetensors"
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan": json.dumps(desc)}))
+    path = stfiles.write(folder / f"{name}.safetensors", tensors, desc)
     _atomic_write(folder / f"{name}.json", lambda p: Path(p).write_text(json.dumps(desc, indent=1)))
     return path
 
 
 def load_vector(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> EditVector:
     """Read a vector file; with ``expect_generator``, refuse one that belongs to another model."""
-    from safetensors import safe_open
-
+    from . import stfiles
     from .segbranch import identity_mismatch
 
     path = Path(path)
-    if not path.is_file():
-        raise EditGANError(f"no editing vector at {path}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            desc = json.loads((f.metadata() or {}).get("editgan", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path.name} is not a readable editing vector ({type(e).__name__}: {e})") from e
-    if desc.get("format") != FORMAT or "delta" not in tensors:
-        raise CheckpointError(f"{path.name} is not an editing vector (format {desc.get('format')!r})")
-    if int(desc.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} was written by a newer EditGAN Studio (vector format "
-                              f"{desc['format_version']}); upgrade to use it")
+    tensors, desc = stfiles.read(path, FORMAT, "editing vector", FORMAT_VERSION)
+    if "delta" not in tensors:
+        raise CheckpointError(f"{path.name} holds no editing vector")
     delta = tensors["delta"].float()
     if list(delta.shape) != list(desc.get("shape", delta.shape)):
         raise CheckpointError(f"{path.name}: delta shape {list(delta.shape)} disagrees with its descriptor")

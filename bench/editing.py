@@ -1,0 +1,239 @@
+"""The ToyFaces edit benchmark (../shared/docs/benchmark.md): EditGAN vectors vs an InterFaceGAN-style baseline.
+
+    python bench/editing.py                 # full: 200 test renders, edits smile / eye_size / hair_length
+    python bench/editing.py --quick         # 50 test renders
+    python bench/editing.py --starter       # also (re)build the starter vector library in checkpoints/toyfaces/vectors
+
+Per edit: ONE training render (seed SEEDS['annotated'] + 1000 + k) is embedded; its "user edit" is the mask of
+the same face re-rendered with the attribute changed, restricted to the edited classes, pasted over the branch's
+own segmentation of the embedding (what a user repaints in the app). The mask edit gives delta; delta is applied
+at s = 1 to every test latent, without refinement and with 10 and 30 refinement steps. The baseline fits a
+linear direction in W to judge labels of 10,000 generator samples and is scaled on 200 calibration samples so
+that its mean attribute change equals the EditGAN vector's. The judge scores; it never steers anything.
+Test latents (embeddings of held-out renders, seeds SEEDS['eval'] + 400,000 onwards) are cached in runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from editgan_core.runtime import tune_allocator  # noqa: E402
+
+MODEL = ROOT / "checkpoints" / "toyfaces"
+# attribute -> (edited classes, source value, target value, threshold for "edited")
+EDITS = {
+    "smile": (("lips", "mouth"), 0.15, 0.95, 0.6),
+    "eye_size": (("eye_whites", "irises"), 0.1, 0.95, 0.6),
+    "hair_length": (("hair",), 0.1, 0.95, 0.55),
+    "mouth_open": (("lips", "mouth"), 0.0, 0.9, 0.5),
+    "nose_size": (("nose",), 0.1, 1.0, 0.6),
+}
+STARTER = {"smile": "smile", "eye_size": "bigger eyes", "hair_length": "longer hair", "mouth_open": "open mouth",
+           "nose_size": "wider nose"}
+
+
+def _setup():
+    from editgan_core.assets import model_identity
+    from editgan_core.embed import load_encoder
+    from editgan_core.hub import load_model
+    from editgan_core.segbranch import load_branch
+    from editgan_core.toyfaces import judge as J
+
+    loaded = load_model("toyfaces")
+    ident = model_identity(loaded)
+    enc = load_encoder(MODEL / "encoder.safetensors", expect_generator=ident)
+    branch = load_branch(MODEL / "branch.safetensors", expect_generator=ident)
+    return loaded.G.eval(), ident, enc, branch, J.load_judge(MODEL / "judge.safetensors")
+
+
+def _t(imgs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    from editgan_core import images_to_uint8
+
+    return images_to_uint8(x).cpu().numpy()
+
+
+def _images(G, ws, batch=100) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([_u8(G.synthesis(p)) for p in ws.split(batch)])
+
+
+def learn_vector(G, ident, enc, branch, attr: str, k: int):
+    """One training render -> embedded -> repainted mask (re-rendered with the attribute changed) -> edit."""
+    from editgan_core.editing import edit_from_mask, segment
+    from editgan_core.embed import embed
+    from editgan_core.toyfaces import render_seed
+    from editgan_core.toyfaces.dataset import SEEDS
+    from editgan_core.toyfaces.palette import CLASS_INDEX
+    from editgan_core.vectors import EditVector
+
+    classes, lo, hi, _ = EDITS[attr]
+    seed = SEEDS["annotated"] + 1000 + k
+    img0, m0, _ = render_seed(seed, G.img_resolution, **{attr: lo})
+    _, m1, _ = render_seed(seed, G.img_resolution, **{attr: hi})
+    w = embed(G, _t(img0[None]), steps=100, encoder=enc).ws
+    seg = segment(G, branch, w)[0]
+    ids = [CLASS_INDEX[c] for c in classes]
+    painted = np.isin(m0, ids) | np.isin(m1, ids)
+    new = seg.copy()
+    new[painted] = m1[painted]
+    t = time.perf_counter()
+    res = edit_from_mask(G, branch, w, new)
+    secs = time.perf_counter() - t
+    vec = EditVector(name=STARTER[attr], delta=res.delta, generator=ident,
+                     classes=[branch.cfg.class_names[c] for c in res.classes], scale_range=(-2.0, 2.0),
+                     thumb_before=_images(G, w)[0], thumb_after=_u8(res.image)[0],
+                     extra={"attribute": attr, "training_seed": seed, "from": lo, "to": hi, "steps": res.steps})
+    return vec, secs, (img0, _images(G, w)[0], _u8(res.image)[0], new)
+
+
+def test_latents(G, enc, n: int) -> tuple:
+    from editgan_core.embed import embed
+    from editgan_core.toyfaces.dataset import SEEDS, render_set
+
+    cache = ROOT / "runs" / f"bench_edit_latents_{n}.pt"
+    base = SEEDS["eval"] + 400_000
+    imgs, masks, attrs = render_set(range(base, base + n), G.img_resolution)
+    if cache.exists():
+        return torch.load(cache), imgs, masks, attrs
+    ws = torch.cat([embed(G, _t(imgs[i:i + 50]), steps=100, encoder=enc).ws for i in range(0, n, 50)])
+    cache.parent.mkdir(exist_ok=True)
+    torch.save(ws, cache)
+    return ws, imgs, masks, attrs
+
+
+def baseline_direction(G, judge, attr: str, n: int = 10_000) -> torch.Tensor:
+    """Least-squares direction in W of the judge's attribute over n generator samples (unit norm)."""
+    from editgan_core.toyfaces import judge as J
+    from editgan_core.toyfaces.render import ATTRIBUTES
+
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(777))
+    with torch.no_grad():
+        w = G.mapping(z, None)
+    imgs = _images(G, w.unsqueeze(1).repeat(1, G.num_ws, 1))
+    y = J.predict(judge, J.to_input(imgs))[1][:, ATTRIBUTES.index(attr)]
+    X = torch.cat([w, torch.ones(n, 1)], 1).double()
+    coef = torch.linalg.lstsq(X, torch.from_numpy(y).double()[:, None]).solution[:-1, 0].float()
+    return coef / coef.norm()
+
+
+def scores(judge, before: np.ndarray, after: np.ndarray, attr: str, classes, thr: float, render_feats) -> dict:
+    from editgan_core.toyfaces import judge as J
+    from editgan_core.toyfaces.palette import CLASS_INDEX, NUM_CLASSES
+    from editgan_core.toyfaces.render import ATTRIBUTES
+
+    mb, ab, fb = J.predict(judge, J.to_input(before))
+    ma, aa, fa = J.predict(judge, J.to_input(after))
+    i = ATTRIBUTES.index(attr)
+    below = ab[:, i] < thr
+    acc = float((aa[below, i] >= thr).mean()) if below.any() else float("nan")
+    others = [j for j in range(len(ATTRIBUTES)) if j != i]
+    ids = [CLASS_INDEX[c] for c in classes]
+    region = np.isin(mb, ids) | np.isin(ma, ids)
+    region = torch.nn.functional.max_pool2d(torch.from_numpy(region.astype(np.float32))[:, None], 5, 1, 2)[:, 0] > 0
+    out = ~region.numpy()
+    diff = (before.astype(np.float32) - after.astype(np.float32)) / 127.5
+    mse = np.array([(diff[k][out[k]] ** 2).mean() if out[k].any() else 0 for k in range(len(diff))])
+    psnr_out = float(np.mean(10 * np.log10(4.0 / np.maximum(mse, 1e-10))))
+    keep = [c for c in range(NUM_CLASSES) if c not in ids]
+    ious = []
+    for k in range(len(mb)):
+        for c in keep:
+            u = ((mb[k] == c) | (ma[k] == c)).sum()
+            if u:
+                ious.append(((mb[k] == c) & (ma[k] == c)).sum() / u)
+    return {"accuracy": acc, "n_below": int(below.sum()), "delta_attr": float((aa[:, i] - ab[:, i]).mean()),
+            "identity_attr_change": float(np.abs(aa[:, others] - ab[:, others]).mean()), "psnr_outside": psnr_out,
+            "locality_iou": float(np.mean(ious)), "fd": J.frechet_distance(fa, render_feats)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="50 test images instead of 200")
+    p.add_argument("--edits", nargs="+", default=["smile", "eye_size", "hair_length"])
+    p.add_argument("--starter", action="store_true", help="save the starter library (all five edits)")
+    p.add_argument("--grid", default=str(ROOT / "docs"), help="where the picture grids go")
+    args = p.parse_args()
+    tune_allocator()
+    from PIL import Image
+
+    from editgan_core.toyfaces import judge as J
+    from editgan_core.toyfaces.dataset import SEEDS, render_set
+    from editgan_core.vectors import apply_vectors, save_vector
+
+    G, ident, enc, branch, judge = _setup()
+    n = 50 if args.quick else 200
+    if args.starter:
+        for k, attr in enumerate(EDITS):
+            vec, secs, _ = learn_vector(G, ident, enc, branch, attr, k)
+            print(f"starter vector {vec.name!r}: {secs:.1f} s, classes {vec.classes} -> "
+                  f"{save_vector(vec, MODEL / 'vectors')}", flush=True)
+    ws, imgs, masks, attrs = test_latents(G, enc, n)
+    rec = _images(G, ws)
+    base = SEEDS["eval"] + 500_000
+    render_feats = J.predict(judge, J.to_input(render_set(range(base, base + 2000), G.img_resolution)[0]))[2]
+    fd_rec = J.frechet_distance(J.predict(judge, J.to_input(rec))[2], render_feats)
+    j = J.evaluate(judge, n=1000)
+    print(f"judge on 1,000 held-out renders: mIoU {j['miou']:.4f}; attribute MAE "
+          + ", ".join(f"{a} {j['attribute_mae'][a]:.3f}" for a in args.edits), flush=True)
+    print(f"unedited reconstructions of {n} test renders: Frechet distance to 2,000 renders {fd_rec:.3f}", flush=True)
+    report = {}
+    for k, attr in enumerate(args.edits):
+        classes, lo, hi, thr = EDITS[attr]
+        vec, secs, train_imgs = learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr))
+        rows, outs = {}, {}
+        for steps in (0, 10, 30):
+            t = time.perf_counter()
+            res = [apply_vectors(G, ws[i:i + 1], [(vec, 1.0)], branch=branch, refine_steps=steps) for i in range(n)]
+            per = (time.perf_counter() - t) / n
+            out = np.concatenate([_u8(r.image) for r in res])
+            outs[steps] = out
+            rows[f"EditGAN{'' if steps == 0 else f'+{steps}'}"] = {**scores(judge, rec, out, attr, classes, thr,
+                                                                           render_feats), "sec_per_image": per}
+        # Baseline: direction from 10,000 judge-labelled samples, scaled on 200 calibration samples.
+        d = baseline_direction(G, judge, attr)
+        zc = torch.randn(200, G.z_dim, generator=torch.Generator().manual_seed(4242))
+        with torch.no_grad():
+            wc = G.mapping_ws(zc)
+        cal_before = _images(G, wc)
+        target = scores(judge, cal_before, _images(G, wc + vec.delta), attr, classes, thr, render_feats)["delta_attr"]
+        probe = scores(judge, cal_before, _images(G, wc + d), attr, classes, thr, render_feats)["delta_attr"]
+        alpha = target / probe if abs(probe) > 1e-6 else 0.0
+        t = time.perf_counter()
+        out_b = _images(G, ws + alpha * d)
+        rows["InterFaceGAN-style baseline"] = {**scores(judge, rec, out_b, attr, classes, thr, render_feats),
+                                               "sec_per_image": (time.perf_counter() - t) / n, "alpha": alpha}
+        report[attr] = {"edit_seconds": secs, "rows": rows}
+        print(f"\n### {attr} (threshold {thr}; vector learned in {secs:.1f} s from one render; {n} test renders)\n")
+        print("| method | labels | edit accuracy | mean attribute change | other attributes change | PSNR outside "
+              "| locality IoU | Frechet distance | time per image |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, r in rows.items():
+            labels = "10,000 (judge)" if "baseline" in name else "1 mask (+16 for the branch)"
+            print(f"| {name} | {labels} | {100 * r['accuracy']:.1f}% (of {r['n_below']}) | {r['delta_attr']:+.3f} | "
+                  f"{r['identity_attr_change']:.4f} | {r['psnr_outside']:.2f} dB | {r['locality_iou']:.3f} | "
+                  f"{r['fd']:.3f} (floor {fd_rec:.3f}) | {1000 * r['sec_per_image']:.0f} ms |", flush=True)
+        rows_img = [imgs[:8], rec[:8], outs[0][:8], outs[30][:8], out_b[:8]]
+        grid = np.concatenate([np.concatenate(list(r), 1) for r in rows_img], 0)
+        Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
+            Path(args.grid) / f"edit_{attr}.png")
+    (ROOT / "runs").mkdir(exist_ok=True)
+    (ROOT / "runs" / "bench_editing.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
