@@ -161,9 +161,35 @@ def scores(judge, before: np.ndarray, after: np.ndarray, attr: str, classes, thr
             "locality_iou": float(np.mean(ious)), "fd": J.frechet_distance(fa, render_feats)}
 
 
+def speed(G, branch, vec, ws) -> dict:
+    """Median ms of one bare generator pass and of applying a vector (batch 1, 30 runs each)."""
+    import statistics
+
+    from editgan_core.vectors import apply_vectors
+
+    w = ws[:1]
+    for _ in range(3):
+        apply_vectors(G, w, [(vec, 1.0)])
+    bare, app = [], []
+    with torch.no_grad():
+        for _ in range(30):
+            t = time.perf_counter()
+            G.synthesis(w)
+            bare.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            apply_vectors(G, w, [(vec, 1.0)])
+            app.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    apply_vectors(G, w, [(vec, 1.0)], branch=branch, refine_steps=30)
+    ref30 = time.perf_counter() - t
+    return {"bare_ms": 1000 * statistics.median(bare), "apply_ms": 1000 * statistics.median(app),
+            "ratio": statistics.median(app) / statistics.median(bare), "refine30_s": ref30}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="50 test images instead of 200")
+    p.add_argument("--n", type=int, default=None, help="number of test images (overrides --quick)")
     p.add_argument("--edits", nargs="+", default=["smile", "eye_size", "hair_length"])
     p.add_argument("--starter", action="store_true", help="save the starter library (all five edits)")
     p.add_argument("--grid", default=str(ROOT / "docs"), help="where the picture grids go")
@@ -176,7 +202,7 @@ def main() -> None:
     from editgan_core.vectors import apply_vectors, save_vector
 
     G, ident, enc, branch, judge = _setup()
-    n = 50 if args.quick else 200
+    n = args.n or (50 if args.quick else 200)
     if args.starter:
         for k, attr in enumerate(EDITS):
             vec, secs, _ = learn_vector(G, ident, enc, branch, attr, k)
@@ -217,7 +243,8 @@ def main() -> None:
         out_b = _images(G, ws + alpha * d)
         rows["InterFaceGAN-style baseline"] = {**scores(judge, rec, out_b, attr, classes, thr, render_feats),
                                                "sec_per_image": (time.perf_counter() - t) / n, "alpha": alpha}
-        report[attr] = {"edit_seconds": secs, "rows": rows}
+        sp = speed(G, branch, vec, ws)
+        report[attr] = {"edit_seconds": secs, "rows": rows, "speed": sp}
         print(f"\n### {attr} (threshold {thr}; vector learned in {secs:.1f} s from one render; {n} test renders)\n")
         print("| method | labels | edit accuracy | mean attribute change | other attributes change | PSNR outside "
               "| locality IoU | Frechet distance | time per image |")
@@ -227,6 +254,9 @@ def main() -> None:
             print(f"| {name} | {labels} | {100 * r['accuracy']:.1f}% (of {r['n_below']}) | {r['delta_attr']:+.3f} | "
                   f"{r['identity_attr_change']:.4f} | {r['psnr_outside']:.2f} dB | {r['locality_iou']:.3f} | "
                   f"{r['fd']:.3f} (floor {fd_rec:.3f}) | {1000 * r['sec_per_image']:.0f} ms |", flush=True)
+        print(f"\nbatch 1, 2 cores: bare generator pass {sp['bare_ms']:.1f} ms; vector applied (no refinement) "
+              f"{sp['apply_ms']:.1f} ms = {sp['ratio']:.2f}x; with 30 refinement steps {sp['refine30_s']:.2f} s; "
+              f"the mask edit that made the vector (100 steps) {secs:.1f} s", flush=True)
         rows_img = [imgs[:8], rec[:8], outs[0][:8], outs[30][:8], out_b[:8]]
         grid = np.concatenate([np.concatenate(list(r), 1) for r in rows_img], 0)
         Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(

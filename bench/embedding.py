@@ -162,8 +162,11 @@ def run():
         return out
     delta = torch.zeros_like(ws, requires_grad=True)
     img, feats = G.synthesis(ws + delta, return_features=True, fused=False)
-    logits = b(feats) if mode == "fast" else b.naive_logits(feats)
-    loss = F.cross_entropy(logits, target) + img.square().mean()
+    if mode == "fast":
+        ce = b.cross_entropy(feats, torch.arange(res * res), target.view(-1))
+    else:
+        ce = F.cross_entropy(b.naive_logits(feats), target)
+    loss = ce + img.square().mean()
     loss.backward()
     return delta.grad
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -93,8 +93,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         l_rgb = ((img - ref).square() * outside).sum() / (n_out * 3) + distance(img * outside, ref * outside).mean()
         loss = rgb_weight * l_rgb
         if len(pix):
-            logits = branch.logits_at(feats, pix)[0].t()           # [P, C]
-            loss = loss + ce_weight * F.cross_entropy(logits, tgt)
+            loss = loss + ce_weight * branch.cross_entropy(feats, pix, tgt)
         value = loss.item()
         if value < best_loss:
             best_loss, best = value, delta.detach().clone()

@@ -122,43 +122,63 @@ class SegBranch(nn.Module):
                                f"{len(got)}: {got[:3]}...")
 
     # -- the exact, memory-saving evaluation ----------------------------------------------------------------
-    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[bool, torch.Tensor, Optional[torch.Tensor]]]:
-        """Per resolution: (at_output_res, tensor, weight). Below the output resolution the tensor is the
-        level's first-layer projection [N, K*h1, r, r] (summed over the level's feature tensors); at it, the
-        raw features [N, C_r, R*R] with the matching weight columns, projected later at the wanted pixels."""
+    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
+        """Per resolution r: (r, tensor, weight). Below the output resolution the tensor is the level's first-layer
+        projection [N, r*r, K*h1] (summed over the level's feature tensors, computed at r x r); at it, the raw
+        features [N, R*R, C_R] with the matching weight columns, projected later at the wanted pixels only."""
         R = self.cfg.out_resolution
         weight = self.fc1.weight
         by_res: Dict[int, List[int]] = {}
         for i, r in enumerate(self.cfg.feature_resolutions):
             by_res.setdefault(r, []).append(i)
+
+        def rows(f):   # [N, C, r, r] -> [N, r*r, C]: a view for channels-last features
+            return f.to(weight.dtype).permute(0, 2, 3, 1).reshape(f.shape[0], -1, f.shape[1])
+
         levels = []
         for r, idx in by_res.items():
             if r == R:
-                x = torch.cat([feats[i].flatten(2) for i in idx], 1).to(weight.dtype)
+                x = torch.cat([rows(feats[i]) for i in idx], 2)
                 w = torch.cat([weight[:, slice(*self._cols[i])] for i in idx], 1)
-                levels.append((True, x, w))
+                levels.append((r, x, w))
             else:
                 proj = None
                 for i in idx:
-                    p = F.conv2d(feats[i].to(weight.dtype), weight[:, slice(*self._cols[i]), None, None])
+                    p = rows(feats[i]) @ weight[:, slice(*self._cols[i])].t()
                     proj = p if proj is None else proj + p
-                levels.append((False, proj, None))
+                levels.append((r, proj, None))
         return levels
+
+    def _taps(self, r: int, pixels: torch.Tensor):
+        """Bilinear taps of output pixels in an r x r map, exactly as F.interpolate(align_corners=False)."""
+        R = self.cfg.out_resolution
+        ys = torch.div(pixels, R, rounding_mode="floor")
+        xs = pixels % R
+
+        def axis(v):
+            src = ((v.to(torch.float64) + 0.5) * (r / R) - 0.5).clamp_min(0.0)
+            i0 = src.floor().long().clamp_max(r - 1)
+            i1 = (i0 + 1).clamp_max(r - 1)
+            return i0, i1, (src - i0).to(torch.float32)
+
+        y0, y1, wy = axis(ys)
+        x0, x1, wx = axis(xs)
+        idx = [y0 * r + x0, y0 * r + x1, y1 * r + x0, y1 * r + x1]
+        wts = [(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx]
+        return idx, wts
 
     def _hidden1(self, levels, pixels: torch.Tensor) -> torch.Tensor:
         """First layer's pre-activation at flat pixel indices ``pixels`` [P]: [N, P, K*h1]."""
-        R = self.cfg.out_resolution
         out = None
-        for at_out, t, w in levels:
-            if at_out:   # index the pixels, then project
-                h = torch.einsum("ncp,kc->npk", t[:, :, pixels], w)
-            else:        # sample the low-resolution projection bilinearly at the pixel centres
-                N = t.shape[0]
-                gx = (pixels % R).to(t.dtype).add(0.5).mul(2.0 / R).sub(1)
-                gy = torch.div(pixels, R, rounding_mode="floor").to(t.dtype).add(0.5).mul(2.0 / R).sub(1)
-                grid = torch.stack([gx, gy], -1).view(1, 1, -1, 2).expand(N, 1, -1, 2)
-                h = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                h = h[:, :, 0].transpose(1, 2)
+        for r, t, w in levels:
+            if w is not None:   # at output resolution: gather the pixels' features, then project
+                h = t.index_select(1, pixels) @ w.t()
+            else:               # below it: bilinear blend of four gathered rows of the projection
+                idx, wts = self._taps(r, pixels)
+                h = None
+                for i, a in zip(idx, wts):
+                    term = t.index_select(1, i) * a.to(t.dtype)[None, :, None]
+                    h = term if h is None else h + term
             out = h if out is None else out + h
         return out + self.fc1.bias
 
@@ -183,6 +203,28 @@ class SegBranch(nn.Module):
     def logits_at(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
         """Mean ensemble logits at flat pixel indices ``pixels`` [P] (same for every image): [N, C, P]."""
         return self.member_logits_at(feats, pixels).mean(2).permute(0, 2, 1)
+
+    def cross_entropy(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor, target: torch.Tensor,
+                      chunk: int = 16384) -> torch.Tensor:
+        """Mean cross-entropy of the ensemble's mean logits at ``pixels`` [P] against ``target`` [P] (same for
+        every image). Chunks are checkpointed: backward recomputes each chunk instead of keeping it, so the
+        memory is the per-level projections plus one chunk, whatever the number of pixels."""
+        from torch.utils.checkpoint import checkpoint
+
+        self.check_features(feats)
+        levels = self._project(feats)
+        N, P, C = feats[0].shape[0], pixels.numel(), self.cfg.num_classes
+        total = None
+        for s in range(0, P, chunk):
+            pix, tgt = pixels[s:s + chunk], target[s:s + chunk]
+
+            def part(pix=pix, tgt=tgt):
+                logits = self._members(levels, pix).mean(2)                      # [N, p, C]
+                return F.cross_entropy(logits.reshape(-1, C), tgt.repeat(N), reduction="sum")
+
+            value = checkpoint(part, use_reentrant=False) if torch.is_grad_enabled() else part()
+            total = value if total is None else total + value
+        return total / (N * P)
 
     def forward(self, feats: Sequence[torch.Tensor], chunk: int = 16384) -> torch.Tensor:
         """Dense mean logits [N, C, R, R], ``chunk`` pixels at a time."""

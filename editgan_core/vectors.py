@@ -50,6 +50,18 @@ class EditVector:
         return d
 
 
+def library_dir(generator: Dict[str, object], root: Optional[os.PathLike] = None) -> Path:
+    """The user's vector library for one generator: ROOT/<name>-<sha256[:12]> (ROOT: $EDITGAN_HOME/vectors, or
+    ~/.cache/editgan-studio/vectors). Built-in models also ship vectors beside their weights (``vectors/``)."""
+    base = Path(root) if root else Path(os.environ.get("EDITGAN_HOME", Path.home() / ".cache" / "editgan-studio"))
+    base = base / "vectors" if not root else base
+    name = re.sub(r"[^\w\-]+", "_", str(generator.get("name") or "model")).strip("_")[:40] or "model"
+    sha = str(generator.get("sha256") or "")[:12]
+    if not sha:   # no hash: the feature layout at least keeps models of different shapes apart
+        sha = f"{generator.get('resolution')}px-{generator.get('num_ws')}x{generator.get('w_dim')}"
+    return base / f"{name}-{sha}"
+
+
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME_RE.match(name):

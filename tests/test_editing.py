@@ -187,3 +187,13 @@ def test_crash_mid_save_keeps_the_old_vector(setup, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_vector(tmp_path / "keep.safetensors").delta, v.delta)
     assert not [p for p in tmp_path.iterdir() if p.suffix not in (".safetensors", ".json")]
+
+
+def test_library_folder_is_per_model(tmp_path, monkeypatch):
+    from editgan_core.vectors import library_dir
+
+    monkeypatch.setenv("EDITGAN_HOME", str(tmp_path))
+    a = library_dir({"name": "hf://org/repo/x.pkl", "sha256": "ab" * 32})
+    b = library_dir({"name": "hf://org/repo/x.pkl", "sha256": "cd" * 32})
+    assert a != b and a.parent == tmp_path / "vectors" and "/" not in a.name[len("hf"):]
+    assert library_dir({"name": "m", "resolution": 32, "num_ws": 8, "w_dim": 16}).name == "m-32px-8x16"

@@ -59,6 +59,22 @@ def test_gradients_match_naive():
         assert torch.allclose(a.grad, c.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_checkpointed_cross_entropy_equals_naive_with_gradients():
+    G = make_generator()
+    b = _branch(G)
+    _, feats = _feats(G, n=2)
+    target = torch.randint(0, 3, (32 * 32,), generator=torch.Generator().manual_seed(0))
+    f1 = [f.clone().requires_grad_(True) for f in feats]
+    f2 = [f.clone().requires_grad_(True) for f in feats]
+    fast = b.cross_entropy(f1, torch.arange(32 * 32), target, chunk=300)
+    naive = torch.nn.functional.cross_entropy(b.naive_logits(f2), target.view(1, 32, 32).repeat(2, 1, 1))
+    assert torch.allclose(fast, naive, atol=1e-5)
+    fast.backward()
+    naive.backward()
+    for a, c in zip(f1, f2):
+        assert torch.allclose(a.grad, c.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_features_of_another_generator_are_refused():
     b = _branch(make_generator())
     _, feats = _feats(make_generator(img_resolution=16))

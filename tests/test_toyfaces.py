@@ -109,7 +109,8 @@ def test_distillation_targets_are_a_function_of_the_latent(tmp_path):
     assert np.allclose(D.latent_params(z)[0].vector(), D.latent_params(z * 3)[0].vector(), atol=1e-6)
     cfg = D.DistillConfig(res=16, z_dim=32, channel_base=64, channel_max=16, batch=4, data_size=12, val_size=4,
                           kimg=0.2)
-    zz, imgs = D.make_dataset(cfg, tmp_path, workers=1)
+    zz, imgs, masks = D.make_dataset(cfg, tmp_path, workers=1)
+    assert masks is None
     d = D.Distiller(cfg, zz, imgs)
     first = d.train_step()["loss"]
     for _ in range(30):
@@ -120,3 +121,24 @@ def test_distillation_targets_are_a_function_of_the_latent(tmp_path):
     d2 = D.Distiller(cfg, zz, imgs)
     d2.load(tmp_path / "ckpt.pt")
     assert d2.train_step()["loss"] == nxt
+
+
+def test_distillation_part_weighting_uses_the_masks(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from editgan_core.toyfaces import distill as D
+    from editgan_core.toyfaces.palette import CLASS_INDEX
+
+    cfg = D.DistillConfig(res=16, z_dim=32, channel_base=64, channel_max=16, batch=4, data_size=8, val_size=2,
+                          part_weight=4.0)
+    z, imgs, masks = D.make_dataset(cfg, tmp_path, workers=1)
+    assert masks.shape == (10, 16, 16) and np.isin(masks, [CLASS_INDEX["irises"], CLASS_INDEX["mouth"]]).any()
+    fake, real = torch.zeros(1, 3, 16, 16), torch.ones(1, 3, 16, 16)
+    w = torch.ones(1, 1, 16, 16)
+    w[..., :8, :] = 5
+    assert D.regression_loss(fake, real, 0.0, w) == D.regression_loss(fake, real, 0.0)   # normalised weights
+    d = D.Distiller(cfg, z, imgs, masks)
+    assert np.isfinite(d.train_step()["loss"])
+    assert dataclasses.asdict(d.cfg)["part_weight"] == 4.0

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     e.add_argument("--batch", type=int, default=16)
     b = sub.add_parser("branch")
     b.add_argument("--steps", type=int, default=100, help="embedding steps per annotated image")
-    b.add_argument("--max-steps", type=int, default=2000)
+    b.add_argument("--max-steps", type=int, default=1000)
     args = p.parse_args(argv)
     from ..runtime import tune_allocator
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ class DistillConfig:
     lr: float = 0.02                  # 0.002 learned far slower in 32-px trials (val MAE 34 vs 21 at 300 steps)
     mapping_lr_scale: float = 100.0   # x lr for the mapping's stored weights (undoes its 0.01 multiplier)
     grad_weight: float = 1.0          # weight of the image-gradient L1 term
+    part_weight: float = 0.0          # extra L1 weight on small parts (brows, eyes, nose, lips, mouth); needs masks
     kimg: float = 300.0               # length of the cosine learning-rate schedule
     ema_kimg: float = 10.0
     data_size: int = 30000
@@ -83,15 +85,18 @@ def render_latents(z: torch.Tensor, res: int, workers: int = 2) -> Tuple[np.ndar
 
 
 def make_dataset(cfg: DistillConfig, cache: Path, workers: int = 2):
-    """Latents and their renders, cached: z float32 [N, z_dim], images uint8 [N, res, res, 3]."""
-    path = cache / f"distill_{cfg.res}_{cfg.data_size}_{cfg.z_dim}_{cfg.seed}.npz"
+    """Latents, renders and (with part_weight) masks, cached: z [N, z_dim], images uint8 [N, res, res, 3],
+    masks uint8 [N, res, res] or None."""
+    masks_needed = cfg.part_weight > 0
+    path = cache / f"distill_{cfg.res}_{cfg.data_size}_{cfg.z_dim}_{cfg.seed}{'_masks' if masks_needed else ''}.npz"
     if not path.exists():
         z = torch.randn([cfg.data_size + cfg.val_size, cfg.z_dim],
                         generator=torch.Generator().manual_seed(10_000 + cfg.seed))
-        imgs, _ = render_latents(z, cfg.res, workers=workers)
-        _atomic_write(path, lambda p: np.savez(open(p, "wb"), z=z.numpy(), images=imgs))
+        imgs, masks = render_latents(z, cfg.res, workers=workers)
+        arrays = {"z": z.numpy(), "images": imgs, **({"masks": masks} if masks_needed else {})}
+        _atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
     d = np.load(path)
-    return torch.from_numpy(d["z"]), d["images"]
+    return torch.from_numpy(d["z"]), d["images"], (d["masks"] if masks_needed else None)
 
 
 def make_generator(cfg: DistillConfig) -> Generator:
@@ -102,8 +107,16 @@ def make_generator(cfg: DistillConfig) -> Generator:
     return Generator(gcfg)
 
 
-def regression_loss(fake: torch.Tensor, real: torch.Tensor, grad_weight: float) -> torch.Tensor:
-    loss = (fake - real).abs().mean()
+SMALL_PARTS = ("eyebrows", "eye_whites", "irises", "nose", "lips", "mouth")
+
+
+def regression_loss(fake: torch.Tensor, real: torch.Tensor, grad_weight: float,
+                    weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """L1 on pixels (optionally weighted per pixel, normalised by the mean weight) + L1 on image gradients."""
+    if weight is None:
+        loss = (fake - real).abs().mean()
+    else:
+        loss = ((fake - real).abs() * weight).mean() / weight.mean()
     if grad_weight:
         dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
         dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
@@ -116,9 +129,13 @@ def to_float(images: np.ndarray) -> torch.Tensor:
 
 
 class Distiller:
-    def __init__(self, cfg: DistillConfig, z: torch.Tensor, images: np.ndarray):
+    def __init__(self, cfg: DistillConfig, z: torch.Tensor, images: np.ndarray, masks: Optional[np.ndarray] = None):
+        from .palette import CLASS_INDEX
+
         self.cfg = cfg
         self.z_train, self.img_train = z[:cfg.data_size], images[:cfg.data_size]
+        self.mask_train = None if masks is None else masks[:cfg.data_size]
+        self.small_parts = [CLASS_INDEX[c] for c in SMALL_PARTS]
         self.z_val, self.img_val = z[cfg.data_size:], images[cfg.data_size:]
         self.G = make_generator(cfg).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -143,8 +160,12 @@ class Distiller:
         z, real = self.z_train[idx], to_float(self.img_train[idx])
         for g in self.opt.param_groups:
             g["lr"] = g["base"] * self.lr_factor()
+        weight = None
+        if cfg.part_weight and self.mask_train is not None:
+            small = np.isin(self.mask_train[idx], self.small_parts)
+            weight = torch.from_numpy(1.0 + cfg.part_weight * small.astype(np.float32))[:, None]
         fake = self.G(z, fused=False)
-        loss = regression_loss(fake, real, cfg.grad_weight)
+        loss = regression_loss(fake, real, cfg.grad_weight, weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -219,6 +240,9 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
     p.add_argument("--data-size", type=int, default=30000)
     p.add_argument("--snap-every", type=int, default=500, help="steps between checkpoints and grids")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.02)")
+    p.add_argument("--part-weight", type=float, default=0.0, help="extra L1 weight on eyes, brows, nose, mouth")
+    p.add_argument("--init", default=None, help="start from the weights (G and G_ema) of this run checkpoint")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export", default=None, help="write G_ema in the native format to this folder")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering the dataset")
@@ -229,14 +253,26 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "ckpt.pt"
-    cfg = DistillConfig(res=args.res, kimg=args.kimg, data_size=args.data_size)
+    cfg = DistillConfig(res=args.res, kimg=args.kimg, data_size=args.data_size, part_weight=args.part_weight)
+    if args.lr is not None:
+        cfg.lr = args.lr
     if (args.resume or args.export) and ckpt.exists():
         cfg = DistillConfig(**torch.load(ckpt, map_location="cpu", weights_only=False)["distill_config"])
-    z, images = make_dataset(cfg, out.parent if str(out.parent) else Path("."), workers=args.workers)
-    d = Distiller(cfg, z, images)
+    elif args.init:   # fine-tune: architecture and data of the initial run, new schedule and loss settings
+        old = DistillConfig(**torch.load(args.init, map_location="cpu", weights_only=False)["distill_config"])
+        cfg = dataclasses.replace(old, kimg=cfg.kimg, lr=cfg.lr, part_weight=cfg.part_weight)
+    cache = out.parent if str(out.parent) else Path(".")
+    z, images, masks = make_dataset(cfg, cache, workers=args.workers)
+    d = Distiller(cfg, z, images, masks)
     if (args.resume or args.export) and ckpt.exists():
         d.load(ckpt)
         print(f"resumed at step {d.step} ({d.step * cfg.batch / 1000:.1f} kimg)", flush=True)
+    elif args.init:
+        st = torch.load(args.init, map_location="cpu", weights_only=False)
+        d.G.load_state_dict(st["G_ema"])
+        d.G_ema.load_state_dict(st["G_ema"])
+        d.log = [dict(r, init=True) for r in st.get("log", [])]
+        print(f"initialised from {args.init} (step {st['step']})", flush=True)
     if args.export:
         minutes = sum(r.get("sec", 0) for r in d.log) / 60
         export(d, Path(args.export), minutes)
