@@ -78,7 +78,7 @@ def save_encoder(enc: Encoder, path: os.PathLike, generator: Dict[str, object], 
 
     meta = {"format": ENCODER_FORMAT, "format_version": 1, "config": asdict(enc.cfg), "generator": generator,
             **(extra or {})}
-    return stfiles.write(path, dict(enc.state_dict()), meta)
+    return stfiles.write(path, dict(enc.state_dict()), meta, half=True)   # fp16 on disk: half the size
 
 
 def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> Encoder:
@@ -92,7 +92,7 @@ def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, obje
         if why:
             raise EditGANError(f"encoder {path.name} does not fit this generator: it was {why}")
     enc = Encoder(EncoderConfig(**meta["config"]))
-    enc.load_state_dict(state)
+    enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return enc.eval()
 
 

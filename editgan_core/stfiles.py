@@ -16,14 +16,16 @@ import torch
 from .errors import CheckpointError, EditGANError
 
 
-def write(path: os.PathLike, tensors: Dict[str, torch.Tensor], meta: dict) -> Path:
+def write(path: os.PathLike, tensors: Dict[str, torch.Tensor], meta: dict, *, half: bool = False) -> Path:
+    """Atomic write; ``half`` stores floating-point tensors as float16 (readers convert back)."""
     from safetensors.torch import save_file
 
     from .checkpoints import _atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in tensors.items()}
     _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan": json.dumps(meta)}))
     return path
 
