@@ -82,30 +82,29 @@ def bench_generator() -> None:
         print(f"wrote {path.relative_to(ROOT)} (seeds 0-63, truncation {psi})")
 
 
+def _seconds_per_step(step, n: int) -> float:
+    """One warm-up call, then the mean wall time of n calls."""
+    step()
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t) / n
+
+
 def bench_train() -> None:
+    from editgan_core.toyfaces import distill as Dst
     from editgan_core.toyfaces import render_seed
     from editgan_core.train_gan import PRESETS, TrainConfig, Trainer
 
     data = np.stack([render_seed(s, 64)[0] for s in range(256)])
     cfg = TrainConfig(res=64, **PRESETS["cpu"])
     tr = Trainer(cfg, ROOT / "out", data, torch.device("cpu"))
-    tr.train_step()
-    t = time.perf_counter()
-    for _ in range(10):
-        tr.train_step()
-    dt = (time.perf_counter() - t) / 10
+    dt = _seconds_per_step(tr.train_step, 10)
     print(f"training, CPU preset at 64px, batch {cfg.batch}: {dt:.2f} s/step = {cfg.batch / dt:.1f} images/s "
           f"(G {tr.G.num_parameters():,} + D {sum(p.numel() for p in tr.D.parameters()):,} parameters)")
-    from editgan_core.toyfaces import distill as Dst
-
-    dcfg = Dst.DistillConfig()
-    z = torch.randn(256, dcfg.z_dim)
-    d = Dst.Distiller(Dst.DistillConfig(data_size=224, val_size=32), z, data)
-    d.train_step()
-    t = time.perf_counter()
-    for _ in range(20):
-        d.train_step()
-    dt = (time.perf_counter() - t) / 20
+    dcfg = Dst.DistillConfig(data_size=224, val_size=32)
+    d = Dst.Distiller(dcfg, torch.randn(256, dcfg.z_dim), data)
+    dt = _seconds_per_step(d.train_step, 20)
     print(f"renderer distillation (the default model's trainer) at 64px, batch {dcfg.batch}: {dt:.3f} s/step = "
           f"{dcfg.batch / dt:.1f} images/s (G {d.G.num_parameters():,} parameters)")
 

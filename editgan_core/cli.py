@@ -211,6 +211,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    import torch
     from PIL import Image
 
     from .assets import BRANCH_NAME, companion, model_identity
@@ -229,8 +230,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         ws, _ = load_latent(src, expect_generator=ident)
     else:
         ws = next(iter(_embed_images(loaded, [src], args)))[2].ws
-    import torch
-
     with torch.no_grad():
         _, feats = loaded.G.synthesis(ws.to(loaded.G.w_avg.device), return_features=True)
     labels = branch.predict(feats)[0].cpu().numpy()
