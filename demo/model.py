@@ -6,7 +6,10 @@ Errors a user can cause come back as :class:`~editgan_core.errors.EditGANError` 
 
 from __future__ import annotations
 
+import os
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -19,6 +22,24 @@ from editgan_core.hub import load_model
 from editgan_core.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
 
 
+@dataclass
+class ModelAssets:
+    """A generator and what travels with it, loaded once per process and shared read-only by every session."""
+    ref: str
+    loaded: LoadedGenerator
+    identity: dict
+    encoder: Optional[torch.nn.Module] = None
+    branch: Optional[torch.nn.Module] = None
+    vectors: list = field(default_factory=list)          # starter vectors shipped beside the model + user library
+    problems: List[str] = field(default_factory=list)    # files that were skipped, in words
+    classes: Tuple[List[str], List[Tuple[int, int, int]]] = ((), ())
+    distance: Optional[torch.nn.Module] = None
+
+    @property
+    def G(self):
+        return self.loaded.G
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -29,7 +50,11 @@ class Studio:
     def __init__(self, device: Optional[torch.device] = None):
         self.device = device or pick_device()
         self._models: Dict[str, LoadedGenerator] = {}
+        self._assets: Dict[str, ModelAssets] = {}
         self._lock = threading.Lock()
+        # On a hosted Space nothing is written outside temporary and cache folders, and user vectors stay in the
+        # session (downloadable); locally they also go to the user's library folder.
+        self.persist = not os.environ.get("SPACE_ID") and not os.environ.get("EDITGAN_NO_LIBRARY")
 
     @staticmethod
     def model_choices() -> List[str]:
@@ -50,6 +75,48 @@ class Studio:
                 loaded.G.to(self.device)
                 self._models[ref] = loaded
             return self._models[ref]
+
+    def assets(self, ref: str) -> ModelAssets:
+        """The model with its encoder, branch, starter vectors and library (each loaded once per process)."""
+        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes, model_identity
+        from editgan_core.embed import load_encoder
+        from editgan_core.perceptual import FallbackDistance
+        from editgan_core.segbranch import load_branch
+        from editgan_core.vectors import library_dir, list_library
+
+        ref = (ref or "").strip()
+        loaded = self.model(ref)
+        with self._lock:
+            if ref in self._assets:
+                return self._assets[ref]
+            ident = model_identity(loaded)
+            a = ModelAssets(ref, loaded, ident, distance=FallbackDistance().to(self.device))
+            p = companion(loaded, ENCODER_NAME)
+            if p is not None:
+                a.encoder = load_encoder(p, expect_generator=ident).to(self.device).eval()
+            p = companion(loaded, BRANCH_NAME)
+            if p is not None:
+                a.branch = load_branch(p, expect_generator=ident).to(self.device).eval()
+            a.classes = default_classes(loaded)
+            folders = []
+            if Path(loaded.path).is_dir():
+                folders.append(Path(loaded.path) / "vectors")
+            folders.append(library_dir(ident))
+            seen = set()
+            for folder in folders:
+                vecs, problems = list_library(folder, expect_generator=ident)
+                a.problems += problems
+                for v in vecs:
+                    if v.name not in seen:
+                        seen.add(v.name)
+                        a.vectors.append(v)
+            self._assets[ref] = a
+            return a
+
+    def library(self, ref: str) -> Path:
+        from editgan_core.vectors import library_dir
+
+        return library_dir(self.assets(ref).identity)
 
     def describe(self, ref: str) -> str:
         m = self.model(ref)

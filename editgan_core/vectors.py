@@ -146,8 +146,10 @@ class Applied:
 
 
 def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]], *, branch=None,
-                  refine_steps: int = 0, segment_result: bool = False, distance=None) -> Applied:
-    """ws [N, num_ws, w_dim] + sum(scale * delta); optionally refined (needs the branch) and segmented."""
+                  refine_steps: int = 0, segment_result: bool = False, distance=None, refine_lr: float = 0.005,
+                  batch: int = 16) -> Applied:
+    """ws [N, num_ws, w_dim] + sum(scale * delta); optionally refined (needs the branch; ``batch`` images at a
+    time, 5 * RGB + 1 * CE as in the paper, Adam at ``refine_lr``) and segmented."""
     from .editing import edit_region, optimise_region, segment
 
     t0 = time.time()
@@ -163,16 +165,18 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
         names = branch.cfg.class_names
         cls = sorted({names.index(c) for v, s in pairs if s for c in v.classes if c in names})
         out = []
-        for i in range(len(edited)):
+        for s in range(0, len(edited), batch):
             # Target: the edited image's own segmentation inside the region of the vectors' classes (before or
-            # after the edit); outside it, the original image.
-            before, target = segment(G, branch, ws[i:i + 1])[0], segment(G, branch, edited[i:i + 1])[0]
-            region = edit_region(before, target, cls, margin=5) if cls else np.zeros_like(target, bool)
+            # after the edit); outside it, the original image. Images are refined together, each on its own.
+            w0, w1 = ws[s:s + batch], edited[s:s + batch]
+            before, target = segment(G, branch, w0), segment(G, branch, w1)
+            region = np.stack([edit_region(b, t, cls, margin=5) if cls else np.zeros_like(t, bool)
+                               for b, t in zip(before, target)])
             with torch.no_grad():
-                reference = G.synthesis(ws[i:i + 1])
-            best, _, _ = optimise_region(G, branch, edited[i:i + 1], target, region, reference=reference,
-                                         steps=refine_steps, rgb_weight=5.0, ce_weight=1.0, distance=distance)
-            out.append(edited[i:i + 1] + best)
+                reference = G.synthesis(w0)
+            best, _, _ = optimise_region(G, branch, w1, target, region, reference=reference, steps=refine_steps,
+                                         lr=refine_lr, rgb_weight=5.0, ce_weight=1.0, distance=distance)
+            out.append(w1 + best)
         edited = torch.cat(out)
     with torch.no_grad():
         if segment_result and branch is not None:

@@ -197,3 +197,34 @@ def test_library_folder_is_per_model(tmp_path, monkeypatch):
     b = library_dir({"name": "hf://org/repo/x.pkl", "sha256": "cd" * 32})
     assert a != b and a.parent == tmp_path / "vectors" and "/" not in a.name[len("hf"):]
     assert library_dir({"name": "m", "resolution": 32, "num_ws": 8, "w_dim": 16}).name == "m-32px-8x16"
+
+
+def test_batched_optimisation_equals_separate_runs(setup):
+    """Each image of a batch keeps its own loss, region and best iterate: the same deltas as one run per image."""
+    G, branch, _ = setup
+    ws = G.mapping_ws(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(9)))
+    labels = segment(G, branch, ws)
+    regions = np.zeros(labels.shape, bool)
+    regions[0, 2:10, 2:10] = True
+    regions[1, 12:30, 5:20] = True          # image 2 has no region at all: only its RGB term acts
+    targets = (labels.astype(int) + 1) % 3
+    # Start away from delta = 0, where every gradient is rounding noise that Adam would blow up to full steps.
+    start = 0.3 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(4))
+    kw = dict(steps=6, lr=0.01, delta0=start)
+    together, hist, _ = optimise_region(G, branch, ws, targets, regions, **kw)
+    for i in range(3):
+        alone, _, _ = optimise_region(G, branch, ws[i:i + 1], targets[i], regions[i], **{**kw, "delta0": start[i:i + 1]})
+        assert torch.allclose(together[i:i + 1], alone, atol=1e-4), i
+        assert not torch.equal(together[i], start[i])
+    assert len(hist) == 6
+
+
+def test_batched_refinement_equals_one_image_at_a_time(setup):
+    G, branch, ws = setup
+    many = G.mapping_ws(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(5)))
+    vec = EditVector(name="v", delta=0.5 * torch.randn(G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(1)),
+                     generator=generator_identity(G, "tiny"), classes=["g"])
+    a = apply_vectors(G, many, [(vec, 1.0)], branch=branch, refine_steps=5, refine_lr=0.05, batch=3)
+    b = apply_vectors(G, many, [(vec, 1.0)], branch=branch, refine_steps=5, refine_lr=0.05, batch=1)
+    assert torch.allclose(a.ws, b.ws, atol=1e-5)
+    assert not torch.allclose(a.ws, many + vec.delta)   # refinement moved something

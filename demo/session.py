@@ -1,0 +1,424 @@
+"""One user's studio session, without any Gradio import: the image, its edits, the sliders and the history.
+
+Every public method of :class:`Session` is one UI action. It takes plain values (numpy arrays, strings, numbers)
+and returns plain values; a user's mistake comes back as :class:`~editgan_core.errors.EditGANError` with a
+readable message and leaves the session exactly as it was. Models come from the process-wide
+:class:`demo.model.Studio` (loaded once per process, never per user); a Session holds only its own latents,
+images, vectors and history, so sessions never see each other's state.
+
+The history is a list of steps (one per action: sample, embed, mask edit, slider setting, undo target); the
+current step is what is shown, ``undo``/``redo`` move along it, and any step can be exported (PNG, mask PNG,
+latent).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from editgan_core import images_to_uint8
+from editgan_core.errors import EditGANError
+
+MAX_HISTORY = 200
+
+
+@dataclass
+class Step:
+    what: str                                   # in words, for the history list
+    ws: torch.Tensor                            # [1, num_ws, w_dim]
+    image: np.ndarray                           # [R, R, 3] uint8
+    labels: Optional[np.ndarray]                # [R, R] branch segmentation (None when the model has no branch)
+    anchor: torch.Tensor                        # latent the sliders act on (ws minus the slider offsets)
+    scales: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Annotation:
+    ws: torch.Tensor
+    image: np.ndarray
+    labels: Optional[np.ndarray] = None
+
+
+class Session:
+    """Per-user state plus the actions on it. ``studio`` is shared; everything else belongs to this user."""
+
+    def __init__(self, studio, model_ref: str = ""):
+        self.studio = studio
+        self.model_ref = model_ref
+        self.steps: List[Step] = []
+        self.pos = -1
+        self.photo: Optional[np.ndarray] = None          # the prepared photo being embedded (for PSNR)
+        self.vectors: Dict[str, object] = {}             # name -> EditVector (starter, library and own)
+        self.last_edit = None                            # EditResult of the last mask edit (for "save vector")
+        self.refine_steps = 0
+        self.stop_event = threading.Event()
+        self.annotations: List[Annotation] = []
+        self.branch = None                               # a branch trained in this session (Annotate tab)
+        self.class_names: Optional[List[str]] = None     # edited class names for annotation
+
+    # -- model ----------------------------------------------------------------------------------------------
+    @property
+    def assets(self):
+        return self.studio.assets(self.model_ref)
+
+    def set_model(self, ref: str) -> str:
+        """Switch to a model (loaded once per process); the image history starts afresh. -> description."""
+        assets = self.studio.assets(ref)          # raises a clear error before anything is changed
+        self.model_ref = assets.ref
+        self.steps, self.pos, self.photo, self.last_edit = [], -1, None, None
+        self.annotations, self.branch = [], None
+        self.vectors = {v.name: v for v in assets.vectors}
+        return self.studio.describe(assets.ref)
+
+    def current_branch(self):
+        return self.branch if self.branch is not None else self.assets.branch
+
+    def class_table(self) -> Tuple[List[str], List[Tuple[int, int, int]]]:
+        b = self.current_branch()
+        if b is not None:
+            return list(b.cfg.class_names), list(b.cfg.palette)
+        names, palette = self.assets.classes
+        if self.class_names and len(self.class_names) == len(names):
+            names = list(self.class_names)
+        return names, palette
+
+    # -- the current step -----------------------------------------------------------------------------------
+    @property
+    def current(self) -> Step:
+        if self.pos < 0:
+            raise EditGANError("no image yet: generate a sample or upload and embed a photo first")
+        return self.steps[self.pos]
+
+    def _render(self, ws: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        a = self.assets
+        branch = self.current_branch()
+        with torch.no_grad():
+            if branch is not None:
+                img, feats = a.G.synthesis(ws, return_features=True)
+                labels = branch.predict(feats)[0].cpu().numpy()
+            else:
+                img, labels = a.G.synthesis(ws), None
+        return images_to_uint8(img)[0].cpu().numpy(), labels
+
+    def _push(self, what: str, ws: torch.Tensor, *, anchor: Optional[torch.Tensor] = None,
+              scales: Optional[Dict[str, float]] = None, image=None, labels=None, replace: bool = False) -> Step:
+        ws = ws.detach().to(self.assets.G.w_avg.device).float()
+        if image is None:
+            image, labels = self._render(ws)
+        step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}))
+        if replace and self.pos >= 0:
+            self.steps[self.pos] = step
+        else:
+            del self.steps[self.pos + 1:]          # a new action drops the redo branch
+            self.steps.append(step)
+            if len(self.steps) > MAX_HISTORY:
+                del self.steps[0]
+            self.pos = len(self.steps) - 1
+        return step
+
+    # -- image: sample, upload + embed ----------------------------------------------------------------------
+    def sample(self, seed: int, truncation: float) -> Step:
+        a = self.assets
+        seed = int(seed)
+        if not 0 <= seed < 2 ** 32:
+            raise EditGANError("the seed must be between 0 and 4294967295")
+        if not 0.0 <= float(truncation) <= 2.0:
+            raise EditGANError("truncation psi must be between 0 and 2")
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, a.G.z_dim)).float().to(a.G.w_avg.device)
+        with torch.no_grad():
+            ws = a.G.mapping_ws(z, truncation_psi=float(truncation))
+        self.photo = None
+        return self._push(f"sample seed {seed}, psi {float(truncation):.2f}", ws)
+
+    def prepare_photo(self, image, fit: str = "crop") -> Tuple[np.ndarray, str]:
+        """Any image (array, PIL, path or bytes) -> the model-sized square that will be embedded, and a note."""
+        from editgan_core.imageio import prepare_image
+
+        prep = prepare_image(image, self.assets.G.img_resolution, fit=fit)
+        self.photo = prep.array
+        return prep.array, prep.note
+
+    def embed(self, *, steps: int = 100, progress: Optional[Callable] = None) -> Step:
+        """Embed the prepared photo (encoder guess, then W+ optimisation); stop() ends it with the best so far."""
+        from editgan_core.embed import embed
+
+        if self.photo is None:
+            raise EditGANError("upload a photo first")
+        a = self.assets
+        target = torch.from_numpy(self.photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+        self.stop_event.clear()
+        res = embed(a.G, target.to(a.G.w_avg.device), steps=int(steps), encoder=a.encoder, progress=progress,
+                    should_stop=self.stop_event.is_set)
+        what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB)"
+        return self._push(what, res.ws)
+
+    def fidelity(self) -> Tuple[Optional[float], Optional[np.ndarray]]:
+        """PSNR (dB) of the current image against the embedded photo and a difference image (x4, grey = 0)."""
+        if self.photo is None or self.pos < 0:
+            return None, None
+        a = self.photo.astype(np.float32)
+        b = self.current.image.astype(np.float32)
+        mse = ((a - b) / 127.5) ** 2
+        value = float(10 * np.log10(4.0 / max(float(mse.mean()), 1e-10)))
+        diff = np.clip(127.5 + 4 * (b - a) / 2, 0, 255).astype(np.uint8)
+        return value, diff
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # -- masks ----------------------------------------------------------------------------------------------
+    def mask_rgb(self, labels: Optional[np.ndarray] = None) -> np.ndarray:
+        from editgan_core.masks import encode_mask
+
+        labels = self.current.labels if labels is None else labels
+        if labels is None:
+            raise EditGANError("this model has no segmentation branch yet: annotate a few images and train one "
+                               "in the Annotate tab")
+        return encode_mask(labels, self.class_table()[1])
+
+    def overlay(self, alpha: float = 0.5) -> np.ndarray:
+        s = self.current
+        if s.labels is None:
+            return s.image
+        seg = self.mask_rgb().astype(np.float32)
+        return (s.image * (1 - alpha) + seg * alpha).astype(np.uint8)
+
+    def decode_painted(self, rgb: np.ndarray, alpha: Optional[np.ndarray] = None,
+                       base: Optional[np.ndarray] = None) -> Tuple[np.ndarray, str]:
+        """A painted mask (any size: resized to the model's by nearest neighbour) -> labels and a note. With
+        ``base`` labels, only painted pixels (alpha > 0) count: the rest keep their base label."""
+        from editgan_core.masks import decode_mask
+
+        R = self.assets.G.img_resolution
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+            raise EditGANError(f"the mask must be an RGB(A) image, got an array of shape {rgb.shape}")
+        if rgb.shape[2] == 4 and alpha is None:
+            alpha, rgb = rgb[..., 3], rgb[..., :3]
+        if rgb.shape[:2] != (R, R):
+            h, w = rgb.shape[:2]
+            if h != w:
+                raise EditGANError(f"the mask is {w}x{h}; it must be square ({R}x{R} for this model)")
+            idx = ((np.arange(R) + 0.5) * h / R).astype(int)
+            rgb = rgb[idx][:, idx]
+            alpha = None if alpha is None else np.asarray(alpha)[idx][:, idx]
+        names, palette = self.class_table()
+        labels, note = decode_mask(rgb, palette, alpha, names)
+        if base is not None and alpha is not None:
+            painted = np.asarray(alpha) > 0
+            labels = np.where(painted, labels, base).astype(np.uint8)
+            if not painted.any():
+                note = "nothing was painted"
+        return labels, note
+
+    # -- mask edit ------------------------------------------------------------------------------------------
+    def edit(self, new_labels: np.ndarray, *, steps: int = 100, progress: Optional[Callable] = None):
+        """Run the mask edit from the current step; the result becomes a new step. -> EditResult."""
+        from editgan_core.editing import edit_from_mask
+
+        branch = self.current_branch()
+        if branch is None:
+            raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
+        s = self.current
+        self.stop_event.clear()
+        res = edit_from_mask(self.assets.G, branch, s.ws, new_labels, old_mask=s.labels, steps=int(steps),
+                             distance=self.assets.distance, progress=progress, should_stop=self.stop_event.is_set)
+        names = branch.cfg.class_names
+        if not res.stopped and float(res.delta.abs().max()) == 0.0:
+            raise EditGANError(f"in {res.steps} steps the optimisation found nothing better than the unchanged image "
+                               f"(the painted change of {', '.join(names[c] for c in res.classes)} may be too "
+                               f"large or implausible for this model): paint a smaller change or use more steps")
+        self.last_edit = (res, s.image)
+        what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
+                f"{', stopped' if res.stopped else ''})")
+        self._push(what, res.ws, image=images_to_uint8(res.image)[0].cpu().numpy(), labels=res.labels)
+        return res
+
+    def save_vector(self, name: str, *, to_library: bool = True) -> Tuple[object, Optional[Path]]:
+        """The last mask edit's delta as a named vector (kept in the session; also in the user library)."""
+        from editgan_core.vectors import EditVector, check_name, save_vector
+
+        if self.last_edit is None:
+            raise EditGANError("apply a mask edit first: a vector is the latent change of an edit")
+        name = check_name(name)
+        res, before = self.last_edit
+        names = self.current_branch().cfg.class_names
+        vec = EditVector(name=name, delta=res.delta.detach().cpu().float(), generator=self.assets.identity,
+                         classes=[names[c] for c in res.classes], scale_range=(-4.0, 4.0),
+                         thumb_before=before, thumb_after=images_to_uint8(res.image)[0].cpu().numpy(),
+                         extra={"steps": res.steps, "source": "editgan-studio app"})
+        path = save_vector(vec, self.studio.library(self.model_ref)) if to_library and self.studio.persist else None
+        self.vectors[name] = vec
+        return vec, path
+
+    # -- vectors and sliders --------------------------------------------------------------------------------
+    def vector_names(self) -> List[str]:
+        return list(self.vectors)
+
+    def add_vector_file(self, path) -> object:
+        from editgan_core.vectors import load_vector
+
+        vec = load_vector(path, expect_generator=self.assets.identity)
+        self.vectors[vec.name] = vec
+        return vec
+
+    def export_vector(self, name: str, folder: Path) -> Path:
+        from editgan_core.vectors import save_vector
+
+        if name not in self.vectors:
+            raise EditGANError(f"no vector named {name!r}")
+        return save_vector(self.vectors[name], folder)
+
+    def set_scales(self, scales: Dict[str, float], *, refine_steps: Optional[int] = None) -> Step:
+        """Apply every vector at its scale to the anchor latent (one generator pass, or refined)."""
+        from editgan_core.vectors import apply_vectors
+
+        s = self.current
+        unknown = [n for n in scales if n not in self.vectors]
+        if unknown:
+            raise EditGANError(f"no vector named {unknown[0]!r} in this session")
+        refine = self.refine_steps if refine_steps is None else int(refine_steps)
+        if refine not in (0, 10, 30):
+            raise EditGANError("refinement steps must be 0, 10 or 30")
+        merged = {**s.scales, **{k: float(v) for k, v in scales.items()}}
+        for name, v in merged.items():
+            if not -10.0 <= v <= 10.0:
+                raise EditGANError(f"scale {v} for {name!r} is out of range (-10 to 10)")
+        merged = {k: v for k, v in merged.items() if v}
+        pairs = [(self.vectors[k], v) for k, v in merged.items()]
+        branch = self.current_branch()
+        if refine and branch is None:
+            raise EditGANError("refinement needs a segmentation branch")
+        out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None, refine_steps=refine)
+        what = ("sliders " + ", ".join(f"{k} {v:+.2f}" for k, v in merged.items()) if merged else "sliders reset")
+        if refine:
+            what += f" (+{refine} refinement)"
+        # Consecutive slider moves are one step (undo goes back to before the drag).
+        replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
+        return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace)
+
+    def preview(self, name: str, scale: float, count: int = 8, seed: int = 1234) -> List[Tuple[np.ndarray, str]]:
+        """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
+        from editgan_core.vectors import apply_vectors
+
+        if name not in self.vectors:
+            raise EditGANError(f"no vector named {name!r}")
+        G = self.assets.G
+        z = torch.from_numpy(np.random.RandomState(seed).randn(count, G.z_dim)).float().to(G.w_avg.device)
+        with torch.no_grad():
+            ws = G.mapping_ws(z, truncation_psi=0.7)
+            before = images_to_uint8(G.synthesis(ws)).cpu().numpy()
+        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], float(scale))]).image).cpu().numpy()
+        return [(np.concatenate([b, a], 1), f"sample {i}: before | {name} x{float(scale):g}")
+                for i, (b, a) in enumerate(zip(before, after))]
+
+    # -- history --------------------------------------------------------------------------------------------
+    def undo(self) -> Step:
+        if self.pos <= 0:
+            raise EditGANError("nothing to undo")
+        self.pos -= 1
+        return self.current
+
+    def redo(self) -> Step:
+        if self.pos >= len(self.steps) - 1:
+            raise EditGANError("nothing to redo")
+        self.pos += 1
+        return self.current
+
+    def goto(self, index: int) -> Step:
+        if not 0 <= int(index) < len(self.steps):
+            raise EditGANError(f"no step {index}")
+        self.pos = int(index)
+        return self.current
+
+    def history_rows(self) -> List[List[object]]:
+        return [[i, ("> " if i == self.pos else "") + s.what] for i, s in enumerate(self.steps)]
+
+    def export(self, folder: Path) -> List[Path]:
+        """The current step as result.png, mask.png (if segmented) and latent.safetensors in ``folder``."""
+        from PIL import Image
+
+        from editgan_core.latents import save_latent
+
+        s = self.current
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = f"step{self.pos:03d}"
+        out = [folder / f"{stamp}_result.png"]
+        Image.fromarray(s.image).save(out[0])
+        if s.labels is not None:
+            out.append(folder / f"{stamp}_mask.png")
+            Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])
+        out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
+                               extra={"what": s.what, "scales": s.scales}))
+        return out
+
+    # -- annotate and train a branch ------------------------------------------------------------------------
+    def add_annotation_image(self) -> int:
+        """Queue the current image for annotation. -> its index."""
+        s = self.current
+        self.annotations.append(Annotation(s.ws, s.image))
+        return len(self.annotations) - 1
+
+    def set_annotation(self, index: int, labels: np.ndarray) -> None:
+        if not 0 <= index < len(self.annotations):
+            raise EditGANError(f"no annotation image {index}")
+        labels = np.asarray(labels)
+        R = self.assets.G.img_resolution
+        if labels.shape != (R, R):
+            raise EditGANError(f"an annotation must be {R}x{R}")
+        if len(np.unique(labels)) < 2:
+            raise EditGANError("this annotation has only one class: paint the parts first")
+        self.annotations[index].labels = labels
+
+    def train_branch(self, *, max_steps: int = 600, progress: Optional[Callable] = None):
+        """Train a branch on the annotated images of this session. -> (branch, report)."""
+        from editgan_core.fewshot import train_branch
+
+        done = [a for a in self.annotations if a.labels is not None]
+        if len(done) < 2:
+            raise EditGANError(f"annotate at least 2 images first ({len(done)} done)")
+        names, palette = self.class_table()
+        if self.branch is None and self.assets.branch is None:
+            pass
+        ws = torch.cat([a.ws for a in done])
+        masks = np.stack([a.labels for a in done])
+        self.stop_event.clear()
+        branch, report = train_branch(self.assets.G, ws, masks, names, palette, generator_id=self.assets.identity,
+                                      max_steps=int(max_steps), eval_every=50, progress=progress,
+                                      should_stop=self.stop_event.is_set)
+        self.branch = branch
+        # Re-segment the history so editing can start at once.
+        for s in self.steps:
+            s.labels = self._render(s.ws)[1]
+        return branch, report
+
+    def branch_bytes(self) -> bytes:
+        from editgan_core.segbranch import save_branch
+
+        b = self.current_branch()
+        if b is None:
+            raise EditGANError("no branch to save yet")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = save_branch(b, Path(d) / "branch.safetensors")
+            return p.read_bytes()
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+"""The studio in a real browser (headless Debian chromium via Playwright): generate, paint a stroke with a palette
+colour, apply the edit, see the image change, save a vector, move its slider, see the image change again.
+Screenshots of every stage go to $EDITGAN_SHOTS (default: pytest's tmp dir) to be looked at."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+                                reason="needs Debian chromium (installed by .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    os.environ["EDITGAN_HOME"] = str(tmp_path_factory.mktemp("home"))   # the user library goes to a temp dir
+    import app
+
+    demo = app.build_ui()
+    demo.queue()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    yield demo
+    demo.close()
+
+
+def sample_labels(seed):
+    """The branch's segmentation of a sample, computed here (same model, same process) to aim the stroke."""
+    import app
+    from demo.session import Session
+
+    s = Session(app.STUDIO)
+    s.set_model("toyfaces")
+    return s.sample(seed, 0.7).labels
+
+
+def test_generate_paint_edit_save_slide(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from demo.screenshot import image_src, open_page, paint_stroke, wait_new_image
+
+    shots = Path(os.environ.get("EDITGAN_SHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, served.local_url)
+        try:
+            page.get_by_label("Seed").fill("5")
+            page.get_by_role("button", name="Generate").click()
+            first = wait_new_image(page, "")
+            assert first.startswith(("http", "data:", "/"))
+            page.screenshot(path=str(shots / "1_generated.png"), full_page=True)
+
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_selector("canvas")
+            page.wait_for_timeout(500)
+            # A wider mouth: a "mouth" green stroke along the mouth's row, a few pixels past both corners.
+            rows, cols = np.nonzero(np.isin(sample_labels(5), [8, 9]))     # lips, mouth
+            R = 64
+            paint_stroke(page, y_frac=(rows.mean() + 0.5) / R, x_from=(cols.min() - 2) / R, x_to=(cols.max() + 3) / R)
+            page.screenshot(path=str(shots / "2_painted.png"), full_page=True)
+            steps = page.get_by_label("Optimisation steps").first
+            steps.fill("30")
+            steps.press("Enter")
+            page.get_by_role("button", name="Apply edit").click()
+            page.wait_for_selector("text=/edited \\d+ classes/", timeout=180_000)
+            assert page.locator("text=/mask edit of .*mouth/").count() >= 1
+            edited = wait_new_image(page, first)
+            assert edited != first
+            page.screenshot(path=str(shots / "3_edited.png"), full_page=True)
+
+            page.get_by_label("Vector name").fill("browser smile")
+            page.get_by_role("button", name="Save as editing vector").click()
+            page.wait_for_selector("text=saved vector", timeout=60_000)
+
+            page.get_by_role("tab", name="Vectors").click()
+            slider = page.locator(".block", has_text="browser smile").locator("input[type=range]").first
+            slider.wait_for(timeout=30_000)
+            before = image_src(page, "Current image")
+            slider.focus()
+            for _ in range(20):                            # +1.0 in steps of 0.05, as a keyboard user would
+                page.keyboard.press("ArrowRight")
+            after = wait_new_image(page, before, timeout=60_000)
+            assert after != before
+            page.wait_for_selector("text=/sliders browser smile \\+/", timeout=30_000)
+            page.screenshot(path=str(shots / "4_slider.png"), full_page=True)
+        finally:
+            browser.close()
