@@ -448,8 +448,10 @@ def build_ui() -> gr.Blocks:
                             psi = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Truncation psi")
                             go = gr.Button("Generate", variant="primary")
                         with gr.Row():
-                            photo = gr.Image(label="Photo to edit (any size or mode)", type="pil", height=220,
-                                             sources=["upload", "clipboard"])
+                            # A file box, not gr.Image: gradio would decode the file itself and answer a broken
+                            # or hostile file with a generic error; prepare_image says what is wrong.
+                            photo = gr.File(label="Photo to edit (any size or mode)", type="filepath", height=220,
+                                            file_types=["image"])
                             prepared = gr.Image(label="What the model sees (crop / pad)", type="numpy",
                                                 interactive=False, height=220)
                         with gr.Row():

@@ -1,13 +1,18 @@
 """Push a vector library to a Hugging Face Hub dataset repo and pull one back (huggingface_hub; the endpoint
-comes from HF_ENDPOINT, so tests point it at a local stand-in server)."""
+is read from HF_ENDPOINT at each call, so tests point it at a local stand-in server)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from editgan_core.errors import EditGANError
+
+
+def _endpoint() -> Optional[str]:
+    return os.environ.get("HF_ENDPOINT") or None
 
 
 def _check_repo(repo: str) -> str:
@@ -25,7 +30,7 @@ def push_library(vectors: list, repo: str, token: Optional[str]) -> str:
     repo = _check_repo(repo)
     if not vectors:
         raise EditGANError("no vectors to push")
-    api = HfApi(token=token)
+    api = HfApi(token=token, endpoint=_endpoint())
     with tempfile.TemporaryDirectory() as d:
         for v in vectors:
             save_vector(v, d)
@@ -47,7 +52,7 @@ def pull_library(repo: str, token: Optional[str], identity: dict) -> Tuple[List,
     repo = _check_repo(repo)
     try:
         folder = snapshot_download(repo, repo_type="dataset", token=token, allow_patterns=["*.safetensors", "*.json"],
-                                   cache_dir=Path(tempfile.gettempdir()) / "editgan-studio-hub")
+                                   cache_dir=Path(tempfile.gettempdir()) / "editgan-studio-hub", endpoint=_endpoint())
     except Exception as e:
         raise EditGANError(f"could not pull {repo}: {type(e).__name__}: {e}") from None
     vecs, problems = list_library(folder, expect_generator=identity)

@@ -1,0 +1,122 @@
+"""Studio responsiveness on this machine: cold start of `python app.py` to a served page, and slider latency
+end-to-end through the HTTP API while other users drag sliders and one user runs a mask edit.
+
+    python bench/studio.py                  # 8 slider clients + 1 editing client, 15 moves each
+    python bench/studio.py --clients 8 --moves 15 --no-edit
+
+Latency = wall time of one gradio_client predict("/set_scales") call (request, queue, one generator pass, PNG
+encode, file download). Figures go to docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cold_start(port: int) -> tuple:
+    """Seconds from `python app.py` to the first HTTP 200 of the page; the process is left running."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0, proc
+        except Exception:
+            if proc.poll() is not None:
+                raise SystemExit("app.py exited before serving")
+            time.sleep(0.1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--moves", type=int, default=15)
+    p.add_argument("--no-edit", action="store_true")
+    args = p.parse_args()
+    from gradio_client import Client, handle_file
+    import numpy as np
+    from PIL import Image
+
+    port = free_port()
+    secs, proc = cold_start(port)
+    print(f"cold start: python app.py -> page served in {secs:.1f} s", flush=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        lat, errors = [], []
+        edit_done = threading.Event()
+
+        def editor():
+            import tempfile
+            c = Client(url, verbose=False)
+            c.predict("toyfaces", 5, 0.7, False, api_name="/sample")
+            layer = np.zeros((64, 64, 4), np.uint8)
+            layer[44:46, 24:41] = (0, 200, 120, 255)          # widen the mouth
+            d = Path(tempfile.mkdtemp())
+            Image.fromarray(layer).save(d / "l.png")
+            Image.fromarray(np.zeros((64, 64, 4), np.uint8)).save(d / "b.png")
+            while not edit_done.is_set():   # keep an edit running for the whole measurement
+                try:
+                    c.predict("toyfaces", {"background": handle_file(str(d / "b.png")),
+                                           "layers": [handle_file(str(d / "l.png"))], "composite": None}, 100, False,
+                              api_name="/edit")
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"edit: {e}")
+                    return
+
+        def slider_user(k):
+            c = Client(url, verbose=False)
+            c.predict("toyfaces", 100 + k, 0.7, False, api_name="/sample")
+            vals = [0.0] * 12
+            for j in range(args.moves):
+                vals[k % 5] = round(-2 + 4 * j / max(args.moves - 1, 1), 2)
+                t = time.perf_counter()
+                try:
+                    c.predict(0, *vals, api_name="/set_scales")
+                    lat.append(time.perf_counter() - t)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"slider: {e}")
+
+        ed = None
+        if not args.no_edit:
+            ed = threading.Thread(target=editor, daemon=True)
+            ed.start()
+            time.sleep(4)
+        users = [threading.Thread(target=slider_user, args=(k,)) for k in range(args.clients)]
+        for t in users:
+            t.start()
+        for t in users:
+            t.join()
+        edit_done.set()
+        lat.sort()
+        print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}: "
+              f"median {1000 * statistics.median(lat):.0f} ms, p90 {1000 * lat[int(0.9 * len(lat))]:.0f} ms, "
+              f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
