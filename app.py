@@ -128,7 +128,7 @@ def on_load_model(s, model_ref, progress=gr.Progress()):
         desc = s.set_model(model_ref)
         progress(1.0, desc="ready")
         return (s, desc, gr.update(choices=s.vector_names(), value=None), *_slider_updates(s),
-                gr.update(brush=_brush(s)), _palette_md(s))
+                gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref))
     except EditGANError as e:
         raise _err(e) from None
 
@@ -429,13 +429,14 @@ def build_ui() -> gr.Blocks:
     with gr.Blocks(title="EditGAN Studio") as demo:
         state = gr.State(None)
         gr.Markdown("# EditGAN Studio\nRepaint the part segmentation of a GAN image, learn the edit as a vector, "
-                    "replay it on any image with a slider. [Model card](https://github.com/editgan-studio/"
-                    "editgan-studio/blob/main/checkpoints/toyfaces/MODEL_CARD.md)")
+                    "replay it on any image with a slider.")
         with gr.Row():
             model = gr.Dropdown(Studio.model_choices(), value=default, allow_custom_value=True, label="Model",
                                 info="registry name, local path or hf://org/repo/file[@revision]", scale=3)
             load = gr.Button("Load model", scale=1)
         info = gr.Markdown()
+        with gr.Accordion("Model card", open=False):
+            card = gr.Markdown()
         with gr.Row():
             with gr.Column(scale=1):
                 current = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=320)
@@ -541,10 +542,9 @@ def build_ui() -> gr.Blocks:
 
         view = [current, shown, caption, fidelity, diff, hist]
         long = dict(concurrency_id="long", concurrency_limit=1)
-        load.click(on_load_model, [state, model], [state, info, pick, *sliders, editor, palette_md],
-                   api_name="load_model")
-        demo.load(on_load_model, [state, model], [state, info, pick, *sliders, editor, palette_md],
-                  api_visibility="private")
+        loaded = [state, info, pick, *sliders, editor, palette_md, card]
+        load.click(on_load_model, [state, model], loaded, api_name="load_model")
+        demo.load(on_load_model, [state, model], loaded, api_visibility="private")
         go.click(on_sample, [state, model, seed, psi, overlay], [state, *view, editor, *sliders], api_name="sample")
         photo.upload(on_upload, [state, model, photo, fit], [state, prepared, status1], api_name="upload")
         fit.change(on_upload, [state, model, photo, fit], [state, prepared, status1], api_visibility="private")

@@ -113,6 +113,21 @@ class Studio:
             self._assets[ref] = a
             return a
 
+    def model_card(self, ref: str) -> str:
+        """MODEL_CARD.md beside a native model, or what is known of the model from the registry."""
+        from editgan_core.registry import get_spec
+
+        loaded = self.model(ref)
+        p = Path(loaded.path)
+        card = p / "MODEL_CARD.md" if p.is_dir() else p.parent / "MODEL_CARD.md"
+        if card.is_file():
+            return card.read_text(encoding="utf-8")
+        spec = get_spec(ref)
+        if spec is not None:
+            return (f"**{spec.name}**: {spec.description}. Source: {spec.hub_ref() or 'local'}; "
+                    f"licence: {spec.license or 'see the source'}.")
+        return f"No model card for {ref}."
+
     def library(self, ref: str) -> Path:
         from editgan_core.vectors import library_dir
 

@@ -213,7 +213,8 @@ def test_batched_optimisation_equals_separate_runs(setup):
     kw = dict(steps=6, lr=0.01, delta0=start)
     together, hist, _ = optimise_region(G, branch, ws, targets, regions, **kw)
     for i in range(3):
-        alone, _, _ = optimise_region(G, branch, ws[i:i + 1], targets[i], regions[i], **{**kw, "delta0": start[i:i + 1]})
+        kw_i = {**kw, "delta0": start[i:i + 1]}
+        alone, _, _ = optimise_region(G, branch, ws[i:i + 1], targets[i], regions[i], **kw_i)
         assert torch.allclose(together[i:i + 1], alone, atol=1e-4), i
         assert not torch.equal(together[i], start[i])
     assert len(hist) == 6

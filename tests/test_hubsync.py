@@ -11,8 +11,8 @@ from fake_hub import FakeHub
 
 
 def _vec(G, name, ident):
-    return EditVector(name=name, delta=torch.randn(G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(len(name))),
-                      generator=ident, classes=["skin"])
+    delta = torch.randn(G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(len(name)))
+    return EditVector(name=name, delta=delta, generator=ident, classes=["skin"])
 
 
 def test_push_then_pull_round_trips_and_skips_other_models(monkeypatch, tmp_path):
