@@ -68,7 +68,7 @@ def _editor_value(s: Session, blank: bool = False):
     takes the strokes. Labels are the current step's, replaced where a stroke is (see _painted_labels)."""
     st = s.current
     side = max(EDITOR_SIDE, st.image.shape[0])
-    if st.labels is None or blank:
+    if blank or s.labels_of(st) is None:
         under = st.image
     else:
         under = (0.45 * st.image + 0.55 * s.mask_rgb()).astype(np.uint8)
@@ -80,7 +80,7 @@ def _palette_md(s: Session) -> str:
     names, palette = s.class_table()
     cells = " ".join(f"<span style='background:rgb{tuple(c)};padding:0 6px;border:1px solid #888'>&nbsp;</span> "
                      f"{n}" for n, c in zip(names, palette))
-    return f"**Palette** (brush colours = part classes; the eraser paints background): {cells}"
+    return f"**Palette** (brush colour = part class; black paints background; the eraser takes strokes back): {cells}"
 
 
 def _brush(s: Session | None) -> gr.Brush:
@@ -90,7 +90,7 @@ def _brush(s: Session | None) -> gr.Brush:
     else:
         palette = s.class_table()[1]
     colors = ["#%02x%02x%02x" % tuple(c) for c in palette]
-    return gr.Brush(colors=colors, default_color=colors[min(2, len(colors) - 1)], color_mode="fixed", default_size=12)
+    return gr.Brush(colors=colors, default_color=colors[min(2, len(colors) - 1)], color_mode="fixed", default_size=5)
 
 
 def _view(s: Session, show_overlay: bool = False):
@@ -98,7 +98,7 @@ def _view(s: Session, show_overlay: bool = False):
     st = s.current
     psnr, diff = s.fidelity()
     fid = "" if psnr is None else f"Reconstruction PSNR vs the photo: **{psnr:.2f} dB** (difference x4, grey = 0)"
-    shown = s.overlay() if show_overlay and st.labels is not None else st.image
+    shown = s.overlay() if show_overlay and s.labels_of(st) is not None else st.image
     return _show(st.image), _show(shown), f"step {s.pos}: {st.what}", fid, _show(diff), s.history_rows()
 
 
@@ -175,7 +175,7 @@ def on_stop(s):
 def on_overlay(s, overlay):
     if not isinstance(s, Session) or s.pos < 0:
         return None
-    return s.overlay() if overlay else s.current.image
+    return _show(s.overlay() if overlay else s.current.image)
 
 
 def on_edit(s, model_ref, painted, steps, overlay, progress=gr.Progress()):
@@ -239,7 +239,7 @@ def _painted_labels(s: Session, painted, base=None):
     if layer.shape[2] == 3:
         layer = np.concatenate([layer, np.full(layer.shape[:2] + (1,), 255, np.uint8)], 2)
     if base is None:
-        base = s.current.labels
+        base = s.labels_of()
         if base is None:
             raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
     if os.environ.get("EDITGAN_DEBUG_DIR"):
@@ -268,7 +268,9 @@ def on_scales(s, refine, *values):
         names = s.vector_names()[:MAX_SLIDERS]
         s.refine_steps = int(refine)
         s.set_scales({n: float(v) for n, v in zip(names, values)})
-        return s, _show(s.current.image), f"step {s.pos}: {s.current.what}", s.history_rows()
+        # Only the image and its caption: the session is changed in place, and the History tab refreshes when
+        # it is opened. Fewer outputs, less work per slider move.
+        return _show(s.current.image), f"step {s.pos}: {s.current.what}"
     except EditGANError as e:
         raise _err(e) from None
 
@@ -353,6 +355,17 @@ def on_redo(s, overlay):
     return on_undo(s, overlay, redo=True)
 
 
+def on_goto(s, overlay, evt: gr.SelectData):
+    try:
+        if not isinstance(s, Session):
+            raise EditGANError("no history yet")
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        s.goto(int(row))
+        return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
+    except EditGANError as e:
+        raise _err(e) from None
+
+
 def on_export(s):
     try:
         if not isinstance(s, Session) or s.pos < 0:
@@ -381,7 +394,8 @@ def on_annotate_save(s, painted, index):
             raise EditGANError(f"no annotation image {i}: add the current image first")
         base = s.annotations[i].labels
         if base is None:
-            base = s.current.labels if s.current.labels is not None else np.zeros(s.current.image.shape[:2], np.uint8)
+            base = s.labels_of()
+            base = base if base is not None else np.zeros(s.current.image.shape[:2], np.uint8)
         labels, note = _painted_labels(s, painted, base=base)
         s.set_annotation(i, labels)
         done = sum(a.labels is not None for a in s.annotations)
@@ -473,7 +487,7 @@ def build_ui() -> gr.Blocks:
                             editor = gr.ImageEditor(label="Segmentation (paint to edit)", type="numpy",
                                                     image_mode="RGBA", format="png", sources=(), transforms=(),
                                                     canvas_size=(EDITOR_SIDE, EDITOR_SIDE), fixed_canvas=True,
-                                                    brush=_brush(None), eraser=gr.Eraser(default_size=12),
+                                                    brush=_brush(None), eraser=gr.Eraser(default_size=8),
                                                     layers=False, height=420)
                             with gr.Column():
                                 compare = gr.ImageSlider(label="Before / after", type="numpy", height=300)
@@ -511,11 +525,12 @@ def build_ui() -> gr.Blocks:
                                 push = gr.Button("Push library")
                                 pull = gr.Button("Pull library")
                             hubmsg = gr.Markdown()
-                    with gr.Tab("History", id="history"):
+                    with gr.Tab("History", id="history") as history_tab:
                         with gr.Row():
                             undo = gr.Button("Undo")
                             redo = gr.Button("Redo")
                             export = gr.Button("Download result, mask and latent")
+                        gr.Markdown("Click a step to go back to it; the downloads are of the current step.")
                         hist = gr.Dataframe(headers=["step", "what"], interactive=False, wrap=True)
                         files = gr.File(label="Downloads", file_count="multiple")
                     with gr.Tab("Annotate", id="annotate"):
@@ -531,7 +546,7 @@ def build_ui() -> gr.Blocks:
                         annotator = gr.ImageEditor(label="Annotation", type="numpy", image_mode="RGBA", format="png",
                                                    sources=(), transforms=(), canvas_size=(EDITOR_SIDE, EDITOR_SIDE),
                                                    fixed_canvas=True, brush=_brush(None),
-                                                   eraser=gr.Eraser(default_size=12), layers=False, height=420)
+                                                   eraser=gr.Eraser(default_size=8), layers=False, height=420)
                         ann_msg = gr.Markdown()
                         with gr.Row():
                             train_steps = gr.Slider(100, 2000, value=600, step=100, label="Training steps (max)")
@@ -560,7 +575,7 @@ def build_ui() -> gr.Blocks:
                         api_name="edit", show_progress_on=[status2], **long)
         save_btn.click(on_save_vector, [state, vec_name], [state, saved_md, pick, *sliders], api_name="save_vector")
         gr.on([sl.input for sl in sliders] + [refine.change], on_scales, [state, refine, *sliders],
-              [state, current, caption, hist], api_name="set_scales", trigger_mode="always_last",
+              [current, caption], api_name="set_scales", trigger_mode="always_last",
               show_progress="hidden", concurrency_limit=None)
         reset.click(on_reset, [state], [state, current, caption, hist, *sliders], api_name="reset_sliders")
         prev_btn.click(on_preview, [state, pick, pscale], [grid], api_name="preview", concurrency_limit=None)
@@ -570,6 +585,9 @@ def build_ui() -> gr.Blocks:
         pull.click(on_pull, [state, model, repo, token], [state, hubmsg, pick, *sliders], api_name="pull_vectors")
         undo.click(on_undo, [state, overlay], [state, *view, editor, *sliders], api_name="undo")
         redo.click(on_redo, [state, overlay], [state, *view, editor, *sliders], api_name="redo")
+        history_tab.select(lambda s: s.history_rows() if isinstance(s, Session) else [], [state], [hist],
+                           api_visibility="private")
+        hist.select(on_goto, [state, overlay], [state, *view, editor, *sliders], api_visibility="private")
         export.click(on_export, [state], [files], api_name="export")
         add_img.click(on_annotate_add, [state, model], [state, annotator, ann_index, ann_msg], api_name="annotate_add")
         save_ann.click(on_annotate_save, [state, annotator, ann_index], [ann_msg], api_name="annotate_save")
@@ -584,7 +602,14 @@ def main() -> None:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("EDITGAN_TORCH_THREADS", 0)),
+                   help="torch intra-op threads (0: torch's default); 1 keeps one core free for sliders while an "
+                        "edit runs on a 2-core machine")
     args = p.parse_args()
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     demo = build_ui()
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(OUT)])

@@ -206,6 +206,8 @@ def main() -> None:
     p.add_argument("--edits", nargs="+", default=["smile", "eye_size", "hair_length"])
     p.add_argument("--starter", action="store_true", help="save the starter library (all five edits)")
     p.add_argument("--grid", default=str(ROOT / "docs"), help="where the picture grids go")
+    p.add_argument("--edit-timing", type=int, default=0, metavar="K",
+                   help="only time the mask edits: learn each vector K times, print the median seconds")
     args = p.parse_args()
     tune_allocator()
     from PIL import Image
@@ -215,6 +217,15 @@ def main() -> None:
     from editgan_core.vectors import apply_vectors, save_vector
 
     G, ident, enc, branch, judge = _setup()
+    if args.edit_timing:
+        import statistics
+
+        for attr in args.edits:
+            secs = [learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr))[1]
+                    for _ in range(args.edit_timing)]
+            print(f"mask edit {attr}, default settings (100 steps): median {statistics.median(secs):.2f} s "
+                  f"of {len(secs)} ({', '.join(f'{x:.2f}' for x in secs)})", flush=True)
+        return
     n = args.n or (50 if args.quick else 200)
     if args.starter:
         for k, attr in enumerate(EDITS):

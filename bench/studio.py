@@ -31,9 +31,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cold_start(port: int) -> tuple:
+def cold_start(port: int, threads: int = 0) -> tuple:
     """Seconds from `python app.py` to the first HTTP 200 of the page; the process is left running."""
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port)}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port),
+           "EDITGAN_TORCH_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -49,18 +50,41 @@ def cold_start(port: int) -> tuple:
             time.sleep(0.1)
 
 
+def slider_user(url: str, k: int, moves: int) -> tuple:
+    """One user: sample a face, then drag one slider from -2 to 2 in ``moves`` steps. -> (latencies, errors)."""
+    from gradio_client import Client
+
+    times, errors = [], []
+    try:
+        c = Client(url, verbose=False)
+        c.predict("toyfaces", 100 + k, 0.7, False, api_name="/sample")
+    except Exception as e:  # noqa: BLE001
+        return times, [f"setup: {e}"]
+    vals = [0.0] * 12
+    for j in range(moves):
+        vals[k % 5] = round(-2 + 4 * j / max(moves - 1, 1), 2)
+        t = time.perf_counter()
+        try:
+            c.predict(0, *vals, api_name="/set_scales")
+            times.append(time.perf_counter() - t)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"slider: {e}")
+    return times, errors
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--moves", type=int, default=15)
     p.add_argument("--no-edit", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="the app's torch threads (0: default)")
     args = p.parse_args()
     from gradio_client import Client, handle_file
     import numpy as np
     from PIL import Image
 
     port = free_port()
-    secs, proc = cold_start(port)
+    secs, proc = cold_start(port, args.threads)
     print(f"cold start: python app.py -> page served in {secs:.1f} s", flush=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -85,32 +109,23 @@ def main() -> None:
                     errors.append(f"edit: {e}")
                     return
 
-        def slider_user(k):
-            c = Client(url, verbose=False)
-            c.predict("toyfaces", 100 + k, 0.7, False, api_name="/sample")
-            vals = [0.0] * 12
-            for j in range(args.moves):
-                vals[k % 5] = round(-2 + 4 * j / max(args.moves - 1, 1), 2)
-                t = time.perf_counter()
-                try:
-                    c.predict(0, *vals, api_name="/set_scales")
-                    lat.append(time.perf_counter() - t)
-                except Exception as e:  # noqa: BLE001
-                    errors.append(f"slider: {e}")
-
         ed = None
         if not args.no_edit:
             ed = threading.Thread(target=editor, daemon=True)
             ed.start()
             time.sleep(4)
-        users = [threading.Thread(target=slider_user, args=(k,)) for k in range(args.clients)]
-        for t in users:
-            t.start()
-        for t in users:
-            t.join()
+        # Each slider user is its own process (as browsers would be): gradio_client threads in one process
+        # would mostly measure the client's own GIL contention.
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.clients) as pool:
+            for times, errs in pool.starmap(slider_user, [(url, k, args.moves) for k in range(args.clients)]):
+                lat.extend(times)
+                errors.extend(errs)
         edit_done.set()
         lat.sort()
-        print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}: "
+        print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}"
+              f"{f', app torch threads {args.threads}' if args.threads else ''}: "
               f"median {1000 * statistics.median(lat):.0f} ms, p90 {1000 * lat[int(0.9 * len(lat))]:.0f} ms, "
               f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
     finally:

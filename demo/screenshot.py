@@ -112,7 +112,7 @@ def main() -> None:
                 page.keyboard.press("ArrowRight")
             wait_new_image(page, before)
             page.get_by_text("Preview on 8 other images").click()
-            page.get_by_role("button", name="Preview").click()
+            page.get_by_role("button", name="Preview", exact=True).click()
             page.wait_for_selector(".grid-container img, .gallery img", timeout=60_000)
             shot("vectors_tab")
             page.get_by_role("tab", name="History").click()

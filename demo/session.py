@@ -96,6 +96,14 @@ class Session:
             raise EditGANError("no image yet: generate a sample or upload and embed a photo first")
         return self.steps[self.pos]
 
+    def labels_of(self, step: Optional[Step] = None) -> Optional[np.ndarray]:
+        """The step's segmentation, computed on first use (slider steps skip it: a slider move is one generator
+        pass). None when the model has no branch."""
+        step = self.current if step is None else step
+        if step.labels is None and self.current_branch() is not None:
+            step.labels = self._render(step.ws)[1]
+        return step.labels
+
     def _render(self, ws: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         a = self.assets
         branch = self.current_branch()
@@ -177,7 +185,7 @@ class Session:
     def mask_rgb(self, labels: Optional[np.ndarray] = None) -> np.ndarray:
         from editgan_core.masks import encode_mask
 
-        labels = self.current.labels if labels is None else labels
+        labels = self.labels_of() if labels is None else labels
         if labels is None:
             raise EditGANError("this model has no segmentation branch yet: annotate a few images and train one "
                                "in the Annotate tab")
@@ -185,7 +193,7 @@ class Session:
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
         s = self.current
-        if s.labels is None:
+        if self.labels_of(s) is None:
             return s.image
         seg = self.mask_rgb().astype(np.float32)
         return (s.image * (1 - alpha) + seg * alpha).astype(np.uint8)
@@ -228,7 +236,7 @@ class Session:
             raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
         s = self.current
         self.stop_event.clear()
-        res = edit_from_mask(self.assets.G, branch, s.ws, new_labels, old_mask=s.labels, steps=int(steps),
+        res = edit_from_mask(self.assets.G, branch, s.ws, new_labels, old_mask=self.labels_of(s), steps=int(steps),
                              distance=self.assets.distance, progress=progress, should_stop=self.stop_event.is_set)
         names = branch.cfg.class_names
         if not res.stopped and float(res.delta.abs().max()) == 0.0:
@@ -297,12 +305,13 @@ class Session:
         if refine and branch is None:
             raise EditGANError("refinement needs a segmentation branch")
         out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None, refine_steps=refine)
+        image = images_to_uint8(out.image)[0].cpu().numpy()
         what = ("sliders " + ", ".join(f"{k} {v:+.2f}" for k, v in merged.items()) if merged else "sliders reset")
         if refine:
             what += f" (+{refine} refinement)"
         # Consecutive slider moves are one step (undo goes back to before the drag).
         replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
-        return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace)
+        return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None)
 
     def preview(self, name: str, scale: float, count: int = 8, seed: int = 1234) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
@@ -352,7 +361,7 @@ class Session:
         stamp = f"step{self.pos:03d}"
         out = [folder / f"{stamp}_result.png"]
         Image.fromarray(s.image).save(out[0])
-        if s.labels is not None:
+        if self.labels_of(s) is not None:
             out.append(folder / f"{stamp}_mask.png")
             Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])
         out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
@@ -396,7 +405,7 @@ class Session:
         self.branch = branch
         # Re-segment the history so editing can start at once.
         for s in self.steps:
-            s.labels = self._render(s.ws)[1]
+            s.labels = None     # recomputed on use, by the new branch
         return branch, report
 
     def branch_bytes(self) -> bytes:
