@@ -205,13 +205,17 @@ def on_edit(s, model_ref, painted, steps, overlay, progress=gr.Progress()):
 
         t = threading.Thread(target=work, daemon=True)
         t.start()
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            step, total, loss, img = item
-            yield (s, (_show(before), _show(img)), f"step {step}/{total}, loss {loss:.4f} {note}",
-                   *[gr.skip()] * 8)
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                step, total, loss, img = item
+                yield (s, (_show(before), _show(img)), f"step {step}/{total}, loss {loss:.4f} {note}",
+                       *[gr.skip()] * 8)
+        finally:
+            if t.is_alive():    # the page was closed or the event cancelled: end the optimisation too
+                s.stop()
         t.join()
         if "err" in result:
             raise result["err"]
