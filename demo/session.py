@@ -123,6 +123,7 @@ class Session:
         step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}))
         if replace and self.pos >= 0:
             self.steps[self.pos] = step
+            del self.steps[self.pos + 1:]          # moving a slider again after an undo drops the redo branch
         else:
             del self.steps[self.pos + 1:]          # a new action drops the redo branch
             self.steps.append(step)

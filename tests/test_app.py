@@ -233,3 +233,26 @@ def test_concurrent_sliders_while_an_edit_runs(server, app_module, tmp_path):
         assert "+1.50" in caption
     assert len({r[0].tobytes() for r in results.values()}) == 8      # eight different faces: no leaks
     assert "edited" in job.result(timeout=300)[1]
+
+
+def test_session_history_slider_drag_is_one_step_and_redo_branch_drops(app_module):
+    """Without HTTP: a drag is one step; undo then a new move replaces the redo branch; redo past the end says so."""
+    from demo.session import Session
+
+    s = Session(app_module.STUDIO)
+    s.set_model("toyfaces")
+    s.sample(2, 0.7)
+    name = s.vector_names()[0]
+    s.set_scales({name: 0.5})
+    s.set_scales({name: 1.0})
+    assert len(s.steps) == 2 and s.current.scales == {name: 1.0}
+    s.undo()
+    s.set_scales({name: -1.0})
+    assert len(s.steps) == 2 and s.current.scales == {name: -1.0}
+    with pytest.raises(EditGANError, match="nothing to redo"):
+        s.redo()
+    with pytest.raises(EditGANError, match="no vector named"):
+        s.set_scales({"nope": 1.0})
+    with pytest.raises(EditGANError, match="out of range"):
+        s.set_scales({name: 99.0})
+    assert s.current.scales == {name: -1.0}           # refused input changed nothing
