@@ -147,8 +147,8 @@ def on_upload(s, model_ref, photo, fit):
         s = _session(s, model_ref)
         if photo is None:
             raise EditGANError("choose an image file to upload")
-        prepared, note = s.prepare_photo(photo, fit)
-        return s, prepared, f"Prepared for the model: {note}"
+        prepared, note, boxed = s.prepare_photo(photo, fit)
+        return s, _show(prepared), boxed, f"Prepared for the model: {note}"
     except EditGANError as e:
         raise _err(e) from None
 
@@ -471,8 +471,10 @@ def build_ui() -> gr.Blocks:
                             # or hostile file with a generic error; prepare_image says what is wrong.
                             photo = gr.File(label="Photo to edit (any size or mode)", type="filepath", height=220,
                                             file_types=["image"])
-                            prepared = gr.Image(label="What the model sees (crop / pad)", type="numpy",
-                                                interactive=False, height=220)
+                            boxed = gr.Image(label="Your photo: the red box is what is used", type="numpy",
+                                             interactive=False, height=220)
+                            prepared = gr.Image(label="What the model sees", type="numpy", interactive=False,
+                                                height=220)
                         with gr.Row():
                             fit = gr.Radio(["crop", "pad"], value="crop", label="Fit")
                             embed_steps = gr.Slider(0, 300, value=100, step=10, label="Embedding steps")
@@ -565,8 +567,9 @@ def build_ui() -> gr.Blocks:
         load.click(on_load_model, [state, model], loaded, api_name="load_model")
         demo.load(on_load_model, [state, model], loaded, api_visibility="private")
         go.click(on_sample, [state, model, seed, psi, overlay], [state, *view, editor, *sliders], api_name="sample")
-        photo.upload(on_upload, [state, model, photo, fit], [state, prepared, status1], api_name="upload")
-        fit.change(on_upload, [state, model, photo, fit], [state, prepared, status1], api_visibility="private")
+        photo.upload(on_upload, [state, model, photo, fit], [state, prepared, boxed, status1], api_name="upload")
+        fit.change(on_upload, [state, model, photo, fit], [state, prepared, boxed, status1],
+                   api_visibility="private")
         embed_btn.click(gpu(on_embed), [state, model, embed_steps, overlay], [state, *view, editor, *sliders],
                         api_name="embed", show_progress_on=[status1], **long)
         for b in (stop1, stop2, stop3):

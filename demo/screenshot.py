@@ -1,6 +1,6 @@
 """Drive the app in headless Chromium through one whole session and save a screenshot of each tab: sample with
 the segmentation overlay, a "wider mouth" stroke applied and saved as a vector, the smile slider moved with the
-preview grid open, the history, an image added for annotation.
+preview grid open, the history, an image added for annotation, and a wide photo uploaded, cropped and embedded.
 
     python demo/screenshot.py --out docs/screenshots
 
@@ -121,6 +121,23 @@ def main() -> None:
             page.get_by_role("button", name="Add current image").click()
             page.wait_for_selector("text=image 0 added", timeout=60_000)
             shot("annotate_tab")
+            # A "photo": a 208x128 picture (a ToyFaces render, widened at the edges) uploaded, cropped, embedded.
+            import tempfile
+
+            from PIL import Image
+
+            from editgan_core.toyfaces import render_seed
+
+            face = render_seed(424242, 128)[0]
+            photo = Path(tempfile.mkdtemp()) / "photo.png"
+            Image.fromarray(np.pad(face, ((0, 0), (40, 40), (0, 0)), mode="edge")).save(photo)
+            page.get_by_role("tab", name="Image").click()
+            page.locator("input[type=file]").first.set_input_files(str(photo))
+            page.wait_for_selector("text=Prepared for the model", timeout=60_000)
+            page.get_by_role("button", name="Embed photo").click()
+            page.wait_for_selector("text=Reconstruction PSNR", timeout=180_000)
+            page.wait_for_timeout(2500)          # the images arrive after the text
+            shot("image_tab_photo")
             browser.close()
         print(f"wrote screenshots to {out}")
     finally:

@@ -146,13 +146,21 @@ class Session:
         self.photo = None
         return self._push(f"sample seed {seed}, psi {float(truncation):.2f}", ws)
 
-    def prepare_photo(self, image, fit: str = "crop") -> Tuple[np.ndarray, str]:
-        """Any image (array, PIL, path or bytes) -> the model-sized square that will be embedded, and a note."""
-        from editgan_core.imageio import prepare_image
+    def prepare_photo(self, image, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
+        """Any image (array, PIL, path or bytes) -> (the model-sized square that will be embedded, a note, a
+        preview of the original with the used box outlined in red)."""
+        from PIL import ImageDraw
+
+        from editgan_core.imageio import open_image, prepare_image, to_rgb
 
         prep = prepare_image(image, self.assets.G.img_resolution, fit=fit)
         self.photo = prep.array
-        return prep.array, prep.note
+        original = to_rgb(open_image(image))[0]
+        scale = 256 / max(original.size)
+        thumb = original.resize((max(1, round(original.width * scale)), max(1, round(original.height * scale))))
+        left, top, right, bottom = (round(v * scale) for v in prep.box)
+        ImageDraw.Draw(thumb).rectangle([left, top, right - 1, bottom - 1], outline=(255, 0, 0), width=2)
+        return prep.array, prep.note, np.asarray(thumb)
 
     def embed(self, *, steps: int = 100, progress: Optional[Callable] = None) -> Step:
         """Embed the prepared photo (encoder guess, then W+ optimisation); stop() ends it with the best so far."""
