@@ -44,7 +44,8 @@ def read(path: os.PathLike, fmt: str, what: str, version: int = 1) -> Tuple[Dict
     except Exception as e:  # not safetensors, truncated, bad JSON, ...
         raise CheckpointError(f"{path.name} is not a readable {what} ({type(e).__name__}: {e})") from e
     if meta.get("format") != fmt:
-        raise CheckpointError(f"{path.name} is not a {what} (format {meta.get('format')!r})")
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise CheckpointError(f"{path.name} is not {article} {what} (format {meta.get('format')!r})")
     if int(meta.get("format_version", 0)) > version:
         raise CheckpointError(f"{path.name} was written by a newer EditGAN Studio ({what} format "
                               f"{meta['format_version']} > {version}); upgrade to read it")
