@@ -72,12 +72,39 @@ def slider_user(url: str, k: int, moves: int) -> tuple:
     return times, errors
 
 
+def browser_user(url: str, moves: int) -> list:
+    """A person in headless chromium: generate, open Vectors, press ArrowRight on the smile slider ``moves`` times,
+    each time waiting until the new image is on the page. -> latencies (s)."""
+    from playwright.sync_api import sync_playwright
+
+    from demo.screenshot import image_src, open_page, wait_new_image
+
+    times = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, url)
+        page.get_by_role("button", name="Generate").click()
+        wait_new_image(page, "")
+        page.get_by_role("tab", name="Vectors").click()
+        slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
+        slider.focus()
+        for _ in range(moves):
+            before = image_src(page, "Current image")
+            t = time.perf_counter()
+            page.keyboard.press("ArrowRight")
+            wait_new_image(page, before, timeout=30_000)
+            times.append(time.perf_counter() - t)
+        browser.close()
+    return times
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--moves", type=int, default=15)
     p.add_argument("--no-edit", action="store_true")
-    p.add_argument("--threads", type=int, default=0, help="the app's torch threads (0: default)")
+    p.add_argument("--threads", type=int, default=0, help="the app's torch threads (0: torch's default)")
+    p.add_argument("--browser", action="store_true",
+                   help="one more user in headless chromium: key presses on a slider, timed to the new image")
     args = p.parse_args()
     from gradio_client import Client, handle_file
     import numpy as np
@@ -118,14 +145,26 @@ def main() -> None:
         # would mostly measure the client's own GIL contention.
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(args.clients) as pool:
-            for times, errs in pool.starmap(slider_user, [(url, k, args.moves) for k in range(args.clients)]):
+        blat = []
+        with mp.get_context("spawn").Pool(max(args.clients, 1)) as pool:
+            pending = pool.starmap_async(slider_user, [(url, k, args.moves) for k in range(args.clients)])
+            if args.browser:
+                blat = browser_user(url, args.moves)
+            for times, errs in pending.get():
                 lat.extend(times)
                 errors.extend(errs)
         edit_done.set()
+        if blat:
+            blat.sort()
+            print(f"browser user (chromium, slider key press -> new image shown), app torch threads "
+                  f"{args.threads or 'default'}, with {args.clients} API clients"
+                  f"{'' if args.no_edit else ' and an edit running'}: median {1000 * statistics.median(blat):.0f} ms, "
+                  f"p90 {1000 * blat[int(0.9 * len(blat))]:.0f} ms over {len(blat)} moves", flush=True)
+        if not lat:
+            return
         lat.sort()
         print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}"
-              f"{f', app torch threads {args.threads}' if args.threads else ''}: "
+              f", app torch threads {args.threads or 'default'}: "
               f"median {1000 * statistics.median(lat):.0f} ms, p90 {1000 * lat[int(0.9 * len(lat))]:.0f} ms, "
               f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
     finally:

@@ -33,7 +33,10 @@ def open_page(pw, url: str, width: int = 1400, height: int = 1000):
 def wait_new_image(page, old: str, label: str = "Current image", timeout: float = 120_000) -> str:
     page.wait_for_function("""([label, old]) => {
         const blocks = [...document.querySelectorAll('.block')].filter(b => b.innerText.includes(label));
-        for (const b of blocks) { const i = b.querySelector('img'); if (i && i.src && i.src !== old) return true; }
+        for (const b of blocks) {
+            const i = b.querySelector('img');
+            if (i && i.src && i.src !== old && i.complete) return true;
+        }
         return false; }""", arg=[label, old], timeout=timeout)
     return image_src(page, label)
 
