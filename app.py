@@ -444,8 +444,9 @@ def on_class_names(s, text):
 
 def build_ui() -> gr.Blocks:
     default = Studio.default_model()
-    with gr.Blocks(title="EditGAN Studio") as demo:
-        state = gr.State(None)
+    # Cached result files older than a day are removed every hour; a session idle for 6 hours is dropped.
+    with gr.Blocks(title="EditGAN Studio", delete_cache=(3600, 86400)) as demo:
+        state = gr.State(None, time_to_live=6 * 3600)
         gr.Markdown("# EditGAN Studio\nRepaint the part segmentation of a GAN image, learn the edit as a vector, "
                     "replay it on any image with a slider.")
         with gr.Row():

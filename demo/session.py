@@ -27,6 +27,7 @@ from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
 
 MAX_HISTORY = 200
+HISTORY_BYTES = 256 * 2 ** 20
 
 
 @dataclass
@@ -127,8 +128,10 @@ class Session:
         else:
             del self.steps[self.pos + 1:]          # a new action drops the redo branch
             self.steps.append(step)
-            if len(self.steps) > MAX_HISTORY:
-                del self.steps[0]
+            # At most MAX_HISTORY steps and about HISTORY_BYTES of images (42 steps of a 1024-px model).
+            keep = max(2, min(MAX_HISTORY, HISTORY_BYTES // (2 * step.image.nbytes)))
+            if len(self.steps) > keep:
+                del self.steps[:len(self.steps) - keep]
             self.pos = len(self.steps) - 1
         return step
 
