@@ -128,7 +128,8 @@ def on_load_model(s, model_ref, progress=gr.Progress()):
         desc = s.set_model(model_ref)
         progress(1.0, desc="ready")
         return (s, desc, gr.update(choices=s.vector_names(), value=None), *_slider_updates(s),
-                gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref))
+                gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref),
+                gr.update(brush=_brush(s)), _palette_md(s))
     except EditGANError as e:
         raise _err(e) from None
 
@@ -564,7 +565,7 @@ def build_ui() -> gr.Blocks:
 
         view = [current, shown, caption, fidelity, diff, hist]
         long = dict(concurrency_id="long", concurrency_limit=1)
-        loaded = [state, info, pick, *sliders, editor, palette_md, card]
+        loaded = [state, info, pick, *sliders, editor, palette_md, card, annotator, ann_palette]
         load.click(on_load_model, [state, model], loaded, api_name="load_model")
         demo.load(on_load_model, [state, model], loaded, api_visibility="private")
         go.click(on_sample, [state, model, seed, psi, overlay], [state, *view, editor, *sliders], api_name="sample")
