@@ -247,8 +247,6 @@ def _painted_labels(s: Session, painted, base=None):
         base = s.labels_of()
         if base is None:
             raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
-    if os.environ.get("EDITGAN_DEBUG_DIR"):
-        np.save(Path(os.environ["EDITGAN_DEBUG_DIR"]) / "painted_layer.npy", layer)
     # Stroke edges may come back half transparent (antialiasing): only solid pixels count as painted.
     solid = np.where(layer[..., 3] >= 128, 255, 0).astype(np.uint8)
     return s.decode_painted(layer[..., :3], solid, base=base)

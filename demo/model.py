@@ -97,7 +97,9 @@ class Studio:
             p = companion(loaded, BRANCH_NAME)
             if p is not None:
                 a.branch = load_branch(p, expect_generator=ident).to(self.device).eval()
-            a.classes = default_classes(loaded)
+            # The loaded branch's classes; default_classes would read the branch file a second time.
+            a.classes = ((list(a.branch.cfg.class_names), list(a.branch.cfg.palette)) if a.branch is not None
+                         else default_classes(loaded))
             folders = []
             if Path(loaded.path).is_dir():
                 folders.append(Path(loaded.path) / "vectors")

@@ -13,7 +13,6 @@ latent).
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import dataclass, field
@@ -406,8 +405,6 @@ class Session:
         if len(done) < 2:
             raise EditGANError(f"annotate at least 2 images first ({len(done)} done)")
         names, palette = self.class_table()
-        if self.branch is None and self.assets.branch is None:
-            pass
         ws = torch.cat([a.ws for a in done])
         masks = np.stack([a.labels for a in done])
         self.stop_event.clear()
@@ -435,11 +432,3 @@ class Session:
 
 def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
