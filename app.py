@@ -9,6 +9,8 @@ it is not).
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -37,8 +39,25 @@ EDITOR_SIDE = 320                 # the sketch pad's canvas side in pixels (mask
 OUT = Path(tempfile.gettempdir()) / "editgan-studio"   # downloads: a temporary folder only
 
 
-def _err(e: Exception):
-    return gr.Error(str(e))
+def ui_action(fn):
+    """A handler whose EditGANError becomes a gr.Error: a clear message in the page, the session untouched.
+    Works for plain handlers and for generators (streamed results)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streamed(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except EditGANError as e:
+                raise gr.Error(str(e)) from None
+        return streamed
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EditGANError as e:
+            raise gr.Error(str(e)) from None
+    return plain
 
 
 def _session(s: Session | None, model_ref: str) -> Session:
@@ -118,53 +137,46 @@ def _slider_updates(s: Session) -> List:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Handlers. Each takes the session state first and returns it (updated) first; errors become gr.Error.
+# Handlers. Each takes the session state first and returns it (updated) first; @ui_action turns errors into
+# messages.
 
 
+@ui_action
 def on_load_model(s, model_ref, progress=gr.Progress()):
-    try:
-        s = s if isinstance(s, Session) else Session(STUDIO)
-        progress(0.1, desc="loading model")
-        desc = s.set_model(model_ref)
-        progress(1.0, desc="ready")
-        return (s, desc, gr.update(choices=s.vector_names(), value=None), *_slider_updates(s),
-                gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref),
-                gr.update(brush=_brush(s)), _palette_md(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    s = s if isinstance(s, Session) else Session(STUDIO)
+    progress(0.1, desc="loading model")
+    desc = s.set_model(model_ref)
+    progress(1.0, desc="ready")
+    return (s, desc, gr.update(choices=s.vector_names(), value=None), *_slider_updates(s),
+            gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref),
+            gr.update(brush=_brush(s)), _palette_md(s))
 
 
+@ui_action
 def on_sample(s, model_ref, seed, psi, overlay):
-    try:
-        s = _session(s, model_ref)
-        s.sample(int(seed), float(psi))
-        return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    s = _session(s, model_ref)
+    s.sample(int(seed), float(psi))
+    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
 
 
+@ui_action
 def on_upload(s, model_ref, photo, fit):
-    try:
-        s = _session(s, model_ref)
-        if photo is None:
-            raise EditGANError("choose an image file to upload")
-        prepared, note, boxed = s.prepare_photo(photo, fit)
-        return s, _show(prepared), boxed, f"Prepared for the model: {note}"
-    except EditGANError as e:
-        raise _err(e) from None
+    s = _session(s, model_ref)
+    if photo is None:
+        raise EditGANError("choose an image file to upload")
+    prepared, note, boxed = s.prepare_photo(photo, fit)
+    return s, _show(prepared), boxed, f"Prepared for the model: {note}"
 
 
+@ui_action
 def on_embed(s, model_ref, steps, overlay, progress=gr.Progress()):
-    try:
-        s = _session(s, model_ref)
+    s = _session(s, model_ref)
 
-        def tick(step, total, loss, *rest):
-            progress(step / max(total, 1), desc=f"embedding: step {step}/{total}, loss {loss:.4f}")
+    def tick(step, total, loss, *rest):
+        progress(step / max(total, 1), desc=f"embedding: step {step}/{total}, loss {loss:.4f}")
 
-        s.embed(steps=int(steps), progress=tick)
-        return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    s.embed(steps=int(steps), progress=tick)
+    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
 
 
 def on_stop(s):
@@ -179,55 +191,53 @@ def on_overlay(s, overlay):
     return _show(s.overlay() if overlay else s.current.image)
 
 
+@ui_action
 def on_edit(s, model_ref, painted, steps, overlay, progress=gr.Progress()):
     """Streams (state, preview, status) while optimising; ends with the full view."""
-    try:
-        s = _session(s, model_ref)
-        before = s.current.image
-        labels, note = _painted_labels(s, painted)
-        import queue
-        import threading
+    s = _session(s, model_ref)
+    before = s.current.image
+    labels, note = _painted_labels(s, painted)
+    import queue
+    import threading
 
-        q: "queue.Queue" = queue.Queue()
-        result = {}
+    q: "queue.Queue" = queue.Queue()
+    result = {}
 
-        def tick(step, total, loss, img):
-            progress(step / max(total, 1), desc=f"editing: step {step}/{total}")
-            if img is not None:
-                from editgan_core import images_to_uint8
-                q.put((step, total, loss, images_to_uint8(img)[0].cpu().numpy()))
+    def tick(step, total, loss, img):
+        progress(step / max(total, 1), desc=f"editing: step {step}/{total}")
+        if img is not None:
+            from editgan_core import images_to_uint8
+            q.put((step, total, loss, images_to_uint8(img)[0].cpu().numpy()))
 
-        def work():
-            try:
-                result["res"] = s.edit(labels, steps=int(steps), progress=tick)
-            except Exception as e:  # noqa: BLE001 - handed to the UI thread below
-                result["err"] = e
-            q.put(None)
-
-        t = threading.Thread(target=work, daemon=True)
-        t.start()
+    def work():
         try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                step, total, loss, img = item
-                yield (s, (_show(before), _show(img)), f"step {step}/{total}, loss {loss:.4f} {note}",
-                       *[gr.skip()] * 8)
-        finally:
-            if t.is_alive():    # the page was closed or the event cancelled: end the optimisation too
-                s.stop()
-        t.join()
-        if "err" in result:
-            raise result["err"]
-        res = result["res"]
-        msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
-               f"{' (stopped: best so far kept)' if res.stopped else ''}. {note}")
-        image, shown, caption, fid, diff, hist = _view(s, overlay)
-        yield (s, (_show(before), image), msg, _show(s.mask_rgb()), shown, caption, hist, _editor_value(s),
-               gr.update(value=""), fid, image)
-    except EditGANError as e:
-        raise _err(e) from None
+            result["res"] = s.edit(labels, steps=int(steps), progress=tick)
+        except Exception as e:  # noqa: BLE001 - handed to the UI thread below
+            result["err"] = e
+        q.put(None)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            step, total, loss, img = item
+            yield (s, (_show(before), _show(img)), f"step {step}/{total}, loss {loss:.4f} {note}",
+                   *[gr.skip()] * 8)
+    finally:
+        if t.is_alive():    # the page was closed or the event cancelled: end the optimisation too
+            s.stop()
+    t.join()
+    if "err" in result:
+        raise result["err"]
+    res = result["res"]
+    msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
+           f"{' (stopped: best so far kept)' if res.stopped else ''}. {note}")
+    image, shown, caption, fid, diff, hist = _view(s, overlay)
+    yield (s, (_show(before), image), msg, _show(s.mask_rgb()), shown, caption, hist, _editor_value(s),
+           gr.update(value=""), fid, image)
 
 
 def _painted_labels(s: Session, painted, base=None):
@@ -252,190 +262,160 @@ def _painted_labels(s: Session, painted, base=None):
     return s.decode_painted(layer[..., :3], solid, base=base)
 
 
+@ui_action
 def on_save_vector(s, name):
-    try:
-        if not isinstance(s, Session):
-            raise EditGANError("apply a mask edit first")
-        vec, path = s.save_vector(name)
-        where = f" (library: {path.parent})" if path else " (kept in this session: download it from the Vectors tab)"
-        return (s, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}",
-                gr.update(choices=s.vector_names(), value=vec.name), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session):
+        raise EditGANError("apply a mask edit first")
+    vec, path = s.save_vector(name)
+    where = f" (library: {path.parent})" if path else " (kept in this session: download it from the Vectors tab)"
+    return (s, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}",
+            gr.update(choices=s.vector_names(), value=vec.name), *_slider_updates(s))
 
 
+@ui_action
 def on_scales(s, refine, *values):
-    try:
-        if not isinstance(s, Session) or s.pos < 0:
-            raise EditGANError("generate or embed an image first")
-        names = s.vector_names()[:MAX_SLIDERS]
-        s.refine_steps = int(refine)
-        s.set_scales({n: float(v) for n, v in zip(names, values)})
-        # Only the image and its caption: the session is changed in place, and the History tab refreshes when
-        # it is opened. Fewer outputs, less work per slider move.
-        return _show(s.current.image), f"step {s.pos}: {s.current.what}"
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or s.pos < 0:
+        raise EditGANError("generate or embed an image first")
+    names = s.vector_names()[:MAX_SLIDERS]
+    s.refine_steps = int(refine)
+    s.set_scales({n: float(v) for n, v in zip(names, values)})
+    # Only the image and its caption: the session is changed in place, and the History tab refreshes when
+    # it is opened. Fewer outputs, less work per slider move.
+    return _show(s.current.image), f"step {s.pos}: {s.current.what}"
 
 
+@ui_action
 def on_reset(s):
-    try:
-        if not isinstance(s, Session) or s.pos < 0:
-            raise EditGANError("nothing to reset")
-        s.set_scales({n: 0.0 for n in s.current.scales})
-        return (s, _show(s.current.image), f"step {s.pos}: {s.current.what}", s.history_rows(),
-                *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or s.pos < 0:
+        raise EditGANError("nothing to reset")
+    s.set_scales({n: 0.0 for n in s.current.scales})
+    return (s, _show(s.current.image), f"step {s.pos}: {s.current.what}", s.history_rows(),
+            *_slider_updates(s))
 
 
+@ui_action
 def on_preview(s, name, scale):
-    try:
-        if not isinstance(s, Session) or not name:
-            raise EditGANError("choose a vector")
-        return [(_show(img) if img.shape[0] < 128 else img, cap) for img, cap in s.preview(name, float(scale))]
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or not name:
+        raise EditGANError("choose a vector")
+    return [(_show(img) if img.shape[0] < 128 else img, cap) for img, cap in s.preview(name, float(scale))]
 
 
+@ui_action
 def on_upload_vector(s, model_ref, file):
-    try:
-        s = _session(s, model_ref)
-        if file is None:
-            raise EditGANError("choose a .safetensors vector file")
-        vec = s.add_vector_file(file)
-        return (s, f"loaded vector **{vec.name}**", gr.update(choices=s.vector_names(), value=vec.name),
-                *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    s = _session(s, model_ref)
+    if file is None:
+        raise EditGANError("choose a .safetensors vector file")
+    vec = s.add_vector_file(file)
+    return (s, f"loaded vector **{vec.name}**", gr.update(choices=s.vector_names(), value=vec.name),
+            *_slider_updates(s))
 
 
+@ui_action
 def on_download_vector(s, name):
-    try:
-        if not isinstance(s, Session) or not name:
-            raise EditGANError("choose a vector")
-        folder = OUT / f"{id(s)}-{timestamp()}"
-        return str(s.export_vector(name, folder))
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or not name:
+        raise EditGANError("choose a vector")
+    folder = OUT / f"{id(s)}-{timestamp()}"
+    return str(s.export_vector(name, folder))
 
 
+@ui_action
 def on_push(s, repo, token):
     from demo.hubsync import push_library
 
-    try:
-        if not isinstance(s, Session) or not s.vectors:
-            raise EditGANError("no vectors to push")
-        return push_library(list(s.vectors.values()), repo, token or None)
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or not s.vectors:
+        raise EditGANError("no vectors to push")
+    return push_library(list(s.vectors.values()), repo, token or None)
 
 
+@ui_action
 def on_pull(s, model_ref, repo, token):
     from demo.hubsync import pull_library
 
-    try:
-        s = _session(s, model_ref)
-        vecs, msg = pull_library(repo, token or None, s.assets.identity)
-        for v in vecs:
-            s.vectors[v.name] = v
-        return (s, msg, gr.update(choices=s.vector_names()), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    s = _session(s, model_ref)
+    vecs, msg = pull_library(repo, token or None, s.assets.identity)
+    for v in vecs:
+        s.vectors[v.name] = v
+    return (s, msg, gr.update(choices=s.vector_names()), *_slider_updates(s))
 
 
+@ui_action
 def on_undo(s, overlay, redo=False):
-    try:
-        if not isinstance(s, Session):
-            raise EditGANError("nothing to undo")
-        s.redo() if redo else s.undo()
-        return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session):
+        raise EditGANError("nothing to undo")
+    s.redo() if redo else s.undo()
+    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
 
 
 def on_redo(s, overlay):
     return on_undo(s, overlay, redo=True)
 
 
+@ui_action
 def on_goto(s, overlay, evt: gr.SelectData):
-    try:
-        if not isinstance(s, Session):
-            raise EditGANError("no history yet")
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        s.goto(int(row))
-        return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session):
+        raise EditGANError("no history yet")
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    s.goto(int(row))
+    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
 
 
+@ui_action
 def on_export(s):
-    try:
-        if not isinstance(s, Session) or s.pos < 0:
-            raise EditGANError("nothing to export yet")
-        return [str(p) for p in s.export(OUT / f"{id(s)}-{timestamp()}")]
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or s.pos < 0:
+        raise EditGANError("nothing to export yet")
+    return [str(p) for p in s.export(OUT / f"{id(s)}-{timestamp()}")]
 
 
+@ui_action
 def on_annotate_add(s, model_ref):
-    try:
-        s = _session(s, model_ref)
-        i = s.add_annotation_image()
-        return s, _editor_value(s), i, \
-            f"image {i} added: paint its parts and press 'Save annotation'"
-    except EditGANError as e:
-        raise _err(e) from None
+    s = _session(s, model_ref)
+    i = s.add_annotation_image()
+    return s, _editor_value(s), i, \
+        f"image {i} added: paint its parts and press 'Save annotation'"
 
 
+@ui_action
 def on_annotate_save(s, painted, index):
-    try:
-        if not isinstance(s, Session):
-            raise EditGANError("add an image first")
-        i = int(index)
-        if not 0 <= i < len(s.annotations):
-            raise EditGANError(f"no annotation image {i}: add the current image first")
-        base = s.annotations[i].labels
-        if base is None:
-            base = s.labels_of()
-            base = base if base is not None else np.zeros(s.current.image.shape[:2], np.uint8)
-        labels, note = _painted_labels(s, painted, base=base)
-        s.set_annotation(i, labels)
-        done = sum(a.labels is not None for a in s.annotations)
-        return f"annotation {int(index)} saved ({done} annotated). {note}"
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session):
+        raise EditGANError("add an image first")
+    i = int(index)
+    if not 0 <= i < len(s.annotations):
+        raise EditGANError(f"no annotation image {i}: add the current image first")
+    base = s.annotations[i].labels
+    if base is None:
+        base = s.labels_of()
+        base = base if base is not None else np.zeros(s.current.image.shape[:2], np.uint8)
+    labels, note = _painted_labels(s, painted, base=base)
+    s.set_annotation(i, labels)
+    done = sum(a.labels is not None for a in s.annotations)
+    return f"annotation {int(index)} saved ({done} annotated). {note}"
 
 
+@ui_action
 def on_train(s, steps, progress=gr.Progress()):
-    try:
-        if not isinstance(s, Session):
-            raise EditGANError("annotate some images first")
+    if not isinstance(s, Session):
+        raise EditGANError("annotate some images first")
 
-        def tick(rec):
-            progress(min(1.0, rec.get("step", 0) / max(int(steps), 1)), desc=f"training: {rec}")
+    def tick(rec):
+        progress(min(1.0, rec.get("step", 0) / max(int(steps), 1)), desc=f"training: {rec}")
 
-        _, rep = s.train_branch(max_steps=int(steps), progress=tick)
-        path = OUT / f"{id(s)}-{timestamp()}" / "branch.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(s.branch_bytes())
-        return (s, f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
-                   f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}", str(path))
-    except EditGANError as e:
-        raise _err(e) from None
+    _, rep = s.train_branch(max_steps=int(steps), progress=tick)
+    path = OUT / f"{id(s)}-{timestamp()}" / "branch.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(s.branch_bytes())
+    return (s, f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
+               f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}", str(path))
 
 
+@ui_action
 def on_class_names(s, text):
-    try:
-        if not isinstance(s, Session) or not s.model_ref:
-            raise EditGANError("choose a model first")
-        names = [n.strip() for n in (text or "").split(",") if n.strip()]
-        if len(names) != len(s.class_table()[0]):
-            raise EditGANError(f"give {len(s.class_table()[0])} comma-separated names, one per palette colour")
-        s.class_names = names
-        return _palette_md(s)
-    except EditGANError as e:
-        raise _err(e) from None
+    if not isinstance(s, Session) or not s.model_ref:
+        raise EditGANError("choose a model first")
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if len(names) != len(s.class_table()[0]):
+        raise EditGANError(f"give {len(s.class_table()[0])} comma-separated names, one per palette colour")
+    s.class_names = names
+    return _palette_md(s)
 
 
 # ----------------------------------------------------------------------------------------------------------
