@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .embed import keep_best
 from .errors import EditGANError
 from .perceptual import Distance, FallbackDistance
 
@@ -115,10 +116,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         loss = rgb_weight * l_rgb
         if len(pix_np):
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix, tgt, wt)
-        with torch.no_grad():
-            better = loss < best_loss
-            best_loss = torch.where(better, loss, best_loss)
-            best[better] = delta[better]
+        best_loss = keep_best(loss, best_loss, best, delta)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()

@@ -161,6 +161,16 @@ class EmbedResult:
     seconds: float
 
 
+def keep_best(loss: torch.Tensor, best_loss: torch.Tensor, best: torch.Tensor, current: torch.Tensor
+              ) -> torch.Tensor:
+    """Per-image best iterate: where ``loss`` [N] beats ``best_loss``, copy ``current`` into ``best`` (in place).
+    -> the new best losses (detached). Shared by embedding, mask edits and refinement."""
+    with torch.no_grad():
+        better = loss < best_loss
+        best[better] = current[better]
+        return torch.where(better, loss, best_loss)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of images in [-1, 1] (peak-to-peak 2), per image."""
     mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).square().mean((1, 2, 3))
@@ -206,10 +216,7 @@ def embed(G, target: torch.Tensor, *, steps: int = 100, lr: float = 0.05, encode
             g["lr"] = lr * min(1.0, t / 0.05) * 0.5 * (1 + math.cos(math.pi * t))
         img = G.synthesis(ws, fused=False)
         loss = losses(img)
-        with torch.no_grad():   # loss of the current iterate, before the step: track the best one
-            better = loss < best_loss
-            best_loss = torch.where(better, loss, best_loss)
-            best[better] = ws[better]
+        best_loss = keep_best(loss, best_loss, best, ws)   # the current iterate's loss, before the step
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
