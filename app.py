@@ -1,9 +1,9 @@
-"""EditGAN Studio -- the Gradio app. Layout and wiring only: the work happens in demo.session.Session (per user)
-over demo.model.Studio (models, loaded once per process).
+"""EditGAN Studio -- the Gradio app. Layout and wiring only: the work happens in demo.session.Session (one per
+user, in gr.State) over demo.model.Studio (models, loaded once per process).
 
 Run locally with ``python app.py`` (http://127.0.0.1:7860); the same file runs as a Hugging Face Space (CPU, GPU
 or ZeroGPU: the long actions carry ``spaces.GPU`` when the ``spaces`` package is there, and run as they are when
-it is not).
+it is not). Long actions (embed, edit, train) stream their progress from the session; closing the page ends them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import inspect
 import os
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List
 
 import gradio as gr
@@ -21,8 +22,10 @@ import numpy as np
 
 from demo.model import Studio
 from demo.session import Session, timestamp
+from demo.streaming import Done
 from editgan_core.errors import EditGANError
 from editgan_core.runtime import tune_allocator
+from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, REFINE, SAMPLE
 
 try:  # ZeroGPU on Spaces; elsewhere the decorator is a no-op
     import spaces  # type: ignore
@@ -36,6 +39,7 @@ tune_allocator()
 STUDIO = Studio()                 # models load once per process and are shared by every session
 MAX_SLIDERS = 12                  # slider slots on the Vectors tab
 EDITOR_SIDE = 320                 # the sketch pad's canvas side in pixels (masks are resized to the model's)
+SHOW_SIDE = 256                   # small model images are shown enlarged to this side
 OUT = Path(tempfile.gettempdir()) / "editgan-studio"   # downloads: a temporary folder only
 
 
@@ -60,38 +64,26 @@ def ui_action(fn):
     return plain
 
 
-def _session(s: Session | None, model_ref: str) -> Session:
-    if s is None or not isinstance(s, Session):
-        s = Session(STUDIO)
-    if model_ref and model_ref.strip() != s.model_ref:
-        s.set_model(model_ref)
-    if not s.model_ref:
-        raise EditGANError("choose a model first")
-    return s
-
-
-def _upscale(a: np.ndarray, side: int) -> np.ndarray:
-    idx = (np.arange(side) * a.shape[0] // side)
-    return a[idx][:, idx]
+# ----------------------------------------------------------------------------------------------------------
+# Views: session -> widget values.
 
 
 def _show(img):
     """Small model images are shown enlarged (nearest neighbour); files and API values stay native."""
-    if img is None or img.shape[0] >= 256:
+    if img is None or img.shape[0] >= SHOW_SIDE:
         return img
-    return _upscale(img, 256)
+    idx = np.arange(SHOW_SIDE) * img.shape[0] // SHOW_SIDE
+    return img[idx][:, idx]
 
 
-def _editor_value(s: Session, blank: bool = False):
+def _editor_value(s: Session):
     """Background = the image blended with its segmentation (what the user paints over); one transparent layer
-    takes the strokes. Labels are the current step's, replaced where a stroke is (see _painted_labels)."""
+    takes the strokes."""
     st = s.current
     side = max(EDITOR_SIDE, st.image.shape[0])
-    if blank or s.labels_of(st) is None:
-        under = st.image
-    else:
-        under = (0.45 * st.image + 0.55 * s.mask_rgb()).astype(np.uint8)
-    bg = np.concatenate([_upscale(under, side), np.full((side, side, 1), 255, np.uint8)], 2)
+    under = st.image if s.labels_of(st) is None else (0.45 * st.image + 0.55 * s.mask_rgb()).astype(np.uint8)
+    idx = np.arange(side) * under.shape[0] // side
+    bg = np.concatenate([under[idx][:, idx], np.full((side, side, 1), 255, np.uint8)], 2)
     return {"background": bg, "layers": [np.zeros((side, side, 4), np.uint8)], "composite": None}
 
 
@@ -102,12 +94,12 @@ def _palette_md(s: Session) -> str:
     return f"**Palette** (brush colour = part class; black paints background; the eraser takes strokes back): {cells}"
 
 
-def _brush(s: Session | None) -> gr.Brush:
-    if s is None or not s.model_ref:
+def _brush(s: Session) -> gr.Brush:
+    if s.model_ref:
+        palette = s.class_table()[1]
+    else:
         from editgan_core.toyfaces.palette import CLASSES
         palette = [c for _, c in CLASSES]
-    else:
-        palette = s.class_table()[1]
     colors = ["#%02x%02x%02x" % tuple(c) for c in palette]
     return gr.Brush(colors=colors, default_color=colors[min(2, len(colors) - 1)], color_mode="fixed", default_size=5)
 
@@ -129,121 +121,18 @@ def _slider_updates(s: Session) -> List:
         if i < len(names):
             v = s.vectors[names[i]]
             lo, hi = v.scale_range
-            ups.append(gr.update(visible=True, label=f"{names[i]}  ({', '.join(v.classes)})", minimum=min(lo, -4),
-                                 maximum=max(hi, 4), value=scales.get(names[i], 0.0)))
+            ups.append(gr.update(visible=True, label=f"{names[i]}  ({', '.join(v.classes)})",
+                                 minimum=min(lo, APPLY.slider_range[0]), maximum=max(hi, APPLY.slider_range[1]),
+                                 value=scales.get(names[i], 0.0)))
         else:
             ups.append(gr.update(visible=False, value=0.0))
     return ups
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Handlers. Each takes the session state first and returns it (updated) first; @ui_action turns errors into
-# messages.
-
-
-@ui_action
-def on_load_model(s, model_ref, progress=gr.Progress()):
-    s = s if isinstance(s, Session) else Session(STUDIO)
-    progress(0.1, desc="loading model")
-    desc = s.set_model(model_ref)
-    progress(1.0, desc="ready")
-    return (s, desc, gr.update(choices=s.vector_names(), value=None), *_slider_updates(s),
-            gr.update(brush=_brush(s)), _palette_md(s), STUDIO.model_card(s.model_ref),
-            gr.update(brush=_brush(s)), _palette_md(s))
-
-
-@ui_action
-def on_sample(s, model_ref, seed, psi, overlay):
-    s = _session(s, model_ref)
-    s.sample(int(seed), float(psi))
-    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-
-
-@ui_action
-def on_upload(s, model_ref, photo, fit):
-    s = _session(s, model_ref)
-    if photo is None:
-        raise EditGANError("choose an image file to upload")
-    prepared, note, boxed = s.prepare_photo(photo, fit)
-    return s, _show(prepared), boxed, f"Prepared for the model: {note}"
-
-
-@ui_action
-def on_embed(s, model_ref, steps, overlay, progress=gr.Progress()):
-    s = _session(s, model_ref)
-
-    def tick(step, total, loss, *rest):
-        progress(step / max(total, 1), desc=f"embedding: step {step}/{total}, loss {loss:.4f}")
-
-    s.embed(steps=int(steps), progress=tick)
-    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-
-
-def on_stop(s):
-    if isinstance(s, Session):
-        s.stop()
-    return "stop requested: the best result so far is kept"
-
-
-def on_overlay(s, overlay):
-    if not isinstance(s, Session) or s.pos < 0:
-        return None
-    return _show(s.overlay() if overlay else s.current.image)
-
-
-@ui_action
-def on_edit(s, model_ref, painted, steps, overlay, progress=gr.Progress()):
-    """Streams (state, preview, status) while optimising; ends with the full view."""
-    s = _session(s, model_ref)
-    before = s.current.image
-    labels, note = _painted_labels(s, painted)
-    import queue
-    import threading
-
-    q: "queue.Queue" = queue.Queue()
-    result = {}
-
-    def tick(step, total, loss, img):
-        progress(step / max(total, 1), desc=f"editing: step {step}/{total}")
-        if img is not None:
-            from editgan_core import images_to_uint8
-            q.put((step, total, loss, images_to_uint8(img)[0].cpu().numpy()))
-
-    def work():
-        try:
-            result["res"] = s.edit(labels, steps=int(steps), progress=tick)
-        except Exception as e:  # noqa: BLE001 - handed to the UI thread below
-            result["err"] = e
-        q.put(None)
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            step, total, loss, img = item
-            yield (s, (_show(before), _show(img)), f"step {step}/{total}, loss {loss:.4f} {note}",
-                   *[gr.skip()] * 8)
-    finally:
-        if t.is_alive():    # the page was closed or the event cancelled: end the optimisation too
-            s.stop()
-    t.join()
-    if "err" in result:
-        raise result["err"]
-    res = result["res"]
-    msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
-           f"{' (stopped: best so far kept)' if res.stopped else ''}. {note}")
-    image, shown, caption, fid, diff, hist = _view(s, overlay)
-    yield (s, (_show(before), image), msg, _show(s.mask_rgb()), shown, caption, hist, _editor_value(s),
-           gr.update(value=""), fid, image)
-
-
 def _painted_labels(s: Session, painted, base=None):
     """Labels from the sketch pad: the current segmentation (or ``base``), replaced by the palette class of every
     painted pixel. A client may also send a whole mask as an opaque layer."""
-    if painted is None or not isinstance(painted, dict):
+    if not isinstance(painted, dict):
         raise EditGANError("paint on the segmentation first")
     layers = [x for x in (painted.get("layers") or []) if x is not None]
     if not layers:
@@ -262,170 +151,370 @@ def _painted_labels(s: Session, painted, base=None):
     return s.decode_painted(layer[..., :3], solid, base=base)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Handlers: one session call each. The session (gr.State, one per user) comes first and, where it changes in
+# a way the page must keep, is returned first; @ui_action turns user errors into messages.
+
+
 @ui_action
-def on_save_vector(s, name):
-    if not isinstance(s, Session):
-        raise EditGANError("apply a mask edit first")
-    vec, path = s.save_vector(name)
+def on_load_model(session: Session, model: str, progress=gr.Progress()):
+    progress(0.1, desc="loading model")
+    desc = session.set_model(model)
+    progress(1.0, desc="ready")
+    cond = STUDIO.model(session.model_ref).config.c_dim
+    return (session, desc, gr.update(choices=session.vector_names(), value=None), *_slider_updates(session),
+            gr.update(brush=_brush(session)), _palette_md(session), STUDIO.model_card(session.model_ref),
+            gr.update(brush=_brush(session)), _palette_md(session),
+            gr.update(visible=bool(cond), maximum=max(cond - 1, 0), value=0))
+
+
+@ui_action
+def on_sample(session: Session, model: str, seed: int, truncation: float, class_idx: int, overlay: bool):
+    session.use_model(model).sample(int(seed), float(truncation), None if class_idx is None else int(class_idx))
+    return (session, *_view(session, overlay), _editor_value(session), *_slider_updates(session))
+
+
+@ui_action
+def on_upload(session: Session, model: str, photo: str, fit: str):
+    if photo is None:
+        raise EditGANError("choose an image file to upload")
+    prepared, note, boxed = session.use_model(model).prepare_photo(photo, fit)
+    return session, _show(prepared), boxed, f"Prepared for the model: {note}"
+
+
+@ui_action
+def on_embed(session: Session, model: str, steps: int, overlay: bool):
+    """Streams the progress into the status line; ends with the full view. Closing the page stops it."""
+    for item in session.use_model(model).embed_stream(steps=int(steps)):
+        if isinstance(item, Done):
+            break
+        yield (session, *[gr.skip()] * 6, item.text, gr.skip(), *[gr.skip()] * MAX_SLIDERS)
+    yield (session, *_view(session, overlay), session.current.what, _editor_value(session),
+           *_slider_updates(session))
+
+
+def on_stop(session: Session):
+    session.stop()
+    return "stop requested: the best result so far is kept"
+
+
+def on_overlay(session: Session, overlay: bool):
+    if session.pos < 0:
+        return None
+    return _show(session.overlay() if overlay else session.current.image)
+
+
+@ui_action
+def on_edit(session: Session, model: str, painted: dict, steps: int, overlay: bool):
+    """Streams (preview, status) while optimising; ends with the full view. Closing the page stops it."""
+    session.use_model(model)
+    before = _show(session.current.image)
+    labels, note = _painted_labels(session, painted)
+    res = None
+    for item in session.edit_stream(labels, steps=int(steps)):
+        if isinstance(item, Done):
+            res = item.result
+            break
+        if item.image is not None:
+            yield (session, (before, _show(item.image)), f"{item.text} {note}", *[gr.skip()] * 8)
+    msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
+           f"{' (stopped: best so far kept)' if res.stopped else ''}. {note}")
+    image, shown, caption, fid, _, hist = _view(session, overlay)
+    yield (session, (before, image), msg, _show(session.mask_rgb()), shown, caption, hist, _editor_value(session),
+           "", fid, image)
+
+
+@ui_action
+def on_save_vector(session: Session, name: str):
+    vec, path = session.save_vector(name)
     where = f" (library: {path.parent})" if path else " (kept in this session: download it from the Vectors tab)"
-    return (s, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}",
-            gr.update(choices=s.vector_names(), value=vec.name), *_slider_updates(s))
+    return (session, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}",
+            gr.update(choices=session.vector_names(), value=vec.name), *_slider_updates(session))
 
 
 @ui_action
-def on_scales(s, refine, *values):
-    if not isinstance(s, Session) or s.pos < 0:
-        raise EditGANError("generate or embed an image first")
-    names = s.vector_names()[:MAX_SLIDERS]
-    s.refine_steps = int(refine)
-    s.set_scales({n: float(v) for n, v in zip(names, values)})
-    # Only the image and its caption: the session is changed in place, and the History tab refreshes when
-    # it is opened. Fewer outputs, less work per slider move.
-    return _show(s.current.image), f"step {s.pos}: {s.current.what}"
+def on_scales(session: Session, refine: int, *scales: float):
+    """The sliders, by slot. Only the image and its caption come back: the session changes in place and the
+    History tab refreshes when opened -- fewer outputs, less work per slider move."""
+    names = session.vector_names()[:MAX_SLIDERS]
+    session.refine_steps = int(refine)
+    session.set_scales({n: float(v) for n, v in zip(names, scales)})
+    return _show(session.current.image), f"step {session.pos}: {session.current.what}"
+
+
+# The API names the slider slots slot_0 ... slot_11 (a *args handler would show them as param_2, param_3, ...).
+on_scales.__signature__ = inspect.Signature(
+    [inspect.Parameter("session", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter("refine", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(f"slot_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for i in range(MAX_SLIDERS)])
 
 
 @ui_action
-def on_reset(s):
-    if not isinstance(s, Session) or s.pos < 0:
-        raise EditGANError("nothing to reset")
-    s.set_scales({n: 0.0 for n in s.current.scales})
-    return (s, _show(s.current.image), f"step {s.pos}: {s.current.what}", s.history_rows(),
-            *_slider_updates(s))
+def on_apply_vectors(session: Session, scales: dict, refine: int):
+    """Vectors by name for scripts: ``scales`` like {"smile": 1.5, "open mouth": -0.5}; the others keep theirs."""
+    if not isinstance(scales, dict) or not scales:
+        raise EditGANError('give the scales as a JSON object of vector names, e.g. {"smile": 1.5}')
+    session.set_scales({str(k): float(v) for k, v in scales.items()}, refine_steps=int(refine))
+    return _show(session.current.image), f"step {session.pos}: {session.current.what}"
 
 
 @ui_action
-def on_preview(s, name, scale):
-    if not isinstance(s, Session) or not name:
+def on_reset(session: Session):
+    session.set_scales({n: 0.0 for n in session.current.scales})
+    return (session, _show(session.current.image), f"step {session.pos}: {session.current.what}",
+            session.history_rows(), *_slider_updates(session))
+
+
+@ui_action
+def on_preview(session: Session, vector: str, scale: float):
+    if not vector:
         raise EditGANError("choose a vector")
-    return [(_show(img) if img.shape[0] < 128 else img, cap) for img, cap in s.preview(name, float(scale))]
+    return [(_show(im) if im.shape[0] < 128 else im, cap) for im, cap in session.preview(vector, float(scale))]
 
 
 @ui_action
-def on_upload_vector(s, model_ref, file):
-    s = _session(s, model_ref)
+def on_upload_vector(session: Session, model: str, file: str):
     if file is None:
         raise EditGANError("choose a .safetensors vector file")
-    vec = s.add_vector_file(file)
-    return (s, f"loaded vector **{vec.name}**", gr.update(choices=s.vector_names(), value=vec.name),
-            *_slider_updates(s))
+    vec = session.use_model(model).add_vector_file(file)
+    return (session, f"loaded vector **{vec.name}**", gr.update(choices=session.vector_names(), value=vec.name),
+            *_slider_updates(session))
 
 
 @ui_action
-def on_download_vector(s, name):
-    if not isinstance(s, Session) or not name:
+def on_download_vector(session: Session, vector: str):
+    if not vector:
         raise EditGANError("choose a vector")
-    folder = OUT / f"{id(s)}-{timestamp()}"
-    return str(s.export_vector(name, folder))
+    return str(session.export_vector(vector, OUT / f"{id(session)}-{timestamp()}"))
 
 
 @ui_action
-def on_push(s, repo, token):
+def on_push(session: Session, repo: str, token: str):
     from demo.hubsync import push_library
 
-    if not isinstance(s, Session) or not s.vectors:
+    if not session.vectors:
         raise EditGANError("no vectors to push")
-    return push_library(list(s.vectors.values()), repo, token or None)
+    return push_library(list(session.vectors.values()), repo, token or None)
 
 
 @ui_action
-def on_pull(s, model_ref, repo, token):
+def on_pull(session: Session, model: str, repo: str, token: str):
     from demo.hubsync import pull_library
 
-    s = _session(s, model_ref)
-    vecs, msg = pull_library(repo, token or None, s.assets.identity)
+    vecs, msg = pull_library(repo, token or None, session.use_model(model).assets.identity)
     for v in vecs:
-        s.vectors[v.name] = v
-    return (s, msg, gr.update(choices=s.vector_names()), *_slider_updates(s))
+        session.vectors[v.name] = v
+    return (session, msg, gr.update(choices=session.vector_names()), *_slider_updates(session))
 
 
 @ui_action
-def on_undo(s, overlay, redo=False):
-    if not isinstance(s, Session):
-        raise EditGANError("nothing to undo")
-    s.redo() if redo else s.undo()
-    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
-
-
-def on_redo(s, overlay):
-    return on_undo(s, overlay, redo=True)
+def on_undo(session: Session, overlay: bool):
+    session.undo()
+    return (session, *_view(session, overlay), _editor_value(session), *_slider_updates(session))
 
 
 @ui_action
-def on_goto(s, overlay, evt: gr.SelectData):
-    if not isinstance(s, Session):
-        raise EditGANError("no history yet")
+def on_redo(session: Session, overlay: bool):
+    session.redo()
+    return (session, *_view(session, overlay), _editor_value(session), *_slider_updates(session))
+
+
+@ui_action
+def on_goto(session: Session, overlay: bool, evt: gr.SelectData):
     row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-    s.goto(int(row))
-    return (s, *_view(s, overlay), _editor_value(s), *_slider_updates(s))
+    session.goto(int(row))
+    return (session, *_view(session, overlay), _editor_value(session), *_slider_updates(session))
 
 
 @ui_action
-def on_export(s):
-    if not isinstance(s, Session) or s.pos < 0:
-        raise EditGANError("nothing to export yet")
-    return [str(p) for p in s.export(OUT / f"{id(s)}-{timestamp()}")]
+def on_export(session: Session):
+    return [str(p) for p in session.export(OUT / f"{id(session)}-{timestamp()}")]
 
 
 @ui_action
-def on_annotate_add(s, model_ref):
-    s = _session(s, model_ref)
-    i = s.add_annotation_image()
-    return s, _editor_value(s), i, \
-        f"image {i} added: paint its parts and press 'Save annotation'"
+def on_annotate_add(session: Session, model: str):
+    i = session.use_model(model).add_annotation_image()
+    return session, _editor_value(session), i, f"image {i} added: paint its parts and press 'Save annotation'"
 
 
 @ui_action
-def on_annotate_save(s, painted, index):
-    if not isinstance(s, Session):
-        raise EditGANError("add an image first")
+def on_annotate_save(session: Session, painted: dict, index: int):
     i = int(index)
-    if not 0 <= i < len(s.annotations):
+    if not 0 <= i < len(session.annotations):
         raise EditGANError(f"no annotation image {i}: add the current image first")
-    base = s.annotations[i].labels
+    base = session.annotations[i].labels
     if base is None:
-        base = s.labels_of()
-        base = base if base is not None else np.zeros(s.current.image.shape[:2], np.uint8)
-    labels, note = _painted_labels(s, painted, base=base)
-    s.set_annotation(i, labels)
-    done = sum(a.labels is not None for a in s.annotations)
-    return f"annotation {int(index)} saved ({done} annotated). {note}"
+        base = session.labels_of()
+        base = base if base is not None else np.zeros(session.current.image.shape[:2], np.uint8)
+    labels, note = _painted_labels(session, painted, base=base)
+    session.set_annotation(i, labels)
+    done = sum(a.labels is not None for a in session.annotations)
+    return f"annotation {i} saved ({done} annotated). {note}"
 
 
 @ui_action
-def on_train(s, steps, progress=gr.Progress()):
-    if not isinstance(s, Session):
-        raise EditGANError("annotate some images first")
-
-    def tick(rec):
-        progress(min(1.0, rec.get("step", 0) / max(int(steps), 1)), desc=f"training: {rec}")
-
-    _, rep = s.train_branch(max_steps=int(steps), progress=tick)
-    path = OUT / f"{id(s)}-{timestamp()}" / "branch.safetensors"
+def on_train(session: Session, steps: int):
+    """Streams the training progress; ends with the held-out mIoU and the branch file. Closing the page stops it."""
+    rep = None
+    for item in session.train_stream(max_steps=int(steps)):
+        if isinstance(item, Done):
+            rep = item.result[1]
+            break
+        yield session, item.text, gr.skip()
+    path = OUT / f"{id(session)}-{timestamp()}" / "branch.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(s.branch_bytes())
-    return (s, f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
-               f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}", str(path))
+    path.write_bytes(session.branch_bytes())
+    yield (session, f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
+                    f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}", str(path))
 
 
 @ui_action
-def on_class_names(s, text):
-    if not isinstance(s, Session) or not s.model_ref:
+def on_class_names(session: Session, names: str):
+    if not session.model_ref:
         raise EditGANError("choose a model first")
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    if len(names) != len(s.class_table()[0]):
-        raise EditGANError(f"give {len(s.class_table()[0])} comma-separated names, one per palette colour")
-    s.class_names = names
-    return _palette_md(s)
+    parts = [n.strip() for n in (names or "").split(",") if n.strip()]
+    if len(parts) != len(session.class_table()[0]):
+        raise EditGANError(f"give {len(session.class_table()[0])} comma-separated names, one per palette colour")
+    session.class_names = parts
+    return _palette_md(session)
+
+
+def on_history_tab(session: Session):
+    return session.history_rows()
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Layout: one small function per part of the page; each returns its widgets by name.
+
+
+def _sketch_pad(label: str) -> gr.ImageEditor:
+    from editgan_core.toyfaces.palette import CLASSES
+
+    colors = ["#%02x%02x%02x" % tuple(c) for _, c in CLASSES]
+    return gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", format="png", sources=(), transforms=(),
+                          canvas_size=(EDITOR_SIDE, EDITOR_SIDE), fixed_canvas=True,
+                          brush=gr.Brush(colors=colors, default_color=colors[2], color_mode="fixed", default_size=5),
+                          eraser=gr.Eraser(default_size=8), layers=False, height=420)
+
+
+def image_tab() -> SimpleNamespace:
+    with gr.Tab("Image", id="image"):
+        with gr.Row():
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=SAMPLE.max_seed, label="Seed")
+            psi = gr.Slider(*SAMPLE.truncation_range, value=SAMPLE.truncation, step=0.05, label="Truncation psi")
+            class_idx = gr.Number(value=0, precision=0, minimum=0, label="Class (conditional model)", visible=False)
+            go = gr.Button("Generate", variant="primary")
+        with gr.Row():
+            # A file box, not gr.Image: gradio would decode the file itself and answer a broken or hostile file
+            # with a generic error; prepare_image says what is wrong.
+            photo = gr.File(label="Photo to edit (any size or mode)", type="filepath", height=220,
+                            file_types=["image"])
+            boxed = gr.Image(label="Your photo: the red box is what is used", type="numpy", interactive=False,
+                             height=220)
+            prepared = gr.Image(label="What the model sees", type="numpy", interactive=False, height=220)
+        with gr.Row():
+            fit = gr.Radio(["crop", "pad"], value="crop", label="Fit")
+            embed_steps = gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps")
+            embed = gr.Button("Embed photo", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        status = gr.Markdown()
+        overlay = gr.Checkbox(label="Show segmentation overlay", value=False)
+        with gr.Row():
+            shown = gr.Image(label="Image / overlay", type="numpy", interactive=False, height=256)
+            diff = gr.Image(label="Difference to the photo", type="numpy", interactive=False, height=256)
+        fidelity = gr.Markdown()
+    return SimpleNamespace(**locals())
+
+
+def edit_tab() -> SimpleNamespace:
+    with gr.Tab("Edit", id="edit"):
+        palette = gr.Markdown()
+        with gr.Row():
+            editor = _sketch_pad("Segmentation (paint to edit)")
+            with gr.Column():
+                compare = gr.ImageSlider(label="Before / after", type="numpy", height=300)
+                new_mask = gr.Image(label="New segmentation", type="numpy", interactive=False, height=160)
+        with gr.Row():
+            steps = gr.Slider(10, 2 * EDIT.steps, value=EDIT.steps, step=10, label="Optimisation steps")
+            apply = gr.Button("Apply edit", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        status = gr.Markdown()
+        with gr.Row():
+            vec_name = gr.Textbox(label="Vector name", placeholder="e.g. bigger smile")
+            save = gr.Button("Save as editing vector")
+        saved = gr.Markdown()
+    return SimpleNamespace(**locals())
+
+
+def vectors_tab() -> SimpleNamespace:
+    with gr.Tab("Vectors", id="vectors"):
+        with gr.Row():
+            refine = gr.Radio(list(REFINE.choices), value=REFINE.choices[0], label="Refinement steps")
+            reset = gr.Button("Reset sliders")
+        sliders = [gr.Slider(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
+                             visible=False) for i in range(MAX_SLIDERS)]
+        scales_json = gr.JSON(visible=False)          # the by-name endpoint's input (scripts)
+        with gr.Accordion(f"Preview on {APPLY.preview_count} other images, files and Hub", open=False):
+            with gr.Row():
+                pick = gr.Dropdown([], label="Vector", allow_custom_value=False)
+                pscale = gr.Slider(*APPLY.slider_range, value=1, step=0.5, label="Scale")
+                preview = gr.Button("Preview")
+            grid = gr.Gallery(label="before | after", columns=4, height=320)
+            with gr.Row():
+                vfile = gr.File(label="Upload a vector (.safetensors)", file_types=[".safetensors"])
+                download = gr.Button("Download chosen vector")
+                vout = gr.File(label="Vector file")
+            vmsg = gr.Markdown()
+            with gr.Row():
+                repo = gr.Textbox(label="Hub repo (dataset)", placeholder="user/my-editgan-vectors")
+                token = gr.Textbox(label="Hub token", type="password")
+                push = gr.Button("Push library")
+                pull = gr.Button("Pull library")
+            hubmsg = gr.Markdown()
+    return SimpleNamespace(**locals())
+
+
+def history_tab() -> SimpleNamespace:
+    with gr.Tab("History", id="history") as tab:
+        with gr.Row():
+            undo = gr.Button("Undo")
+            redo = gr.Button("Redo")
+            export = gr.Button("Download result, mask and latent")
+        gr.Markdown("Click a step to go back to it; the downloads are of the current step.")
+        table = gr.Dataframe(headers=["step", "what"], interactive=False, wrap=True)
+        files = gr.File(label="Downloads", file_count="multiple")
+    return SimpleNamespace(**locals())
+
+
+def annotate_tab() -> SimpleNamespace:
+    with gr.Tab("Annotate", id="annotate"):
+        gr.Markdown("For a model without a segmentation branch: generate or embed an image, add it here, paint its "
+                    "parts, save; repeat for a handful of images; train.")
+        names = gr.Textbox(label="Class names (comma-separated, one per palette colour)")
+        rename = gr.Button("Rename classes")
+        palette = gr.Markdown()
+        with gr.Row():
+            add = gr.Button("Add current image")
+            index = gr.Number(value=0, precision=0, label="Annotation #")
+            save = gr.Button("Save annotation")
+        annotator = _sketch_pad("Annotation")
+        msg = gr.Markdown()
+        with gr.Row():
+            steps = gr.Slider(100, 2000, value=INTERACTIVE_BRANCH.max_steps, step=100, label="Training steps (max)")
+            train = gr.Button("Train branch", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        train_msg = gr.Markdown()
+        branch_file = gr.File(label="Trained branch")
+    return SimpleNamespace(**locals())
 
 
 def build_ui() -> gr.Blocks:
     default = Studio.default_model()
     # Cached result files older than a day are removed every hour; a session idle for 6 hours is dropped.
     with gr.Blocks(title="EditGAN Studio", delete_cache=(3600, 86400)) as demo:
-        state = gr.State(None, time_to_live=6 * 3600)
+        # gr.State deep-copies its value once per user, and a Session's copy is a new empty one (see
+        # Session.__deepcopy__): every user, browser or API client, gets a Session of their own.
+        state = gr.State(Session(STUDIO), time_to_live=6 * 3600)
         gr.Markdown("# EditGAN Studio\nRepaint the part segmentation of a GAN image, learn the edit as a vector, "
                     "replay it on any image with a slider.")
         with gr.Row():
@@ -441,147 +530,64 @@ def build_ui() -> gr.Blocks:
                 caption = gr.Markdown()
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    with gr.Tab("Image", id="image"):
-                        with gr.Row():
-                            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                            psi = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Truncation psi")
-                            go = gr.Button("Generate", variant="primary")
-                        with gr.Row():
-                            # A file box, not gr.Image: gradio would decode the file itself and answer a broken
-                            # or hostile file with a generic error; prepare_image says what is wrong.
-                            photo = gr.File(label="Photo to edit (any size or mode)", type="filepath", height=220,
-                                            file_types=["image"])
-                            boxed = gr.Image(label="Your photo: the red box is what is used", type="numpy",
-                                             interactive=False, height=220)
-                            prepared = gr.Image(label="What the model sees", type="numpy", interactive=False,
-                                                height=220)
-                        with gr.Row():
-                            fit = gr.Radio(["crop", "pad"], value="crop", label="Fit")
-                            embed_steps = gr.Slider(0, 300, value=100, step=10, label="Embedding steps")
-                            embed_btn = gr.Button("Embed photo", variant="primary")
-                            stop1 = gr.Button("Stop", variant="stop")
-                        status1 = gr.Markdown()
-                        overlay = gr.Checkbox(label="Show segmentation overlay", value=False)
-                        with gr.Row():
-                            shown = gr.Image(label="Image / overlay", type="numpy", interactive=False, height=256)
-                            diff = gr.Image(label="Difference to the photo", type="numpy", interactive=False,
-                                            height=256)
-                        fidelity = gr.Markdown()
-                    with gr.Tab("Edit", id="edit"):
-                        palette_md = gr.Markdown()
-                        with gr.Row():
-                            editor = gr.ImageEditor(label="Segmentation (paint to edit)", type="numpy",
-                                                    image_mode="RGBA", format="png", sources=(), transforms=(),
-                                                    canvas_size=(EDITOR_SIDE, EDITOR_SIDE), fixed_canvas=True,
-                                                    brush=_brush(None), eraser=gr.Eraser(default_size=8),
-                                                    layers=False, height=420)
-                            with gr.Column():
-                                compare = gr.ImageSlider(label="Before / after", type="numpy", height=300)
-                                new_mask = gr.Image(label="New segmentation", type="numpy", interactive=False,
-                                                    height=160)
-                        with gr.Row():
-                            edit_steps = gr.Slider(10, 200, value=100, step=10, label="Optimisation steps")
-                            apply_btn = gr.Button("Apply edit", variant="primary")
-                            stop2 = gr.Button("Stop", variant="stop")
-                        status2 = gr.Markdown()
-                        with gr.Row():
-                            vec_name = gr.Textbox(label="Vector name", placeholder="e.g. bigger smile")
-                            save_btn = gr.Button("Save as editing vector")
-                        saved_md = gr.Markdown()
-                    with gr.Tab("Vectors", id="vectors"):
-                        with gr.Row():
-                            refine = gr.Radio([0, 10, 30], value=0, label="Refinement steps")
-                            reset = gr.Button("Reset sliders")
-                        sliders = [gr.Slider(-4, 4, value=0, step=0.05, label=f"vector {i}", visible=False)
-                                   for i in range(MAX_SLIDERS)]
-                        with gr.Accordion("Preview on 8 other images, files and Hub", open=False):
-                            with gr.Row():
-                                pick = gr.Dropdown([], label="Vector", allow_custom_value=False)
-                                pscale = gr.Slider(-4, 4, value=1, step=0.5, label="Scale")
-                                prev_btn = gr.Button("Preview")
-                            grid = gr.Gallery(label="before | after", columns=4, height=320)
-                            with gr.Row():
-                                vfile = gr.File(label="Upload a vector (.safetensors)", file_types=[".safetensors"])
-                                dl_btn = gr.Button("Download chosen vector")
-                                vout = gr.File(label="Vector file")
-                            vmsg = gr.Markdown()
-                            with gr.Row():
-                                repo = gr.Textbox(label="Hub repo (dataset)", placeholder="user/my-editgan-vectors")
-                                token = gr.Textbox(label="Hub token", type="password")
-                                push = gr.Button("Push library")
-                                pull = gr.Button("Pull library")
-                            hubmsg = gr.Markdown()
-                    with gr.Tab("History", id="history") as history_tab:
-                        with gr.Row():
-                            undo = gr.Button("Undo")
-                            redo = gr.Button("Redo")
-                            export = gr.Button("Download result, mask and latent")
-                        gr.Markdown("Click a step to go back to it; the downloads are of the current step.")
-                        hist = gr.Dataframe(headers=["step", "what"], interactive=False, wrap=True)
-                        files = gr.File(label="Downloads", file_count="multiple")
-                    with gr.Tab("Annotate", id="annotate"):
-                        gr.Markdown("For a model without a segmentation branch: generate or embed an image, add it "
-                                    "here, paint its parts, save; repeat for a handful of images; train.")
-                        names_box = gr.Textbox(label="Class names (comma-separated, one per palette colour)")
-                        rename = gr.Button("Rename classes")
-                        ann_palette = gr.Markdown()
-                        with gr.Row():
-                            add_img = gr.Button("Add current image")
-                            ann_index = gr.Number(value=0, precision=0, label="Annotation #")
-                            save_ann = gr.Button("Save annotation")
-                        annotator = gr.ImageEditor(label="Annotation", type="numpy", image_mode="RGBA", format="png",
-                                                   sources=(), transforms=(), canvas_size=(EDITOR_SIDE, EDITOR_SIDE),
-                                                   fixed_canvas=True, brush=_brush(None),
-                                                   eraser=gr.Eraser(default_size=8), layers=False, height=420)
-                        ann_msg = gr.Markdown()
-                        with gr.Row():
-                            train_steps = gr.Slider(100, 2000, value=600, step=100, label="Training steps (max)")
-                            train = gr.Button("Train branch", variant="primary")
-                            stop3 = gr.Button("Stop", variant="stop")
-                        train_msg = gr.Markdown()
-                        branch_file = gr.File(label="Trained branch")
-
-        view = [current, shown, caption, fidelity, diff, hist]
-        long = dict(concurrency_id="long", concurrency_limit=1)
-        loaded = [state, info, pick, *sliders, editor, palette_md, card, annotator, ann_palette]
-        load.click(on_load_model, [state, model], loaded, api_name="load_model")
-        demo.load(on_load_model, [state, model], loaded, api_visibility="private")
-        go.click(on_sample, [state, model, seed, psi, overlay], [state, *view, editor, *sliders], api_name="sample")
-        photo.upload(on_upload, [state, model, photo, fit], [state, prepared, boxed, status1], api_name="upload")
-        fit.change(on_upload, [state, model, photo, fit], [state, prepared, boxed, status1],
-                   api_visibility="private")
-        embed_btn.click(gpu(on_embed), [state, model, embed_steps, overlay], [state, *view, editor, *sliders],
-                        api_name="embed", show_progress_on=[status1], **long)
-        for b in (stop1, stop2, stop3):
-            b.click(on_stop, [state], [status1 if b is stop1 else status2 if b is stop2 else train_msg],
-                    api_name="stop" if b is stop1 else None, api_visibility="public" if b is stop1 else "private",
-                    concurrency_limit=None)
-        overlay.change(on_overlay, [state, overlay], [shown], api_visibility="private")
-        apply_btn.click(gpu(on_edit), [state, model, editor, edit_steps, overlay],
-                        [state, compare, status2, new_mask, shown, caption, hist, editor, saved_md, fidelity, current],
-                        api_name="edit", show_progress_on=[status2], **long)
-        save_btn.click(on_save_vector, [state, vec_name], [state, saved_md, pick, *sliders], api_name="save_vector")
-        gr.on([sl.input for sl in sliders] + [refine.change], on_scales, [state, refine, *sliders],
-              [current, caption], api_name="set_scales", trigger_mode="always_last",
-              show_progress="hidden", concurrency_limit=None)
-        reset.click(on_reset, [state], [state, current, caption, hist, *sliders], api_name="reset_sliders")
-        prev_btn.click(on_preview, [state, pick, pscale], [grid], api_name="preview", concurrency_limit=None)
-        vfile.upload(on_upload_vector, [state, model, vfile], [state, vmsg, pick, *sliders], api_name="upload_vector")
-        dl_btn.click(on_download_vector, [state, pick], [vout], api_name="download_vector")
-        push.click(on_push, [state, repo, token], [hubmsg], api_name="push_vectors")
-        pull.click(on_pull, [state, model, repo, token], [state, hubmsg, pick, *sliders], api_name="pull_vectors")
-        undo.click(on_undo, [state, overlay], [state, *view, editor, *sliders], api_name="undo")
-        redo.click(on_redo, [state, overlay], [state, *view, editor, *sliders], api_name="redo")
-        history_tab.select(lambda s: s.history_rows() if isinstance(s, Session) else [], [state], [hist],
-                           api_visibility="private")
-        hist.select(on_goto, [state, overlay], [state, *view, editor, *sliders], api_visibility="private")
-        export.click(on_export, [state], [files], api_name="export")
-        add_img.click(on_annotate_add, [state, model], [state, annotator, ann_index, ann_msg], api_name="annotate_add")
-        save_ann.click(on_annotate_save, [state, annotator, ann_index], [ann_msg], api_name="annotate_save")
-        rename.click(on_class_names, [state, names_box], [ann_palette], api_name="class_names")
-        train.click(gpu(on_train), [state, train_steps], [state, train_msg, branch_file], api_name="train_branch",
-                    show_progress_on=[train_msg], **long)
+                    im, ed, vec, hi, an = image_tab(), edit_tab(), vectors_tab(), history_tab(), annotate_tab()
+        _wire(SimpleNamespace(state=state, model=model, load=load, info=info, card=card, current=current,
+                              caption=caption), im, ed, vec, hi, an, demo)
     return demo
+
+
+def _wire(top, im, ed, vec, hi, an, demo) -> None:
+    """Events -> handlers. Long actions share one queue slot ("long"); sliders and stop are never queued."""
+    state, model = top.state, top.model
+    view = [top.current, im.shown, top.caption, im.fidelity, im.diff, hi.table]
+    long = dict(concurrency_id="long", concurrency_limit=1)
+    loaded = [state, top.info, vec.pick, *vec.sliders, ed.editor, ed.palette, top.card, an.annotator, an.palette,
+              im.class_idx]
+    top.load.click(on_load_model, [state, model], loaded, api_name="load_model")
+    demo.load(on_load_model, [state, model], loaded, api_visibility="private")
+    im.go.click(on_sample, [state, model, im.seed, im.psi, im.class_idx, im.overlay],
+                [state, *view, ed.editor, *vec.sliders], api_name="sample")
+    im.photo.upload(on_upload, [state, model, im.photo, im.fit], [state, im.prepared, im.boxed, im.status],
+                    api_name="upload")
+    im.fit.change(on_upload, [state, model, im.photo, im.fit], [state, im.prepared, im.boxed, im.status],
+                  api_visibility="private")
+    im.embed.click(gpu(on_embed), [state, model, im.embed_steps, im.overlay],
+                   [state, *view, im.status, ed.editor, *vec.sliders], api_name="embed",
+                   show_progress_on=[im.status], **long)
+    im.stop.click(on_stop, [state], [im.status], api_name="stop", concurrency_limit=None)
+    ed.stop.click(on_stop, [state], [ed.status], api_visibility="private", concurrency_limit=None)
+    an.stop.click(on_stop, [state], [an.train_msg], api_visibility="private", concurrency_limit=None)
+    im.overlay.change(on_overlay, [state, im.overlay], [im.shown], api_visibility="private")
+    ed.apply.click(gpu(on_edit), [state, model, ed.editor, ed.steps, im.overlay],
+                   [state, ed.compare, ed.status, ed.new_mask, im.shown, top.caption, hi.table, ed.editor, ed.saved,
+                    im.fidelity, top.current], api_name="edit", show_progress_on=[ed.status], **long)
+    ed.save.click(on_save_vector, [state, ed.vec_name], [state, ed.saved, vec.pick, *vec.sliders],
+                  api_name="save_vector")
+    gr.on([sl.input for sl in vec.sliders] + [vec.refine.change], on_scales, [state, vec.refine, *vec.sliders],
+          [top.current, top.caption], api_name="set_scales", trigger_mode="always_last", show_progress="hidden",
+          concurrency_limit=None)
+    vec.scales_json.change(on_apply_vectors, [state, vec.scales_json, vec.refine], [top.current, top.caption],
+                           api_name="apply_vectors", concurrency_limit=None)
+    vec.reset.click(on_reset, [state], [state, top.current, top.caption, hi.table, *vec.sliders],
+                    api_name="reset_sliders")
+    vec.preview.click(on_preview, [state, vec.pick, vec.pscale], [vec.grid], api_name="preview",
+                      concurrency_limit=None)
+    vec.vfile.upload(on_upload_vector, [state, model, vec.vfile], [state, vec.vmsg, vec.pick, *vec.sliders],
+                     api_name="upload_vector")
+    vec.download.click(on_download_vector, [state, vec.pick], [vec.vout], api_name="download_vector")
+    vec.push.click(on_push, [state, vec.repo, vec.token], [vec.hubmsg], api_name="push_vectors")
+    vec.pull.click(on_pull, [state, model, vec.repo, vec.token], [state, vec.hubmsg, vec.pick, *vec.sliders],
+                   api_name="pull_vectors")
+    hi.undo.click(on_undo, [state, im.overlay], [state, *view, ed.editor, *vec.sliders], api_name="undo")
+    hi.redo.click(on_redo, [state, im.overlay], [state, *view, ed.editor, *vec.sliders], api_name="redo")
+    hi.tab.select(on_history_tab, [state], [hi.table], api_visibility="private")
+    hi.table.select(on_goto, [state, im.overlay], [state, *view, ed.editor, *vec.sliders], api_visibility="private")
+    hi.export.click(on_export, [state], [hi.files], api_name="export")
+    an.add.click(on_annotate_add, [state, model], [state, an.annotator, an.index, an.msg], api_name="annotate_add")
+    an.save.click(on_annotate_save, [state, an.annotator, an.index], [an.msg], api_name="annotate_save")
+    an.rename.click(on_class_names, [state, an.names], [an.palette], api_name="class_names")
+    an.train.click(gpu(on_train), [state, an.steps], [state, an.train_msg, an.branch_file], api_name="train_branch",
+                   show_progress_on=[an.train_msg], **long)
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ STARTER = {"smile": "smile", "eye_size": "bigger eyes", "hair_length": "longer h
 
 
 def _setup():
-    from editgan_core.assets import model_identity
+    from editgan_core.identity import model_identity
     from editgan_core.embed import load_encoder
     from editgan_core.hub import load_model
     from editgan_core.segbranch import load_branch
@@ -76,12 +76,12 @@ def _images(G, ws, batch=100) -> np.ndarray:
 
 def learn_vector(G, ident, enc, branch, attr: str, k: int):
     """One training render -> embedded -> repainted mask (re-rendered with the attribute changed) -> edit."""
-    from editgan_core.editing import edit_from_mask, segment
-    from editgan_core.embed import embed
+    import dataclasses
+
+    from editgan_core import edit_from_mask, embed, segment
     from editgan_core.toyfaces import render_seed
     from editgan_core.toyfaces.dataset import SEEDS
     from editgan_core.toyfaces.palette import CLASS_INDEX
-    from editgan_core.vectors import EditVector
 
     classes, lo, hi, _ = EDITS[attr]
     seed = SEEDS["annotated"] + 1000 + k
@@ -94,12 +94,10 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int):
     new = seg.copy()
     new[painted] = m1[painted]
     t = time.perf_counter()
-    res = edit_from_mask(G, branch, w, new)
+    res = edit_from_mask(G, branch, w, new, name=STARTER[attr], generator=ident)
     secs = time.perf_counter() - t
-    vec = EditVector(name=STARTER[attr], delta=res.delta, generator=ident,
-                     classes=[branch.cfg.class_names[c] for c in res.classes], scale_range=(-2.0, 2.0),
-                     thumb_before=_images(G, w)[0], thumb_after=_u8(res.image)[0],
-                     extra={"attribute": attr, "training_seed": seed, "from": lo, "to": hi, "steps": res.steps})
+    vec = dataclasses.replace(res.vector, extra={**res.vector.extra, "attribute": attr, "training_seed": seed,
+                                                 "from": lo, "to": hi})
     return vec, secs, (img0, _images(G, w)[0], _u8(res.image)[0], new)
 
 

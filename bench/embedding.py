@@ -31,7 +31,7 @@ MODEL = ROOT / "checkpoints" / "toyfaces"
 
 
 def _setup():
-    from editgan_core.assets import model_identity
+    from editgan_core.identity import model_identity
     from editgan_core.embed import load_encoder
     from editgan_core.hub import load_model
     from editgan_core.segbranch import load_branch
@@ -67,6 +67,7 @@ def _to_tensor(imgs: np.ndarray) -> torch.Tensor:
 
 def bench_quality(n: int, steps: int) -> None:
     from editgan_core import images_to_uint8
+    from editgan_core.generator import seeds_to_z
     from editgan_core.embed import embed
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
@@ -90,7 +91,7 @@ def bench_quality(n: int, steps: int) -> None:
                                  "judge_mask_miou_recon_vs_exact": _iou_table(J.confusion(jm_rec, masks),
                                                                               CLASS_NAMES)["miou"]}
     # 2. Generator samples: branch vs judge on the sample itself; embedding of the sample image.
-    z = torch.from_numpy(np.stack([np.random.RandomState(5000 + i).randn(G.z_dim) for i in range(n)])).float()
+    z = seeds_to_z(range(5000, 5000 + n), G.z_dim)
     with torch.no_grad():
         ws_s = G.mapping_ws(z)
         samples = np.concatenate([images_to_uint8(G.synthesis(p)).numpy() for p in ws_s.split(50)])

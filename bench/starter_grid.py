@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from editgan_core import images_to_uint8  # noqa: E402
-from editgan_core.assets import model_identity  # noqa: E402
+from editgan_core.generator import seeds_to_z  # noqa: E402
+from editgan_core.identity import model_identity  # noqa: E402
 from editgan_core.hub import load_model  # noqa: E402
 from editgan_core.vectors import apply_vectors, list_library  # noqa: E402
 
@@ -25,7 +25,7 @@ def main() -> None:
     vecs, problems = list_library(ROOT / "checkpoints" / "toyfaces" / "vectors", expect_generator=model_identity(m))
     for p in problems:
         print("skipped:", p)
-    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in (3, 11)])).float()
+    z = seeds_to_z((3, 11), G.z_dim)
     ws = G.mapping_ws(z)
     rows = []
     for v in vecs:

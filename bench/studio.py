@@ -57,7 +57,7 @@ def slider_user(url: str, k: int, moves: int) -> tuple:
     times, errors = [], []
     try:
         c = Client(url, verbose=False)
-        c.predict("toyfaces", 100 + k, 0.7, False, api_name="/sample")
+        c.predict(model="toyfaces", seed=100 + k, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
     except Exception as e:  # noqa: BLE001
         return times, [f"setup: {e}"]
     vals = [0.0] * 12
@@ -121,7 +121,7 @@ def main() -> None:
         def editor():
             import tempfile
             c = Client(url, verbose=False)
-            c.predict("toyfaces", 5, 0.7, False, api_name="/sample")
+            c.predict(model="toyfaces", seed=5, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
             layer = np.zeros((64, 64, 4), np.uint8)
             layer[44:46, 24:41] = (0, 200, 120, 255)          # widen the mouth
             d = Path(tempfile.mkdtemp())

@@ -47,12 +47,12 @@ def bench_render() -> None:
 
 def _sample_images(G, n: int, psi: float, seed0: int = 0, batch: int = 50) -> np.ndarray:
     from editgan_core import images_to_uint8
+    from editgan_core.generator import seeds_to_z
 
     out = []
     with torch.no_grad():
         for i in range(0, n, batch):
-            z = torch.from_numpy(np.stack([np.random.RandomState(seed0 + i + k).randn(G.z_dim)
-                                           for k in range(min(batch, n - i))])).float()
+            z = seeds_to_z(range(seed0 + i, seed0 + i + min(batch, n - i)), G.z_dim)
             out.append(images_to_uint8(G(z, truncation_psi=psi)).numpy())
     return np.concatenate(out)
 

@@ -1,4 +1,4 @@
-"""What the app does, without any Gradio import: load models once per process, render samples.
+"""The app's process-wide part, without any Gradio import: models and what travels with them, loaded once.
 
 Each public method is one UI event; it takes plain values and returns plain values (numpy images, text).
 Errors a user can cause come back as :class:`~editgan_core.errors.EditGANError` with a readable message.
@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
-from editgan_core import images_to_uint8
 from editgan_core.checkpoints import LoadedGenerator
-from editgan_core.errors import EditGANError, ModelNotFoundError
+from editgan_core.errors import ModelNotFoundError
 from editgan_core.hub import load_model
 from editgan_core.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
 
@@ -78,8 +76,9 @@ class Studio:
 
     def assets(self, ref: str) -> ModelAssets:
         """The model with its encoder, branch, starter vectors and library (each loaded once per process)."""
-        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes, model_identity
+        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes
         from editgan_core.embed import load_encoder
+        from editgan_core.identity import model_identity
         from editgan_core.perceptual import FallbackDistance
         from editgan_core.segbranch import load_branch
         from editgan_core.vectors import library_dir, list_library
@@ -126,7 +125,7 @@ class Studio:
             return card.read_text(encoding="utf-8")
         spec = get_spec(ref)
         if spec is not None:
-            return (f"**{spec.name}**: {spec.description}. Source: {spec.hub_ref() or 'local'}; "
+            return (f"**{spec.name}**: {spec.description}. Source: {spec.hub_ref or 'local'}; "
                     f"licence: {spec.license or 'see the source'}.")
         return f"No model card for {ref}."
 
@@ -138,26 +137,8 @@ class Studio:
     def describe(self, ref: str) -> str:
         m = self.model(ref)
         c = m.config
+        cond = f", conditional on {c.c_dim} classes" if c.c_dim else ""
         lines = [f"**{ref}** -- {m.format}, {c.img_resolution}x{c.img_resolution}, W+ {c.num_ws}x{c.w_dim}, "
-                 f"{m.G.num_parameters():,} parameters, on {self.device.type}"]
+                 f"{m.G.num_parameters():,} parameters{cond}, on {self.device.type}"]
         lines += [f"- note: {n}" for n in m.notes]
         return "\n".join(lines)
-
-    def sample(self, ref: str, seed: int, truncation: float, class_idx: int = 0) -> Tuple[np.ndarray, str]:
-        """Render seed -> image exactly as NVIDIA's generate.py does (numpy RandomState, const noise)."""
-        m = self.model(ref)
-        G, cfg = m.G, m.config
-        seed = int(seed)
-        if not 0 <= seed < 2 ** 32:
-            raise EditGANError("the seed must be between 0 and 4294967295")
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, cfg.z_dim)).float().to(self.device)
-        c = None
-        if cfg.c_dim:
-            if not 0 <= int(class_idx) < cfg.c_dim:
-                raise EditGANError(f"class must be between 0 and {cfg.c_dim - 1}")
-            c = torch.zeros([1, cfg.c_dim], device=self.device)
-            c[0, int(class_idx)] = 1
-        with torch.no_grad():
-            img = G(z, c, truncation_psi=float(truncation), noise_mode="const")
-        arr = images_to_uint8(img)[0].cpu().numpy()
-        return (arr[:, :, 0] if arr.shape[2] == 1 else arr), f"seed {seed}, truncation {float(truncation):.2f}"

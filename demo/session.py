@@ -6,6 +6,10 @@ readable message and leaves the session exactly as it was. Models come from the 
 :class:`demo.model.Studio` (loaded once per process, never per user); a Session holds only its own latents,
 images, vectors and history, so sessions never see each other's state.
 
+Long actions (embed, edit, train) have a plain form and a streamed one (``embed_stream``, ``edit_stream``,
+``train_stream``: iterate for :class:`demo.streaming.Progress` items, then a ``Done``); leaving a stream early
+stops the action.
+
 The history is a list of steps (one per action: sample, embed, mask edit, slider setting, undo target); the
 current step is what is shown, ``undo``/``redo`` move along it, and any step can be exported (PNG, mask PNG,
 latent).
@@ -13,17 +17,20 @@ latent).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
+from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
 
 MAX_HISTORY = 200
 HISTORY_BYTES = 256 * 2 ** 20
@@ -63,6 +70,11 @@ class Session:
         self.branch = None                               # a branch trained in this session (Annotate tab)
         self.class_names: Optional[List[str]] = None     # edited class names for annotation
 
+    def __deepcopy__(self, memo) -> "Session":
+        """gr.State deep-copies its initial value once per user: each user gets a new, empty session over the
+        same process-wide studio (models are never copied)."""
+        return Session(self.studio, self.model_ref)
+
     # -- model ----------------------------------------------------------------------------------------------
     @property
     def assets(self):
@@ -76,6 +88,15 @@ class Session:
         self.annotations, self.branch = [], None
         self.vectors = {v.name: v for v in assets.vectors}
         return self.studio.describe(assets.ref)
+
+    def use_model(self, ref: str) -> "Session":
+        """Make sure the session is on model ``ref`` (switching, which starts a new history, if it is another)."""
+        ref = (ref or "").strip()
+        if ref and ref != self.model_ref:
+            self.set_model(ref)
+        if not self.model_ref:
+            raise EditGANError("choose a model first")
+        return self
 
     def current_branch(self):
         return self.branch if self.branch is not None else self.assets.branch
@@ -135,18 +156,28 @@ class Session:
         return step
 
     # -- image: sample, upload + embed ----------------------------------------------------------------------
-    def sample(self, seed: int, truncation: float) -> Step:
+    def sample(self, seed: int, truncation: float = SAMPLE.truncation, class_idx: Optional[int] = None) -> Step:
+        """A generator sample, exactly as NVIDIA's generate.py renders seed ``seed`` (with ``class_idx`` for a
+        conditional model)."""
+        from editgan_core.generator import generate
+
         a = self.assets
-        seed = int(seed)
-        if not 0 <= seed < 2 ** 32:
-            raise EditGANError("the seed must be between 0 and 4294967295")
-        if not 0.0 <= float(truncation) <= 2.0:
-            raise EditGANError("truncation psi must be between 0 and 2")
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, a.G.z_dim)).float().to(a.G.w_avg.device)
-        with torch.no_grad():
-            ws = a.G.mapping_ws(z, truncation_psi=float(truncation))
+        seed, psi = int(seed), float(truncation)
+        if not 0 <= seed <= SAMPLE.max_seed:
+            raise EditGANError(f"the seed must be between 0 and {SAMPLE.max_seed}")
+        lo, hi = SAMPLE.truncation_range
+        if not lo <= psi <= hi:
+            raise EditGANError(f"truncation psi must be between {lo:g} and {hi:g}")
+        if a.G.c_dim:
+            if class_idx is None or not 0 <= int(class_idx) < a.G.c_dim:
+                raise EditGANError(f"this model is conditional: choose a class between 0 and {a.G.c_dim - 1}")
+            class_idx = int(class_idx)
+        else:
+            class_idx = None
+        ws = generate(a.G, [seed], class_idx=class_idx, truncation_psi=psi).ws
         self.photo = None
-        return self._push(f"sample seed {seed}, psi {float(truncation):.2f}", ws)
+        what = f"sample seed {seed}, psi {psi:.2f}" + (f", class {class_idx}" if class_idx is not None else "")
+        return self._push(what, ws)
 
     def prepare_photo(self, image, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
         """Any image (array, PIL, path or bytes) -> (the model-sized square that will be embedded, a note, a
@@ -164,7 +195,7 @@ class Session:
         ImageDraw.Draw(thumb).rectangle([left, top, right - 1, bottom - 1], outline=(255, 0, 0), width=2)
         return prep.array, prep.note, np.asarray(thumb)
 
-    def embed(self, *, steps: int = 100, progress: Optional[Callable] = None) -> Step:
+    def embed(self, *, steps: int = EMBED.steps, progress: Optional[Callable] = None) -> Step:
         """Embed the prepared photo (encoder guess, then W+ optimisation); stop() ends it with the best so far."""
         from editgan_core.embed import embed
 
@@ -177,6 +208,12 @@ class Session:
                     should_stop=self.stop_event.is_set)
         what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB)"
         return self._push(what, res.ws)
+
+    def embed_stream(self, *, steps: int = EMBED.steps) -> Iterator:
+        def work(report):
+            return self.embed(steps=steps, progress=lambda step, total, loss: report(streaming.Progress(
+                step, total, f"embedding: step {step}/{total}, loss {loss:.4f}")))
+        return streaming.run(work, self.stop)
 
     def fidelity(self) -> Tuple[Optional[float], Optional[np.ndarray]]:
         """PSNR (dB) of the current image against the embedded photo and a difference image (x4, grey = 0)."""
@@ -238,7 +275,7 @@ class Session:
         return labels, note
 
     # -- mask edit ------------------------------------------------------------------------------------------
-    def edit(self, new_labels: np.ndarray, *, steps: int = 100, progress: Optional[Callable] = None):
+    def edit(self, new_labels: np.ndarray, *, steps: int = EDIT.steps, progress: Optional[Callable] = None):
         """Run the mask edit from the current step; the result becomes a new step. -> EditResult."""
         from editgan_core.editing import edit_from_mask
 
@@ -248,31 +285,35 @@ class Session:
         s = self.current
         self.stop_event.clear()
         res = edit_from_mask(self.assets.G, branch, s.ws, new_labels, old_mask=self.labels_of(s), steps=int(steps),
-                             distance=self.assets.distance, progress=progress, should_stop=self.stop_event.is_set)
+                             generator=self.assets.identity, distance=self.assets.distance, progress=progress,
+                             should_stop=self.stop_event.is_set)
         names = branch.cfg.class_names
         if not res.stopped and float(res.delta.abs().max()) == 0.0:
             raise EditGANError(f"in {res.steps} steps the optimisation found nothing better than the unchanged image "
                                f"(the painted change of {', '.join(names[c] for c in res.classes)} may be too "
                                f"large or implausible for this model): paint a smaller change or use more steps")
-        self.last_edit = (res, s.image)
+        self.last_edit = res
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")
         self._push(what, res.ws, image=images_to_uint8(res.image)[0].cpu().numpy(), labels=res.labels)
         return res
 
+    def edit_stream(self, new_labels: np.ndarray, *, steps: int = EDIT.steps) -> Iterator:
+        def work(report):
+            def tick(step, total, loss, img):
+                image = None if img is None else images_to_uint8(img)[0].cpu().numpy()
+                report(streaming.Progress(step, total, f"step {step}/{total}, loss {loss:.4f}", image))
+            return self.edit(new_labels, steps=steps, progress=tick)
+        return streaming.run(work, self.stop)
+
     def save_vector(self, name: str, *, to_library: bool = True) -> Tuple[object, Optional[Path]]:
         """The last mask edit's delta as a named vector (kept in the session; also in the user library)."""
-        from editgan_core.vectors import EditVector, check_name, save_vector
+        from editgan_core.vectors import check_name, save_vector
 
         if self.last_edit is None:
             raise EditGANError("apply a mask edit first: a vector is the latent change of an edit")
-        name = check_name(name)
-        res, before = self.last_edit
-        names = self.current_branch().cfg.class_names
-        vec = EditVector(name=name, delta=res.delta.detach().cpu().float(), generator=self.assets.identity,
-                         classes=[names[c] for c in res.classes], scale_range=(-4.0, 4.0),
-                         thumb_before=before, thumb_after=images_to_uint8(res.image)[0].cpu().numpy(),
-                         extra={"steps": res.steps, "source": "editgan-studio app"})
+        vec = dataclasses.replace(self.last_edit.vector, name=check_name(name),
+                                  extra={**self.last_edit.vector.extra, "source": "editgan-studio app"})
         path = save_vector(vec, self.studio.library(self.model_ref)) if to_library and self.studio.persist else None
         self.vectors[name] = vec
         return vec, path
@@ -303,13 +344,8 @@ class Session:
         unknown = [n for n in scales if n not in self.vectors]
         if unknown:
             raise EditGANError(f"no vector named {unknown[0]!r} in this session")
-        refine = self.refine_steps if refine_steps is None else int(refine_steps)
-        if refine not in (0, 10, 30):
-            raise EditGANError("refinement steps must be 0, 10 or 30")
-        merged = {**s.scales, **{k: float(v) for k, v in scales.items()}}
-        for name, v in merged.items():
-            if not -10.0 <= v <= 10.0:
-                raise EditGANError(f"scale {v} for {name!r} is out of range (-10 to 10)")
+        refine = check_refine_steps(self.refine_steps if refine_steps is None else refine_steps)
+        merged = {**s.scales, **{k: check_scale(k, v, self.vectors[k].scale_range) for k, v in scales.items()}}
         merged = {k: v for k, v in merged.items() if v}
         pairs = [(self.vectors[k], v) for k, v in merged.items()]
         branch = self.current_branch()
@@ -324,20 +360,22 @@ class Session:
         replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
         return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None)
 
-    def preview(self, name: str, scale: float, count: int = 8, seed: int = 1234) -> List[Tuple[np.ndarray, str]]:
+    def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
+        from editgan_core.generator import generate
         from editgan_core.vectors import apply_vectors
 
         if name not in self.vectors:
             raise EditGANError(f"no vector named {name!r}")
+        scale = check_scale(name, scale, self.vectors[name].scale_range)
         G = self.assets.G
-        z = torch.from_numpy(np.random.RandomState(seed).randn(count, G.z_dim)).float().to(G.w_avg.device)
-        with torch.no_grad():
-            ws = G.mapping_ws(z, truncation_psi=0.7)
-            before = images_to_uint8(G.synthesis(ws)).cpu().numpy()
-        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], float(scale))]).image).cpu().numpy()
-        return [(np.concatenate([b, a], 1), f"sample {i}: before | {name} x{float(scale):g}")
-                for i, (b, a) in enumerate(zip(before, after))]
+        seeds = range(APPLY.preview_seed, APPLY.preview_seed + count)
+        c = 0 if G.c_dim else None
+        ws = generate(G, seeds, class_idx=c, truncation_psi=APPLY.preview_psi, batch=count).ws
+        before = images_to_uint8(G.synthesis(ws)).cpu().numpy()
+        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], scale)]).image).cpu().numpy()
+        return [(np.concatenate([b, a], 1), f"seed {seed}: before | {name} x{scale:g}")
+                for seed, b, a in zip(seeds, before, after)]
 
     # -- history --------------------------------------------------------------------------------------------
     def undo(self) -> Step:
@@ -397,7 +435,7 @@ class Session:
             raise EditGANError("this annotation has only one class: paint the parts first")
         self.annotations[index].labels = labels
 
-    def train_branch(self, *, max_steps: int = 600, progress: Optional[Callable] = None):
+    def train_branch(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps, progress: Optional[Callable] = None):
         """Train a branch on the annotated images of this session. -> (branch, report)."""
         from editgan_core.fewshot import train_branch
 
@@ -409,13 +447,22 @@ class Session:
         masks = np.stack([a.labels for a in done])
         self.stop_event.clear()
         branch, report = train_branch(self.assets.G, ws, masks, names, palette, generator_id=self.assets.identity,
-                                      max_steps=int(max_steps), eval_every=50, progress=progress,
+                                      max_steps=int(max_steps), eval_every=INTERACTIVE_BRANCH.eval_every,
+                                      patience=INTERACTIVE_BRANCH.patience, progress=progress,
                                       should_stop=self.stop_event.is_set)
         self.branch = branch
         # Re-segment the history so editing can start at once.
         for s in self.steps:
             s.labels = None     # recomputed on use, by the new branch
         return branch, report
+
+    def train_stream(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps) -> Iterator:
+        def work(report):
+            def tick(rec):
+                report(streaming.Progress(int(rec.get("step", 0)), int(max_steps),
+                                          f"training: step {rec.get('step')}, held-out mIoU {rec.get('val_miou')}"))
+            return self.train_branch(max_steps=max_steps, progress=tick)
+        return streaming.run(work, self.stop)
 
     def branch_bytes(self) -> bytes:
         from editgan_core.segbranch import save_branch

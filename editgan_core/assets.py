@@ -8,7 +8,7 @@ A native model folder may hold, next to ``model.safetensors``: ``encoder.safeten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 ENCODER_NAME = "encoder.safetensors"
 BRANCH_NAME = "branch.safetensors"
@@ -17,12 +17,6 @@ BRANCH_NAME = "branch.safetensors"
 def model_dir(loaded) -> Optional[Path]:
     p = Path(loaded.path)
     return p if p.is_dir() else None
-
-
-def model_identity(loaded) -> Dict[str, object]:
-    from .segbranch import generator_identity
-
-    return generator_identity(loaded.G, name=str(loaded.meta.get("ref", Path(loaded.path).name)), sha256=loaded.sha256)
 
 
 def companion(loaded, name: str) -> Optional[Path]:

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +31,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from . import files
 from .errors import CheckpointError, UnsafePickleError
 from .generator import Generator, GeneratorConfig
 from .safe_pickle import EasyDictStub, PersistentStub, TFNetworkStub, safe_load_pickle
 
-NATIVE_FORMAT = "editgan-studio/generator"
-NATIVE_FORMAT_VERSION = 1
+NATIVE_FORMAT = files.GENERATOR.id
+NATIVE_FORMAT_VERSION = files.GENERATOR.version
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 KNOWN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".safetensors", ".json")
@@ -520,31 +520,13 @@ def _load_tf(obj: Any, notes: List[str]) -> Generator:
 def save_native(G: Generator, out_dir: os.PathLike, *, source: Optional[Dict[str, Any]] = None,
                 extra: Optional[Dict[str, Any]] = None) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (config also in the safetensors metadata), atomically."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"format": NATIVE_FORMAT, "format_version": NATIVE_FORMAT_VERSION, "architecture": "stylegan2",
-            "generator": G.cfg.to_dict(), "source": source or {}, **(extra or {})}
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
-    cfg_text = json.dumps(meta, indent=2, sort_keys=True)
-    _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"editgan_config": cfg_text}))
-    _atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(cfg_text + "\n"))
+    meta = {**files.descriptor(files.GENERATOR), "architecture": "stylegan2", "generator": G.cfg.to_dict(),
+            "source": source or {}, **(extra or {})}
+    tensors = {k: v.detach().to("cpu", torch.float32) for k, v in G.state_dict().items()}
+    files.save(out / WEIGHTS_NAME, files.GENERATOR, tensors, meta)
+    files.write_text(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
-
-
-def _atomic_write(dst: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _parse_native_meta(text: str, where: str) -> Dict[str, Any]:
@@ -552,13 +534,7 @@ def _parse_native_meta(text: str, where: str) -> Dict[str, Any]:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{where} is not valid JSON: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != NATIVE_FORMAT:
-        raise CheckpointError(f"{where} is not an EditGAN Studio generator config (format "
-                              f"{meta.get('format') if isinstance(meta, dict) else None!r})")
-    if int(meta.get("format_version", 0)) > NATIVE_FORMAT_VERSION:
-        raise CheckpointError(f"{where} has format version {meta['format_version']}, newer than this "
-                              f"EditGAN Studio understands ({NATIVE_FORMAT_VERSION}); please upgrade")
-    return meta
+    return files.check(meta, files.GENERATOR, where)
 
 
 def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any], Path]:
@@ -576,7 +552,9 @@ def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any
         raise CheckpointError(f"{weights} not found: a native model needs {WEIGHTS_NAME}")
     try:
         with safe_open(str(weights), framework="pt") as f:
-            embedded = (f.metadata() or {}).get("editgan_config")
+            md = f.metadata() or {}
+        # the descriptor's key; files written before files.py used "editgan_config" (the shipped model does)
+        embedded = md.get(files.METADATA_KEY, md.get(files.LEGACY_METADATA_KEY))
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is truncated or corrupt ({e})") from e

@@ -1,34 +1,59 @@
-"""Command line: ``python -m editgan_core {generate,info,convert,list,embed,segment,train-branch,edit,apply} ...``.
+"""Command line: ``editgan {generate,info,convert,list,embed,segment,train-branch,edit,apply} ...``
+(the same as ``python -m editgan_core ...``).
 
-Arguments are parsed only in :func:`main`; every command is a thin wrapper over library calls.
+Arguments are parsed only in :func:`main`; every command is a thin wrapper over the pipeline functions of
+:mod:`editgan_core` (``generate``, ``segment``, ``embed``, ``train_branch_on_images``, ``edit_from_mask``,
+``apply_vectors``) and takes its defaults from :mod:`editgan_core.settings`.
+
+Every error a user can cause exits with status 2 and one line ``error: ...`` that names the file involved; a
+command that fails leaves no empty output folder behind (folders are made when the first file is written, and
+one the command made is removed again if it is still empty).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-EPILOG = """examples:
-  python -m editgan_core generate --model toyfaces --seeds 0-7 --truncation 0.7 --out out/
-  python -m editgan_core generate --model hf://hysts/StyleGAN2/models/stylegan2-ffhq-1024x1024.pkl --seeds 42
-  python -m editgan_core generate --model ./stylegan2-cifar10-32x32.pkl --seeds 0-3 --class 5
-  python -m editgan_core info ./network-snapshot-000500.pkl
-  python -m editgan_core convert ./stylegan2-car-config-f.pt ./car-native/
-  python -m editgan_core list
-  python -m editgan_core embed photo.jpg --out out/embed          # -> photo.latent.safetensors + recon
-  python -m editgan_core segment out/embed/photo.latent.safetensors --out out/photo_mask.png
-  python -m editgan_core train-branch annotated/ --out my-branch.safetensors
-  python -m editgan_core edit face.latent.safetensors edited_mask.png --name smile --out vectors/
-  python -m editgan_core apply vectors/smile.safetensors:1.5 --inputs photos/ --out out/smiling
+from .errors import EditGANError
+from .settings import BRANCH, EDIT, EMBED, REFINE
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+LATENT_SUFFIX = ".latent.safetensors"
+# PNGs the CLI writes beside its results, never inputs of their own: segment's NAME_mask.png, edit's
+# NAME_edited.png and NAME_edited_mask.png. (embed's NAME_input.png / NAME_recon.png go with NAME's latent.)
+SIDE_SUFFIXES = ("_mask", "_edited", "_edited_mask")
+EMBED_SIDE_SUFFIXES = ("_input", "_recon")
+
+EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise):
+  {prog} generate --seeds 0-7 --truncation 0.7 --out samples
+  {prog} generate --model hf://hysts/StyleGAN2/models/stylegan2-ffhq-1024x1024.pkl --seeds 42
+  {prog} generate --model ./stylegan2-cifar10-32x32.pkl --seeds 0-3 --class 5
+  {prog} info ./network-snapshot-000500.pkl
+  {prog} convert ./stylegan2-car-config-f.pt ./car-native/
+  {prog} list
+  {prog} embed samples/seed0001.png --out embedded    # -> seed0001.latent.safetensors + _input/_recon PNGs
+  {prog} segment embedded/seed0001.latent.safetensors  # -> seed0001_mask.png
+  {prog} edit embedded/seed0001.latent.safetensors repainted.png --name "wider mouth"   # -> the model's library
+  {prog} apply smile:1.5 "wider mouth":1 --inputs embedded --out smiling   # vectors by name or by file
+  {prog} train-branch annotated/ --out my-branch.safetensors               # NAME.png + NAME_mask.png pairs
 """
+
+
+class CLIError(EditGANError):
+    """A mistake on the command line (a missing file, a wrong size, a name that is not there)."""
 
 
 def parse_seeds(text: str) -> List[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
+    from .settings import SAMPLE
+
     seeds: List[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -46,9 +71,45 @@ def parse_seeds(text: str) -> List[int]:
             raise argparse.ArgumentTypeError(f"bad seed {part!r}: use numbers and ranges like 0-7,12")
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
-    if any(s >= 2 ** 32 for s in seeds):
-        raise argparse.ArgumentTypeError("seeds must be below 2**32 (numpy RandomState)")
+    if any(s > SAMPLE.max_seed for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be at most {SAMPLE.max_seed} (numpy RandomState)")
     return seeds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared plumbing: errors that name their file, outputs, model and companions.
+
+
+@contextlib.contextmanager
+def _about(path) -> Iterator[None]:
+    """Errors raised inside name ``path``: a message that does not mention it gets it as a prefix."""
+    try:
+        yield
+    except EditGANError as e:
+        msg, p = str(e), Path(str(path))
+        if str(path) in msg or (p.name and p.name in msg):
+            raise
+        raise CLIError(f"{path}: {msg}") from e
+
+
+def _save_png(path: Path, arr) -> Path:
+    """uint8 [H, W, C] -> PNG, written atomically (the folder is made now, not before)."""
+    from PIL import Image
+
+    from . import files
+
+    img = Image.fromarray(arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
+    return files.atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def _device(name: str):
@@ -57,56 +118,134 @@ def _device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA device is available")
-    return torch.device(name)
+        raise CLIError("--device cuda asked for, but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise CLIError(f"--device {name!r}: {e}") from None
+
+
+def _load(args, key: Optional[str] = None):
+    """The model of ``--model`` on ``--device``, in eval mode; its loading notes go to stderr."""
+    from .hub import load_model
+
+    with _about(args.model):
+        loaded = load_model(args.model, key=key)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    loaded.G.to(_device(getattr(args, "device", "auto"))).eval()
+    return loaded
+
+
+def _encoder_for(loaded, choice: str):
+    from .assets import ENCODER_NAME, companion
+    from .embed import load_encoder
+    from .identity import model_identity
+
+    if choice == "none":
+        return None
+    path = companion(loaded, ENCODER_NAME) if choice == "auto" else Path(choice)
+    if path is None:
+        print("note: this model has no encoder; starting from the average latent", file=sys.stderr)
+        return None
+    with _about(path):
+        return load_encoder(path, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
+
+
+def _distance_for(loaded, choice: str):
+    from .assets import model_dir
+    from .perceptual import perceptual_for
+
+    return perceptual_for(model_dir(loaded), choice)
+
+
+def _branch_for(loaded, path: Optional[str]):
+    from .assets import BRANCH_NAME, companion
+    from .identity import model_identity
+    from .segbranch import load_branch
+
+    bpath = Path(path) if path else companion(loaded, BRANCH_NAME)
+    if bpath is None:
+        raise CLIError(f"the model {loaded.path} has no segmentation branch ({BRANCH_NAME}); pass --branch FILE "
+                       f"or train one with train-branch")
+    with _about(bpath):
+        return load_branch(bpath, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
+
+
+def _embed_images(loaded, paths, args):
+    """Each image: prepared (cropped or padded to the model), then embedded. Yields (path, prepared, result, distance name)."""
+    from .embed import embed
+    from .imageio import prepare_image
+
+    G = loaded.G
+    enc = _encoder_for(loaded, args.encoder)
+    dist = _distance_for(loaded, args.perceptual)
+    for path in paths:
+        with _about(path):
+            prep = prepare_image(path, G.img_resolution, fit=args.fit)
+        print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
+
+        def progress(step, steps, loss, name=Path(path).name):
+            if step == steps or step % max(1, steps // 10) == 0:
+                print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
+
+        res = embed(G, prep.tensor.to(G.w_avg.device), steps=args.steps, encoder=enc, distance=dist,
+                    progress=progress)
+        yield Path(path), prep, res, dist.name
+
+
+def _load_latent(path, ident):
+    from .latents import load_latent
+
+    with _about(path):
+        return load_latent(path, expect_generator=ident)[0]
+
+
+def _is_latent_file(name: str) -> bool:
+    return name.endswith(".safetensors") or name.endswith(".npy")
+
+
+def _latent_stem(name: str) -> str:
+    for suffix in (LATENT_SUFFIX, ".safetensors", ".npy"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Commands.
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from PIL import Image
+    from .generator import generate
 
-    from .generator import images_to_uint8
-    from .hub import load_model
-
-    loaded = load_model(args.model, key=args.key)
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    device = _device(args.device)
-    G = loaded.G.to(device)
-    cfg = G.cfg
-    label = None
-    if cfg.c_dim:
-        if args.class_idx is None:
-            raise SystemExit(f"error: this generator is conditional ({cfg.c_dim} classes): pass --class")
-        if not 0 <= args.class_idx < cfg.c_dim:
-            raise SystemExit(f"error: --class must be in [0, {cfg.c_dim - 1}]")
-        label = torch.zeros([1, cfg.c_dim], device=device)
-        label[:, args.class_idx] = 1
-    elif args.class_idx is not None:
-        print("note: --class ignored: the generator is unconditional", file=sys.stderr)
+    loaded = _load(args, key=args.key)
+    G = loaded.G
+    class_idx = args.class_idx
+    if G.c_dim:
+        if class_idx is None:
+            raise CLIError(f"{args.model} is conditional ({G.c_dim} classes): pass --class N, N from 0 to "
+                           f"{G.c_dim - 1}")
+        if not 0 <= class_idx < G.c_dim:
+            raise CLIError(f"--class {class_idx}: {args.model} has classes 0 to {G.c_dim - 1}")
+    elif class_idx is not None:
+        print(f"note: --class ignored: {args.model} is unconditional", file=sys.stderr)
+        class_idx = None
+    psi = {} if args.truncation is None else {"truncation_psi": args.truncation}   # default: generate()'s
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        for i, seed in enumerate(args.seeds):
-            # Exactly NVIDIA generate.py: float64 normals from RandomState(seed), cast in the mapping.
-            z = torch.from_numpy(np.random.RandomState(seed).randn(1, cfg.z_dim)).to(device)
-            img = G(z.float(), label, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
-                    noise_mode=args.noise_mode)
-            arr = images_to_uint8(img)[0].cpu().numpy()
-            path = out / f"seed{seed:04d}.png"
-            Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB").save(path)
-            print(f"[{i + 1}/{len(args.seeds)}] {path}")
+    for i, seed in enumerate(args.seeds):   # one seed at a time: any number of seeds in constant memory
+        gen = generate(G, [seed], class_idx=class_idx, truncation_cutoff=args.truncation_cutoff,
+                       noise_mode=args.noise_mode, **psi)
+        path = _save_png(out / f"seed{seed:04d}.png", gen.uint8()[0].cpu().numpy())
+        print(f"[{i + 1}/{len(args.seeds)}] {path}")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .hub import load_model
-
-    loaded = load_model(args.model, key=args.key)
+    loaded = _load(argparse.Namespace(model=args.model, device="cpu"), key=args.key)
     cfg = loaded.config
     info = {
-        "path": loaded.path, "format": loaded.format, "sha256": loaded.sha256,
+        "path": str(loaded.path), "format": loaded.format, "sha256": loaded.sha256,
         "resolution": cfg.img_resolution, "num_ws": cfg.num_ws, "w_dim": cfg.w_dim, "z_dim": cfg.z_dim,
         "c_dim": cfg.c_dim, "parameters": loaded.G.num_parameters(), "config": cfg.to_dict(), "notes": loaded.notes,
     }
@@ -129,308 +268,386 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import convert
     from .hub import resolve
 
-    r = resolve(args.src)
-    out = convert(r.path, args.dst, key=args.key)
+    with _about(args.src):
+        r = resolve(args.src)
+        out = convert(r.path, args.dst, key=args.key)
     print(f"wrote {out}/config.json and {out}/model.safetensors")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import REGISTRY
+    from .registry import CHECKPOINTS_DIR, REGISTRY
 
     for spec in REGISTRY.values():
-        where = f"checkpoints/{spec.local_dir}" if spec.local_dir else spec.hub_ref
+        where = str(CHECKPOINTS_DIR / spec.local_dir) if spec.local_dir else spec.hub_ref
         print(f"{spec.name:22s} {spec.format:14s} {spec.resolution:5d}px  {where}\n{'':22s} {spec.description}")
     return 0
 
 
-def _load_for_editing(args):
-    from .hub import load_model
-
-    loaded = load_model(args.model)
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    loaded.G.to(_device(args.device)).eval()
-    return loaded
-
-
-def _encoder_for(loaded, choice: str):
-    from .assets import ENCODER_NAME, companion, model_identity
-    from .embed import load_encoder
-
-    if choice == "none":
-        return None
-    path = companion(loaded, ENCODER_NAME) if choice == "auto" else Path(choice)
-    if path is None:
-        print("note: this model has no encoder; starting from the average latent", file=sys.stderr)
-        return None
-    return load_encoder(path, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
-
-
-def _embed_images(loaded, paths, args):
-    from .assets import model_dir
-    from .embed import embed
-    from .imageio import prepare_image
-    from .perceptual import perceptual_for
-
-    G = loaded.G
-    enc = _encoder_for(loaded, args.encoder)
-    dist = perceptual_for(model_dir(loaded), args.perceptual)
-    for path in paths:
-        prep = prepare_image(path, G.img_resolution, fit=args.fit)
-        print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
-
-        def progress(step, steps, loss, name=Path(path).name):
-            if step == steps or step % max(1, steps // 10) == 0:
-                print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
-
-        res = embed(G, prep.tensor.to(G.w_avg.device), steps=args.steps, encoder=enc, distance=dist,
-                    progress=progress)
-        yield path, prep, res, dist.name
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from .assets import model_identity
     from .generator import images_to_uint8
+    from .identity import model_identity
     from .latents import save_latent
 
-    loaded = _load_for_editing(args)
+    loaded = _load(args)
+    ident = model_identity(loaded)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for path, prep, res, dname in _embed_images(loaded, args.images, args):
-        stem = Path(path).stem
-        save_latent(out / f"{stem}.latent.safetensors", res.ws, model_identity(loaded),
-                    {"source": Path(path).name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
-                     "perceptual": dname, "prepare": prep.note})
-        Image.fromarray(images_to_uint8(res.image)[0].cpu().numpy()).save(out / f"{stem}_recon.png")
-        Image.fromarray(prep.array).save(out / f"{stem}_input.png")
-        print(f"{out / (stem + '.latent.safetensors')}  PSNR {res.psnr.item():.2f} dB  ({res.seconds:.1f} s)")
+        stem = path.stem
+        latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
+                             {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
+                              "perceptual": dname, "prepare": prep.note})
+        _save_png(out / f"{stem}_input.png", prep.array)
+        _save_png(out / f"{stem}_recon.png", images_to_uint8(res.image)[0].cpu().numpy())
+        print(f"{latent}  PSNR {res.psnr.item():.2f} dB  ({res.seconds:.1f} s)")
     return 0
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image
-
-    from .assets import BRANCH_NAME, companion, model_identity
-    from .latents import load_latent
+    from .identity import model_identity
     from .masks import encode_mask
-    from .segbranch import load_branch
+    from .segbranch import segment
 
-    loaded = _load_for_editing(args)
-    ident = model_identity(loaded)
-    bpath = Path(args.branch) if args.branch else companion(loaded, BRANCH_NAME)
-    if bpath is None:
-        raise SystemExit("error: this model has no segmentation branch; pass --branch or train one (train-branch)")
-    branch = load_branch(bpath, expect_generator=ident).to(loaded.G.w_avg.device)
+    loaded = _load(args)
+    branch = _branch_for(loaded, args.branch)
     src = Path(args.input)
-    if src.name.endswith(".safetensors") or src.suffix == ".npy":
-        ws, _ = load_latent(src, expect_generator=ident)
+    if _is_latent_file(src.name):
+        ws = _load_latent(src, model_identity(loaded))
+        stem = _latent_stem(src.name)
     else:
         ws = next(iter(_embed_images(loaded, [src], args)))[2].ws
-    with torch.no_grad():
-        _, feats = loaded.G.synthesis(ws.to(loaded.G.w_avg.device), return_features=True)
-    labels = branch.predict(feats)[0].cpu().numpy()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(encode_mask(labels, branch.cfg.palette)).save(out)
+        stem = src.stem
+    if len(ws) > 1:
+        print(f"note: {src.name} holds {len(ws)} latents; segmenting the first", file=sys.stderr)
+    labels = segment(loaded.G, branch, ws[:1])[0]
+    out = _save_png(Path(args.out) if args.out else Path(f"{stem}_mask.png"), encode_mask(labels, branch.cfg.palette))
     present = [branch.cfg.class_names[c] for c in sorted(set(labels.ravel().tolist()))]
     print(f"{out}: classes {', '.join(present)}")
     return 0
+
+
+def _read_classes(path: str) -> Tuple[List[str], List[Tuple[int, int, int]]]:
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        names = [str(c["name"]) for c in spec]
+        palette = [tuple(int(v) for v in c["color"]) for c in spec]
+    except FileNotFoundError:
+        raise CLIError(f"no such classes file: {path}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CLIError(f"{path}: not a JSON list of {{\"name\": ..., \"color\": [r, g, b]}} ({e})") from None
+    if not names or any(len(c) != 3 for c in palette):
+        raise CLIError(f"{path}: need at least one class, each with a [r, g, b] color")
+    return names, palette
 
 
 def cmd_train_branch(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .assets import default_classes, model_identity
-    from .fewshot import load_annotated_folder, train_branch
+    from .assets import default_classes
+    from .fewshot import load_annotated_folder, train_branch_on_images
+    from .identity import model_identity
     from .segbranch import save_branch
 
-    loaded = _load_for_editing(args)
+    if not str(args.out).endswith(".safetensors"):
+        raise CLIError(f"--out {args.out}: a branch file ends in .safetensors")
+    loaded = _load(args)
     G = loaded.G
-    if args.classes:
-        spec = json.loads(Path(args.classes).read_text())
-        names = [c["name"] for c in spec]
-        palette = [tuple(c["color"]) for c in spec]
-    else:
-        names, palette = default_classes(loaded)
-    _, preps, masks, notes = load_annotated_folder(args.folder, G.img_resolution, np.array(palette, np.uint8))
+    names, palette = _read_classes(args.classes) if args.classes else default_classes(loaded)
+    with _about(args.folder):
+        _, preps, masks, notes = load_annotated_folder(args.folder, G.img_resolution, np.array(palette, np.uint8))
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    from .assets import model_dir
-    from .embed import embed
-    from .perceptual import perceptual_for
+    print(f"{len(preps)} annotated images; embedding them ({args.steps} steps), then training", file=sys.stderr)
 
-    enc = _encoder_for(loaded, args.encoder)
-    target = torch.cat([p.tensor for p in preps]).to(G.w_avg.device)
-    res = embed(G, target, steps=args.steps, encoder=enc, distance=perceptual_for(model_dir(loaded), args.perceptual))
-    print(f"embedded {len(preps)} images: mean PSNR {res.psnr.mean().item():.2f} dB", file=sys.stderr)
-    branch, report = train_branch(G, res.ws, masks, names, palette, generator_id=model_identity(loaded),
-                                  max_steps=args.max_steps, progress=lambda r: print(json.dumps(r), file=sys.stderr))
-    save_branch(branch, args.out, extra={"training": {"images": len(preps), "val_miou": report.val_miou,
-                                                      "steps": report.steps, "best_step": report.best_step}})
-    print(f"{args.out}: validation mIoU {report.val_miou:.4f} ({report.train_images} train / "
+    def embed_progress(step, steps, loss):
+        if step == steps or step % max(1, steps // 10) == 0:
+            print(f"  embedding: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
+
+    branch, report, emb = train_branch_on_images(
+        G, torch.cat([p.tensor for p in preps]).to(G.w_avg.device), masks, names, palette,
+        encoder=_encoder_for(loaded, args.encoder), distance=_distance_for(loaded, args.perceptual),
+        embed_steps=args.steps, embed_progress=embed_progress, generator_id=model_identity(loaded),
+        max_steps=args.max_steps, progress=lambda r: print("  " + json.dumps(r), file=sys.stderr))
+    print(f"embedded {len(preps)} images: mean PSNR {emb.psnr.mean().item():.2f} dB", file=sys.stderr)
+    out = save_branch(branch, args.out, extra={"training": {"images": len(preps), "val_miou": report.val_miou,
+                                                            "steps": report.steps, "best_step": report.best_step}})
+    print(f"{out}: validation mIoU {report.val_miou:.4f} ({report.train_images} train / "
           f"{report.val_images} validation images, best step {report.best_step})")
     return 0
 
 
-def _branch_for(loaded, path, ident):
-    from .assets import BRANCH_NAME, companion
-    from .segbranch import load_branch
-
-    bpath = Path(path) if path else companion(loaded, BRANCH_NAME)
-    if bpath is None:
-        raise SystemExit("error: this model has no segmentation branch; pass --branch or train one (train-branch)")
-    return load_branch(bpath, expect_generator=ident).to(loaded.G.w_avg.device)
-
-
 def cmd_edit(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
-    from .assets import model_identity
     from .editing import edit_from_mask
-    from .generator import images_to_uint8
+    from .identity import model_identity
     from .imageio import open_image
-    from .latents import load_latent
     from .masks import decode_mask, encode_mask
-    from .vectors import EditVector, save_vector
+    from .vectors import check_name, file_stem, library_dir, save_vector
 
-    loaded = _load_for_editing(args)
+    name = check_name(args.name)     # before any work: a bad name must not cost an optimisation
+    loaded = _load(args)
     ident = model_identity(loaded)
-    branch = _branch_for(loaded, args.branch, ident)
-    ws, _ = load_latent(args.latent, expect_generator=ident)
+    branch = _branch_for(loaded, args.branch)
+    ws = _load_latent(args.latent, ident)
     R = loaded.G.img_resolution
-    m = open_image(args.mask).convert("RGBA")
+    with _about(args.mask):
+        m = open_image(args.mask).convert("RGBA")
     if m.size != (R, R):
-        raise SystemExit(f"error: the mask is {m.size[0]}x{m.size[1]}; this model needs {R}x{R}")
+        raise CLIError(f"{args.mask}: the mask is {m.size[0]}x{m.size[1]}; this model needs {R}x{R} (a mask from "
+                       f"segment, repainted)")
     arr = np.asarray(m)
     labels, msg = decode_mask(arr[..., :3], branch.cfg.palette, alpha=arr[..., 3])
     if msg:
-        print(f"note: {msg}", file=sys.stderr)
+        print(f"note: {args.mask}: {msg}", file=sys.stderr)
 
     def progress(step, steps, loss, img):
         if step == steps or step % max(1, steps // 10) == 0:
             print(f"  step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
 
-    res = edit_from_mask(loaded.G, branch, ws[:1], labels, steps=args.steps, progress=progress)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    with torch.no_grad():
-        before = images_to_uint8(loaded.G.synthesis(ws[:1].to(loaded.G.w_avg.device)))[0].cpu().numpy()
-    after = images_to_uint8(res.image)[0].cpu().numpy()
-    names = branch.cfg.class_names
-    vec = EditVector(name=args.name, delta=res.delta.cpu(), generator=ident, classes=[names[c] for c in res.classes],
-                     thumb_before=before, thumb_after=after, extra={"steps": res.steps, "loss": res.loss})
-    path = save_vector(vec, out)
-    Image.fromarray(after).save(out / f"{args.name}_edited.png")
-    Image.fromarray(encode_mask(res.labels, branch.cfg.palette)).save(out / f"{args.name}_edited_mask.png")
-    print(f"{path}  classes {', '.join(vec.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
+    with _about(args.mask):
+        res = edit_from_mask(loaded.G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
+                             progress=progress)
+    out = Path(args.out) if args.out else library_dir(ident)
+    path = save_vector(res.vector, out)
+    stem = file_stem(name)
+    _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
+    _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
+    print(f"{path}  classes {', '.join(res.vector.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
+    if not args.out:
+        print(f"saved in the model's library: apply it by name, e.g. {_prog()} apply {_quoted(name)}:1 --inputs ...")
     return 0
 
 
-def _parse_vector_arg(text: str):
-    path, _, scale = text.rpartition(":")
-    if not path or not scale:
-        return text, 1.0
+def _quoted(name: str) -> str:
+    return f'"{name}"' if " " in name else name
+
+
+def parse_vector_arg(text: str) -> Tuple[str, float]:
+    """'smile:1.5' -> ('smile', 1.5); 'vectors/smile.safetensors' -> (that, 1.0); a bare name or a path."""
+    ref, sep, scale = text.rpartition(":")
+    if sep and ref:
+        try:
+            return ref, float(scale)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def _vector_folders(loaded, ident) -> List[Path]:
+    """Where bare vector names are looked up: the starter vectors beside a native model, then the user's library."""
+    from .assets import model_dir
+    from .vectors import library_dir
+
+    d = model_dir(loaded)
+    return ([d / "vectors"] if d is not None else []) + [library_dir(ident)]
+
+
+def find_vector(loaded, ident, ref: str):
+    """A vector by file path, or by name (``smile``, ``bigger eyes`` or ``bigger_eyes``) in the model's folders."""
+    from .vectors import file_stem, list_library, load_vector
+
+    p = Path(ref)
+    if p.is_file():
+        with _about(p):
+            return load_vector(p, expect_generator=ident)
+    if p.suffix == ".safetensors" or os.sep in ref or "/" in ref:
+        raise CLIError(f"no such vector file: {ref}")
     try:
-        return path, float(scale)
-    except ValueError:
-        return text, 1.0
+        stem = file_stem(ref).lower()
+    except EditGANError:
+        raise CLIError(f"{ref!r} is neither a vector file nor a vector name") from None
+    folders = _vector_folders(loaded, ident)
+    for folder in folders:
+        path = folder / f"{file_stem(ref)}.safetensors"
+        if path.is_file():
+            with _about(path):
+                return load_vector(path, expect_generator=ident)
+    available = []
+    for folder in folders:   # names that differ from their file name, or in another case
+        vecs, _ = list_library(folder, expect_generator=ident)
+        for v in vecs:
+            if v.name.lower() == ref.strip().lower() or file_stem(v.name).lower() == stem:
+                return v
+        available.append(f"  {folder}: {', '.join(sorted(v.name for v in vecs)) or '(none)'}")
+    raise CLIError(f"no editing vector named {ref!r} for {ident.get('name')}; looked in\n" + "\n".join(available) +
+                   "\npass one of these names (spaces or underscores) or a vector file")
+
+
+def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, Path]], List[str]]:
+    """What ``apply --inputs`` works on: (latents, images, skipped), each input as (output name, path).
+
+    A folder's own side files are not inputs: embed's NAME_input.png and NAME_recon.png (and the photo NAME.png)
+    are the same image as NAME.latent.safetensors; segment's NAME_mask.png and edit's NAME_edited*.png are not
+    pictures to edit; other EditGAN files (editing vectors, branches) are not latents."""
+    from . import files
+
+    if not src.exists():
+        raise CLIError(f"no such file or folder: {src}")
+    if src.is_file():
+        if _is_latent_file(src.name):
+            return [(_latent_stem(src.name), src)], [], []
+        return [], [(src.stem, src)], []
+    latents, images, skipped = [], [], []
+    entries = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    for p in entries:
+        if p.name.endswith(".safetensors"):
+            with _about(p):
+                kind = files.read_meta(p).get("format")
+            if kind == files.LATENT.id:
+                latents.append((_latent_stem(p.name), p))
+            else:
+                skipped.append(f"{p.name} (not a latent)")
+        elif p.suffix == ".npy":
+            latents.append((_latent_stem(p.name), p))
+    latent_stems = {name for name, _ in latents}
+    stems = {p.stem for p in entries if p.suffix.lower() in IMAGE_EXTS}
+    for p in entries:
+        if p.suffix.lower() not in IMAGE_EXTS:
+            continue
+        stem = p.stem
+        side = next((s for s in SIDE_SUFFIXES if stem.endswith(s)), None)
+        base = next((stem[:-len(s)] for s in EMBED_SIDE_SUFFIXES if stem.endswith(s)), None)
+        if side:
+            skipped.append(f"{p.name} (written by {'segment' if side == '_mask' else 'edit'})")
+        elif stem in latent_stems:
+            skipped.append(f"{p.name} (the image of {stem}{LATENT_SUFFIX})")
+        elif base is not None and base in latent_stems:
+            skipped.append(f"{p.name} (embed's side file of {base}{LATENT_SUFFIX})")
+        elif base is not None and stem.endswith("_recon") and f"{base}_input" in stems:
+            skipped.append(f"{p.name} (the reconstruction of {base}_input.png)")
+        else:
+            images.append((base if base is not None and base not in stems else stem, p))
+    return latents, images, skipped
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from .assets import model_identity
     from .generator import images_to_uint8
-    from .latents import load_latent
-    from .vectors import apply_vectors, load_vector
+    from .identity import model_identity
+    from .settings import check_scale
+    from .vectors import apply_vectors
 
-    loaded = _load_for_editing(args)
+    loaded = _load(args)
     ident = model_identity(loaded)
     G = loaded.G
-    pairs = [(load_vector(p, expect_generator=ident), s) for p, s in map(_parse_vector_arg, args.vectors)]
-    branch = _branch_for(loaded, args.branch, ident) if args.refine else None
-    src = Path(args.inputs)
-    files = sorted(src.iterdir()) if src.is_dir() else [src]
-    latents = [f for f in files if f.name.endswith(".safetensors") or f.suffix == ".npy"]
-    images = [f for f in files if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp")]
+    pairs = []
+    for text in args.vectors:
+        ref, scale = parse_vector_arg(text)
+        vec = find_vector(loaded, ident, ref)
+        pairs.append((vec, check_scale(vec.name, scale, vec.scale_range)))
+    branch = _branch_for(loaded, args.branch) if args.refine else None
+    latents, images, skipped = collect_inputs(Path(args.inputs))
+    if skipped:
+        print(f"note: skipped {len(skipped)} file(s) in {args.inputs}: {'; '.join(skipped)}", file=sys.stderr)
     if not latents and not images:
-        raise SystemExit(f"error: no latents (.safetensors/.npy) or images in {src}")
-    jobs = [(f.name.split(".")[0], load_latent(f, expect_generator=ident)[0]) for f in latents]
+        raise CLIError(f"{args.inputs}: no latents (.latent.safetensors, .npy) or images to apply the vectors to")
+    jobs = [(name, _load_latent(path, ident)) for name, path in latents]
     if images:
-        jobs += [(Path(p).stem, r.ws) for p, _, r, _ in _embed_images(loaded, images, args)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        jobs += [(name, res.ws) for (name, _), (_, _, res, _) in
+                 zip(images, _embed_images(loaded, [p for _, p in images], args))]
+    out, used = Path(args.out), set()
+    print("applying " + ", ".join(f"{v.name} x{s:g}" for v, s in pairs), file=sys.stderr)
     for i, (name, ws) in enumerate(jobs):
+        while name in used:           # a latent and an unrelated image of the same name
+            name += "_"
+        used.add(name)
         res = apply_vectors(G, ws[:1], pairs, branch=branch, refine_steps=args.refine)
-        Image.fromarray(images_to_uint8(res.image)[0].cpu().numpy()).save(out / f"{name}.png")
-        print(f"[{i + 1}/{len(jobs)}] {out / (name + '.png')}  ({1000 * res.seconds:.0f} ms)")
+        path = _save_png(out / f"{name}.png", images_to_uint8(res.image)[0].cpu().numpy())
+        print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Parser and entry point.
+
+
+def _prog() -> str:
+    """``editgan`` when run as the console script, ``python -m editgan_core`` when run as a module."""
+    name = Path(sys.argv[0] or "editgan").name
+    return "python -m editgan_core" if name in ("__main__.py", "-m", "-c", "") else name
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones ("(default: None)" says nothing)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .registry import DEFAULT_MODEL
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="python -m editgan_core", description="EditGAN Studio core tools.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    fmt = _HelpFormatter
+    prog = _prog()
+    p = argparse.ArgumentParser(prog=prog, description="EditGAN Studio: generate, embed, segment, edit and apply "
+                                "editing vectors with StyleGAN2 generators.", epilog=EPILOG.format(prog=prog),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"editgan-studio {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(q, model_default=DEFAULT_MODEL):
+        q.add_argument("--model", default=model_default, help="registry name, local path or hf://org/repo/file[@rev]")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        q.add_argument("--threads", type=_positive_int, default=None,
+                       help="CPU threads for torch (default: torch's choice, one per core)")
 
     g = sub.add_parser("generate", help="render one PNG per seed", formatter_class=fmt)
-    g.add_argument("--model", default=DEFAULT_MODEL, help="registry name, local path or hf://org/repo/file[@rev]")
-    g.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 1,5,9-12")
-    g.add_argument("--truncation", type=float, default=1.0, help="truncation psi")
+    common(g)
+    g.add_argument("--seeds", type=parse_seeds, default="0-7", help="e.g. 0-7 or 1,5,9-12")
+    g.add_argument("--truncation", type=float, default=None,
+                   help="truncation psi (default: no truncation, psi 1, as NVIDIA's generate.py)")
     g.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ layers")
     g.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional models)")
     g.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
-    g.add_argument("--out", default="out", help="output folder")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--out", default="out", help="output folder (seedNNNN.png)")
     g.add_argument("--key", default=None, help="network to use from an NVIDIA snapshot (default G_ema)")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, writes="folder")
 
     i = sub.add_parser("info", help="describe a checkpoint", formatter_class=fmt)
     i.add_argument("model", help="registry name, local path or hf:// reference")
     i.add_argument("--key", default=None, help="network to use from an NVIDIA snapshot (default G_ema)")
     i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func=cmd_info, writes=None)
 
     c = sub.add_parser("convert", help="convert any supported checkpoint to the native format", formatter_class=fmt)
     c.add_argument("src", help="registry name, local path or hf:// reference")
     c.add_argument("dst", help="output folder (config.json + model.safetensors)")
     c.add_argument("--key", default=None, help="network to use from an NVIDIA snapshot (default G_ema)")
-    c.set_defaults(func=cmd_convert)
+    c.set_defaults(func=cmd_convert, writes="dst")
 
     ls = sub.add_parser("list", help="list the model registry")
-    ls.set_defaults(func=cmd_list)
+    ls.set_defaults(func=cmd_list, writes=None)
 
-    def editing_args(q, steps=True):
-        q.add_argument("--model", default=DEFAULT_MODEL, help="registry name, local path or hf:// reference")
-        q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    def editing_args(q):
+        common(q)
         q.add_argument("--encoder", default="auto", help="encoder file, 'auto' (the model's) or 'none'")
         q.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "discriminator", "fallback"],
                        help="perceptual term of the embedding loss ('lpips' downloads VGG16 weights once)")
-        q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how to make the image square")
-        q.add_argument("--steps", type=int, default=100, help="optimisation steps after the encoder")
+        q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how to make an image square")
 
-    e = sub.add_parser("embed", help="embed images into W+ (latent file + reconstruction)", formatter_class=fmt)
+    def embed_steps(q, default=EMBED.steps):
+        q.add_argument("--steps", type=int, default=default, help="embedding steps after the encoder's guess")
+
+    e = sub.add_parser("embed", help="embed images into W+ (latent file + what the model sees + reconstruction)",
+                       formatter_class=fmt)
     e.add_argument("images", nargs="+", help="image files (any size or mode)")
-    e.add_argument("--out", default="out/embed", help="output folder")
+    e.add_argument("--out", default="embedded", help="output folder (NAME.latent.safetensors, NAME_input.png, "
+                   "NAME_recon.png)")
     editing_args(e)
-    e.set_defaults(func=cmd_embed)
+    embed_steps(e)
+    e.set_defaults(func=cmd_embed, writes="folder")
 
-    s = sub.add_parser("segment", help="segment an image or latent into a palette mask PNG", formatter_class=fmt)
-    s.add_argument("input", help="an image (embedded first) or a latent file (.safetensors / .npy)")
-    s.add_argument("--out", default="out/mask.png", help="mask PNG to write")
+    s = sub.add_parser("segment", help="segment a latent or an image into a palette mask PNG", formatter_class=fmt)
+    s.add_argument("input", help="a latent file (.latent.safetensors / .npy) or an image (embedded first)")
+    s.add_argument("--out", default=None, help="mask PNG to write (default: NAME_mask.png in this folder)")
     s.add_argument("--branch", default=None, help="branch file (default: the model's branch.safetensors)")
     editing_args(s)
-    s.set_defaults(func=cmd_segment)
+    embed_steps(s)
+    s.set_defaults(func=cmd_segment, writes="file")
 
     t = sub.add_parser("train-branch", help="train a segmentation branch from a folder of image/mask pairs",
                        formatter_class=fmt)
@@ -438,40 +655,97 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="branch file to write (.safetensors)")
     t.add_argument("--classes", default=None, help='JSON list of {"name": ..., "color": [r, g, b]} (default: '
                    "the model's classes, else the ToyFaces parts)")
-    t.add_argument("--max-steps", type=int, default=1500)
+    t.add_argument("--max-steps", type=int, default=BRANCH.max_steps, help="training steps at most")
     editing_args(t)
-    t.set_defaults(func=cmd_train_branch)
+    embed_steps(t, BRANCH.embed_steps)
+    t.set_defaults(func=cmd_train_branch, writes="file")
 
-    ed = sub.add_parser("edit", help="mask edit: latent + repainted mask PNG -> editing vector + image",
+    ed = sub.add_parser("edit", help="mask edit: latent + repainted mask PNG -> editing vector + edited image",
                         formatter_class=fmt)
     ed.add_argument("latent", help="latent file of the image to edit (from embed)")
-    ed.add_argument("mask", help="the repainted segmentation, a PNG in the branch's palette at model resolution")
-    ed.add_argument("--name", required=True, help="name of the editing vector")
-    ed.add_argument("--out", default="out/vectors", help="vector library folder")
+    ed.add_argument("mask", help="the repainted segmentation: a PNG in the branch's palette at the model's resolution")
+    ed.add_argument("--name", required=True, help="name of the editing vector (letters, digits, spaces, - and _)")
+    ed.add_argument("--out", default=None, help="folder for the vector (default: the model's library, where apply "
+                    "finds it by name; $EDITGAN_HOME/vectors/...)")
     ed.add_argument("--branch", default=None, help="branch file (default: the model's)")
-    editing_args(ed)
-    ed.set_defaults(func=cmd_edit)
+    ed.add_argument("--steps", type=int, default=EDIT.steps, help="optimisation steps of the edit")
+    common(ed)
+    ed.set_defaults(func=cmd_edit, writes="folder")
 
-    ap = sub.add_parser("apply", help="apply editing vectors (PATH[:SCALE] ...) to a folder of latents or images",
+    ap = sub.add_parser("apply", help="apply editing vectors (NAME[:SCALE] or FILE[:SCALE]) to latents or images",
                         formatter_class=fmt)
-    ap.add_argument("vectors", nargs="+", help="vector files, each optionally with :scale (default 1)")
+    ap.add_argument("vectors", nargs="+", help="vector names (smile, \"bigger eyes\") from the model's starter "
+                    "vectors and library, or vector files, each optionally with :scale (default 1)")
     ap.add_argument("--inputs", required=True, help="a folder (or one file) of latents or images")
-    ap.add_argument("--out", default="out/applied", help="output folder")
-    ap.add_argument("--refine", type=int, default=0, choices=[0, 10, 30], help="refinement steps")
+    ap.add_argument("--out", default="applied", help="output folder (NAME.png per input)")
+    ap.add_argument("--refine", type=int, default=REFINE.choices[0], choices=REFINE.choices,
+                    help="refinement steps after applying")
     ap.add_argument("--branch", default=None, help="branch file for refinement (default: the model's)")
     editing_args(ap)
-    ap.set_defaults(func=cmd_apply)
+    embed_steps(ap)
+    ap.set_defaults(func=cmd_apply, writes="folder")
     return p
 
 
+def _output_folder(args: argparse.Namespace) -> Optional[Path]:
+    kind = getattr(args, "writes", None)
+    if kind == "dst":
+        return Path(args.dst)
+    out = getattr(args, "out", None)
+    if kind is None or out is None:
+        return None
+    return Path(out) if kind == "folder" else Path(out).parent
+
+
+def _first_missing(path: Optional[Path]) -> Optional[Path]:
+    """The topmost folder of ``path`` that does not exist yet (what a command would create), or None."""
+    if path is None:
+        return None
+    p, top = path.absolute(), None
+    while not p.exists() and p != p.parent:
+        top, p = p, p.parent
+    return top
+
+
+def _remove_empty(top: Optional[Path]) -> None:
+    """Remove the folders under (and including) ``top`` that a failed command created and left empty."""
+    if top is None or not top.is_dir():
+        return
+    for folder, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)     # only empty folders go
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .errors import EditGANError
     from .runtime import tune_allocator
 
     args = build_parser().parse_args(argv)
     tune_allocator()
+    created = _first_missing(_output_folder(args))
+    ok = False
     try:
-        return args.func(args)
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
+        rc = args.func(args)
+        ok = True
+        return rc
     except EditGANError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # the reader went away (`editgan list | head`): nothing to say to it
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2
+    except OSError as e:   # permission denied, disk full, ...: say which file
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if not ok:
+            _remove_empty(created)
+

@@ -11,8 +11,12 @@ times the rest of the region -- painting a mouth over skin puts all skin in the 
 small stroke vanish (smile accuracy 35 % -> 96 %); and the learning rate warms up over the first 10 steps, because
 Adam's first steps from delta = 0 are full-size sign steps on every coordinate. The best iterate (lowest loss)
 is kept. ``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every``
-steps; ``should_stop()`` ends early and returns the best so far. ``delta`` becomes an editing vector
-(:mod:`editgan_core.vectors`).
+steps; ``should_stop()`` ends early and returns the best so far. ``result.vector`` is the editing vector
+(:mod:`editgan_core.vectors`) ready to save or apply.
+
+``refine(G, branch, ws, edited, classes)`` is the same optimisation after vectors are applied: the edited image's own
+segmentation becomes the target inside the region of the vectors' classes, the original image outside it
+(5 x RGB + 1 x CE, a few steps). Defaults of both live in :mod:`editgan_core.settings`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ import torch.nn.functional as F
 
 from .embed import keep_best
 from .errors import EditGANError
+from .generator import images_to_uint8
 from .perceptual import Distance, FallbackDistance
+from .segbranch import segment
+from .settings import EDIT, REFINE
+from .vectors import EditVector
 
 
 class EditError(EditGANError):
@@ -48,6 +56,7 @@ class EditResult:
     stopped: bool
     seconds: float
     history: List[float] = field(default_factory=list)
+    vector: Optional[EditVector] = None   # delta as an editing vector (classes by name, before/after thumbnails)
 
 
 def changed_classes(old: np.ndarray, new: np.ndarray) -> List[int]:
@@ -55,8 +64,8 @@ def changed_classes(old: np.ndarray, new: np.ndarray) -> List[int]:
     return sorted(set(np.unique(old[diff]).tolist()) | set(np.unique(new[diff]).tolist()))
 
 
-def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int]] = None, margin: int = 5
-                ) -> np.ndarray:
+def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int]] = None,
+                margin: int = EDIT.margin) -> np.ndarray:
     """Pixels whose old or new label is one of ``classes`` (default: the changed ones), grown by ``margin``."""
     classes = changed_classes(old, new) if classes is None else list(classes)
     r = np.isin(old, classes) | np.isin(new, classes)
@@ -66,17 +75,12 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
     return r
 
 
-def segment(G, branch, ws: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        _, feats = G.synthesis(ws, return_features=True)
-        return branch.predict(feats).cpu().numpy()
-
-
 def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, region: np.ndarray, *,
-                    reference: Optional[torch.Tensor] = None, steps: int = 100, lr: float = 0.02,
-                    rgb_weight: float = 15.0, ce_weight: float = 1.0, distance: Optional[Distance] = None,
-                    delta0: Optional[torch.Tensor] = None, progress=None, should_stop=None, preview_every: int = 10,
-                    warmup: int = 10, pixel_weight: Optional[np.ndarray] = None):
+                    reference: Optional[torch.Tensor] = None, steps: int = EDIT.steps, lr: float = EDIT.lr,
+                    rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight,
+                    distance: Optional[Distance] = None, delta0: Optional[torch.Tensor] = None, progress=None,
+                    should_stop=None, preview_every: int = EDIT.preview_every, warmup: int = EDIT.warmup,
+                    pixel_weight: Optional[np.ndarray] = None):
     """The shared optimisation of mask edits and refinement -> (best delta [N, num_ws, w_dim], history, stopped).
 
     ``ws`` [N, num_ws, w_dim]; ``target_labels`` and ``region`` [R, R] (shared) or [N, R, R] (one per image).
@@ -128,12 +132,17 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     return best, history, stopped
 
 
-def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *, old_mask: Optional[np.ndarray] = None,
-                   margin: int = 5, steps: int = 100, lr: float = 0.02, rgb_weight: float = 15.0,
-                   ce_weight: float = 1.0, focus: float = 1.0, distance: Optional[Distance] = None,
-                   progress: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-                   preview_every: int = 10) -> EditResult:
-    """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R]."""
+def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
+                   old_mask: Optional[np.ndarray] = None,            # [R, R] the branch's labels of ws if None
+                   name: str = "edit",                               # of the editing vector
+                   generator: Optional[dict] = None,                 # identity (default: the branch's generator)
+                   margin: int = EDIT.margin, steps: int = EDIT.steps, lr: float = EDIT.lr,
+                   rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight, focus: float = EDIT.focus,
+                   distance: Optional[Distance] = None, progress: Optional[Callable] = None,
+                   should_stop: Optional[Callable[[], bool]] = None,
+                   preview_every: int = EDIT.preview_every) -> EditResult:
+    """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
+    -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``."""
     t0 = time.time()
     R = G.img_resolution
     if ws.ndim == 2:
@@ -164,8 +173,42 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *, old_mas
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
         pixel_weight=weight)
     with torch.no_grad():
+        before = images_to_uint8(G.synthesis(ws))[0].cpu().numpy()
         edited = ws + best
         img, feats = G.synthesis(edited, return_features=True)
         labels = branch.predict(feats)[0].cpu().numpy()
-    return EditResult(edited, best[0].detach(), img, labels, region, classes,
-                      min(history) if history else math.inf, len(history), stopped, time.time() - t0, history)
+    loss = min(history) if history else math.inf
+    names = branch.cfg.class_names
+    vector = EditVector(name=name, delta=best[0].detach().cpu().float(),
+                        generator=dict(generator if generator is not None else branch.cfg.generator),
+                        classes=[names[c] for c in classes], thumb_before=before,
+                        thumb_after=images_to_uint8(img)[0].cpu().numpy(),
+                        extra={"steps": len(history), "loss": round(float(loss), 6), "margin": margin})
+    return EditResult(edited, best[0].detach(), img, labels, region, classes, loss, len(history), stopped,
+                      time.time() - t0, history, vector)
+
+
+def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[int], *,
+           steps: int = REFINE.steps, lr: float = REFINE.lr, rgb_weight: float = REFINE.rgb_weight,
+           ce_weight: float = REFINE.ce_weight, margin: int = REFINE.margin, batch: int = REFINE.batch,
+           distance: Optional[Distance] = None, should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+    """Refine edited latents: ``ws`` [N, num_ws, w_dim] the originals, ``edited`` the same after vectors were added,
+    ``classes`` the indices of the vectors' part classes. Inside the region of those classes (before or after the
+    edit, grown by ``margin``) the target is the edited image's own segmentation; outside it, the original image.
+    Each image is refined on its own (``batch`` at a time). -> refined latents [N, num_ws, w_dim]."""
+    if steps <= 0:
+        return edited
+    ws, edited = ws.to(G.w_avg.device).float(), edited.to(G.w_avg.device).float()
+    out = []
+    for s in range(0, len(edited), batch):
+        w0, w1 = ws[s:s + batch], edited[s:s + batch]
+        before, target = segment(G, branch, w0), segment(G, branch, w1)
+        region = np.stack([edit_region(b, t, classes, margin=margin) if len(classes) else np.zeros_like(t, bool)
+                           for b, t in zip(before, target)])
+        with torch.no_grad():
+            reference = G.synthesis(w0)
+        best, _, _ = optimise_region(G, branch, w1, target, region, reference=reference, steps=steps, lr=lr,
+                                     rgb_weight=rgb_weight, ce_weight=ce_weight, distance=distance,
+                                     should_stop=should_stop)
+        out.append(w1 + best)
+    return torch.cat(out)

@@ -27,10 +27,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import files
 from .errors import EditGANError
+from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
+from .settings import EMBED
 
-ENCODER_FORMAT = "editgan-studio/encoder"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -74,25 +76,16 @@ class Encoder(nn.Module):
 
 
 def save_encoder(enc: Encoder, path: os.PathLike, generator: Dict[str, object], extra: Optional[dict] = None) -> Path:
-    from . import stfiles
-
-    meta = {"format": ENCODER_FORMAT, "format_version": 1, "config": asdict(enc.cfg), "generator": generator,
-            **(extra or {})}
-    return stfiles.write(path, dict(enc.state_dict()), meta, half=True)   # fp16 on disk: half the size
+    meta = {"config": asdict(enc.cfg), "generator": generator, **(extra or {})}
+    return files.save(path, files.ENCODER, dict(enc.state_dict()), meta, half=True)   # fp16 on disk: half the size
 
 
 def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> Encoder:
-    from . import stfiles
-    from .segbranch import identity_mismatch
-
     path = Path(path)
-    state, meta = stfiles.read(path, ENCODER_FORMAT, "encoder")
-    if expect_generator is not None:
-        why = identity_mismatch(meta.get("generator", {}), expect_generator)
-        if why:
-            raise EditGANError(f"encoder {path.name} does not fit this generator: it was {why}")
+    state, meta = files.load(path, files.ENCODER)
+    check_identity(meta.get("generator", {}), expect_generator, f"encoder {path.name}")
     enc = Encoder(EncoderConfig(**meta["config"]))
-    enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    enc.load_state_dict(state)
     return enc.eval()
 
 
@@ -177,9 +170,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
 
 
-def embed(G, target: torch.Tensor, *, steps: int = 100, lr: float = 0.05, encoder: Optional[Encoder] = None,
-          w_init: Optional[torch.Tensor] = None, distance: Optional[Distance] = None,
-          perceptual_weight: float = 1.0, progress: Optional[Callable[[int, int, float], None]] = None,
+def embed(G, target: torch.Tensor, *, steps: int = EMBED.steps, lr: float = EMBED.lr,
+          encoder: Optional[Encoder] = None, w_init: Optional[torch.Tensor] = None, distance: Optional[Distance] = None,
+          perceptual_weight: float = EMBED.perceptual_weight, progress: Optional[Callable[[int, int, float], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None) -> EmbedResult:
     """Embed images ``target`` [N, 3, R, R] in [-1, 1] into W+; see the module docstring."""
     t0 = time.time()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .errors import EditGANError
 from .segbranch import BranchConfig, SegBranch
+from .settings import BRANCH
 
 
 @dataclass
@@ -67,11 +68,14 @@ def miou(pred: np.ndarray, true: np.ndarray, num_classes: int) -> Tuple[float, n
 
 
 def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[str], palette: Sequence,
-                 *, generator_id: Optional[dict] = None, members: int = 10, hidden=(128, 32), val_fraction: float = 0.2,
-                 max_steps: int = 1500, pixels_per_step: int = 4096, lr: float = 1e-3, eval_every: int = 100,
-                 patience: int = 4, seed: int = 0, progress: Optional[Callable[[dict], None]] = None,
+                 *, generator_id: Optional[dict] = None, members: int = BRANCH.members, hidden=BRANCH.hidden,
+                 val_fraction: float = BRANCH.val_fraction, max_steps: int = BRANCH.max_steps,
+                 pixels_per_step: int = BRANCH.pixels_per_step, lr: float = BRANCH.lr,
+                 eval_every: int = BRANCH.eval_every, patience: int = BRANCH.patience, seed: int = 0,
+                 progress: Optional[Callable[[dict], None]] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Tuple[SegBranch, BranchReport]:
-    """Train a branch for G from W+ codes ``ws`` [N, num_ws, w_dim] and label maps ``masks`` [N, R, R]."""
+    """Train a branch for G from W+ codes ``ws`` [N, num_ws, w_dim] and label maps ``masks`` [N, R, R].
+    Deterministic for a ``seed``; the global torch RNG is neither used nor reseeded."""
     t0 = time.time()
     R, C = G.img_resolution, len(class_names)
     masks = np.asarray(masks)
@@ -93,10 +97,9 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
     cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), R, list(class_names),
                        [tuple(int(v) for v in c) for c in palette], members=members, hidden=tuple(hidden),
                        generator=generator_id or {})
-    torch.manual_seed(seed)
-    branch = SegBranch(cfg).to(dev)
-    opt = torch.optim.Adam(branch.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    branch = SegBranch(cfg, generator=gen).to(dev)
+    opt = torch.optim.Adam(branch.parameters(), lr=lr)
     best_state, best_miou, best_step, bad, history = None, -1.0, 0, 0, []
     stopped = False
     per_img = max(1, pixels_per_step // max(1, min(len(train_idx), 4)))
@@ -141,6 +144,24 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
                                                for n, v in zip(class_names, ious)},
                           len(train_idx), n_val, time.time() - t0, stopped, history)
     return branch, report
+
+
+def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_names: Sequence[str],
+                           palette: Sequence, *, encoder=None, distance=None, embed_steps: int = BRANCH.embed_steps,
+                           embed_progress: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
+                           **train_kw) -> Tuple[SegBranch, BranchReport, object]:
+    """The few-shot step as the paper does it: annotated *images* [N, 3, R, R] in [-1, 1] (e.g. prepared photos)
+    are embedded into W+ first (:func:`editgan_core.embed.embed`), then the branch is trained on the generator's
+    features of the embeddings against ``masks`` [N, R, R]. ``train_kw`` go to :func:`train_branch`.
+    -> (branch, report, the embedding result: its ``psnr`` says how faithful the features are)."""
+    from .embed import embed
+
+    if images.ndim != 4 or len(images) != len(masks):
+        raise EditGANError(f"need one image per mask: got images {tuple(images.shape)} for {len(masks)} masks")
+    res = embed(G, images, steps=embed_steps, encoder=encoder, distance=distance, progress=embed_progress,
+                should_stop=should_stop)
+    branch, report = train_branch(G, res.ws, masks, class_names, palette, should_stop=should_stop, **train_kw)
+    return branch, report, res
 
 
 def _evaluate(branch: SegBranch, feats, masks: np.ndarray, idx, dev) -> Tuple[float, np.ndarray]:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import ops
 
 NOISE_MODES = ("const", "random", "none")
-_ALLOW_CPU_FP16 = False  # tests flip this to exercise the fp16 path (CPU fp16 convs exist but are slow)
 ARCHITECTURES = ("skip", "orig", "resnet")
 
 
@@ -325,7 +325,7 @@ class SynthesisNetwork(nn.Module):
         *,
         noise_mode: str = "const",          # 'const' (stored noise), 'random' or 'none'
         fused: Optional[bool] = None,       # None: fused at batch 1 or with grad, activation scaling otherwise
-        fp16: bool = False,                 # run the top num_fp16_res resolutions in fp16 (CUDA only)
+        fp16: bool = False,                 # top num_fp16_res resolutions in fp16 (for CUDA; slow on CPU)
         return_features: bool = False,      # also return every synthesis-layer output
         generator: Optional[torch.Generator] = None,  # for noise_mode='random'
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
@@ -339,8 +339,6 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         param = self.b4.const
-        if fp16 and param.device.type != "cuda" and not _ALLOW_CPU_FP16:
-            raise ValueError("fp16 synthesis is only supported on CUDA; run float32 on CPU")
         ws = ws.to(device=param.device, dtype=param.dtype)
         chunk = self._cpu_micro_batch()
         if param.device.type == "cpu" and not torch.is_grad_enabled() and fused is None and ws.shape[0] > chunk:
@@ -432,3 +430,64 @@ class Generator(nn.Module):
 def images_to_uint8(img: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] float -> [N, H, W, C] uint8, exactly as NVIDIA's generate.py: (x * 127.5 + 128).clamp."""
     return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling: the first step of the pipeline.
+
+
+@dataclass
+class Generated:
+    ws: torch.Tensor            # [N, num_ws, w_dim], truncated
+    images: torch.Tensor        # [N, C, R, R] float in about [-1, 1]
+    seeds: Optional[List[int]] = None
+
+    def uint8(self) -> torch.Tensor:
+        """[N, R, R, C] uint8, as NVIDIA's generate.py writes PNGs."""
+        return images_to_uint8(self.images)
+
+
+def seeds_to_z(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """NVIDIA's convention: z = np.random.RandomState(seed).randn(1, z_dim) per seed (float64, cast to float32),
+    so seed N of a published model gives the same picture here as with the official tools."""
+    for s in seeds:
+        if not 0 <= int(s) < 2 ** 32:
+            raise ValueError(f"seed {s} is out of range: seeds are 0 to 4294967295 (numpy RandomState)")
+    return torch.from_numpy(np.concatenate([np.random.RandomState(int(s)).randn(1, z_dim) for s in seeds])).float()
+
+
+def class_labels(G: "Generator", class_idx: Optional[int], n: int) -> Optional[torch.Tensor]:
+    """One-hot labels [n, c_dim] for a conditional generator (None for an unconditional one)."""
+    if not G.c_dim:
+        return None
+    if class_idx is None:
+        raise ValueError(f"this generator is conditional ({G.c_dim} classes): give a class index")
+    if not 0 <= int(class_idx) < G.c_dim:
+        raise ValueError(f"class index must be between 0 and {G.c_dim - 1}, got {class_idx}")
+    c = torch.zeros([n, G.c_dim])
+    c[:, int(class_idx)] = 1
+    return c
+
+
+def generate(G: "Generator", seeds: Optional[Sequence[int]] = None, *,
+             z: Optional[torch.Tensor] = None,          # [N, z_dim] instead of seeds
+             class_idx: Optional[int] = None,           # required for conditional generators
+             truncation_psi: float = 1.0,
+             truncation_cutoff: Optional[int] = None,
+             noise_mode: str = "const",
+             batch: int = 1) -> Generated:   # images per synthesis pass; 1 = bit-identical to generate.py
+    """Seeds (or z) -> W+ and images, exactly as NVIDIA's generate.py renders them."""
+    if (seeds is None) == (z is None):
+        raise ValueError("give either seeds or z")
+    seeds = None if seeds is None else [int(s) for s in seeds]
+    dev = G.w_avg.device
+    z = (seeds_to_z(seeds, G.z_dim) if seeds is not None else z.float()).to(dev)
+    c = class_labels(G, class_idx, len(z))
+    ws, images = [], []
+    with torch.no_grad():
+        for i in range(0, len(z), batch):
+            part = G.mapping_ws(z[i:i + batch], None if c is None else c[i:i + batch].to(dev),
+                                truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            ws.append(part)
+            images.append(G.synthesis(part, noise_mode=noise_mode))
+    return Generated(torch.cat(ws), torch.cat(images), seeds)

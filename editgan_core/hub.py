@@ -116,6 +116,9 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
     ref = str(ref).strip()
     if not ref:
         raise ModelNotFoundError("no model given")
+    # HF_ENDPOINT is read at each call (huggingface_hub reads it once, at import), so a mirror or a stand-in Hub
+    # set after start-up is used -- as demo/hubsync does for vector libraries.
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     kw = dict(cache_dir=cache_dir, endpoint=endpoint, token=token, local_files_only=local_files_only)
     spec = REGISTRY.get(ref)
     if spec is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple, Union
@@ -42,18 +41,13 @@ def open_image(src: ImageLike):
         return src
     if isinstance(src, np.ndarray):
         return _from_array(src)
+    # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own global
+    # limit (Image.MAX_IMAGE_PIXELS) is left as it is: changing it per call would race with other threads.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            try:
-                im = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else Path(src))
-                if im.size[0] * im.size[1] > MAX_PIXELS:
-                    raise ImageInputError(f"image is {im.size[0]}x{im.size[1]} pixels; the limit is {MAX_PIXELS:,}")
-                im.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        im = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else Path(src))
+        if im.size[0] * im.size[1] > MAX_PIXELS:
+            raise ImageInputError(f"image is {im.size[0]}x{im.size[1]} pixels; the limit is {MAX_PIXELS:,}")
+        im.load()
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -13,25 +13,19 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import CheckpointError, EditGANError
-
-FORMAT = "editgan-studio/latent"
+from . import files
+from .errors import CheckpointError
+from .identity import check_identity
 
 
 def save_latent(path: os.PathLike, ws: torch.Tensor, generator: Dict[str, object],
                 extra: Optional[dict] = None) -> Path:
-    from . import stfiles
-
-    meta = {"format": FORMAT, "format_version": 1, "generator": generator, **(extra or {})}
-    return stfiles.write(path, {"ws": ws.float()}, meta)
+    return files.save(path, files.LATENT, {"ws": ws.float()}, {"generator": generator, **(extra or {})})
 
 
 def load_latent(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None
                 ) -> Tuple[torch.Tensor, dict]:
     """-> (ws [N, num_ws, w_dim] float32, metadata). Refuses latents of another generator."""
-    from . import stfiles
-    from .segbranch import identity_mismatch
-
     path = Path(path)
     if path.suffix == ".npy" and path.is_file():
         try:
@@ -40,18 +34,14 @@ def load_latent(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
             raise CheckpointError(f"{path} is not a readable .npy array ({e})") from e
         ws, meta = torch.from_numpy(np.asarray(arr, dtype=np.float32)), {"format": "npy"}
     else:
-        tensors, meta = stfiles.read(path, FORMAT, "latent file")
+        tensors, meta = files.load(path, files.LATENT)
         if "ws" not in tensors:
             raise CheckpointError(f"{path.name} holds no latent")
         ws = tensors["ws"].float()
     if ws.ndim == 2:
         ws = ws[None]
-    if expect_generator is not None:
-        why = identity_mismatch(meta.get("generator", {}), expect_generator)
-        if why:
-            raise EditGANError(f"latent {path.name} belongs to another model: it was {why}")
-        want = (int(expect_generator["num_ws"]), int(expect_generator["w_dim"]))
-        if ws.ndim != 3 or tuple(ws.shape[1:]) != want:
-            raise EditGANError(f"latent {path.name} has shape {tuple(ws.shape)}; "
-                               f"this model needs [N, {want[0]}, {want[1]}]")
+    if ws.ndim != 3:
+        raise CheckpointError(f"{path.name} holds an array of shape {tuple(ws.shape)}, not W+ latents "
+                              f"[N, num_ws, w_dim]")
+    check_identity(meta.get("generator", {}), expect_generator, f"latent {path.name}", w_shape=ws.shape[1:])
     return ws, meta

@@ -155,17 +155,18 @@ class DiscriminatorDistance(Distance):
 
 
 def load_discriminator(path: Path):
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+    """A discriminator written by the trainers' export (``discriminator.safetensors``), format checked."""
+    from . import files
     from .discriminator import Discriminator, DiscriminatorConfig
 
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["editgan_config"])
-    D = Discriminator(DiscriminatorConfig(**meta["discriminator"]))
-    D.load_state_dict(load_file(str(path)))
+    path = Path(path)
+    tensors, meta = files.load(path, files.DISCRIMINATOR)
+    try:
+        D = Discriminator(DiscriminatorConfig(**meta["discriminator"]))
+        D.load_state_dict(tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} is not a usable discriminator "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return D
 
 

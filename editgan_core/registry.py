@@ -13,7 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def _checkpoints_dir() -> Path:
+    """The folder of the built-in models: the repository's ``checkpoints/`` when running from a source tree (a
+    checkout, ``pip install -e .``), else the copy that ``pip install .`` put beside the package (the
+    ``editgan_checkpoints`` data package, see pyproject.toml). Found by location, never by importing anything."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "checkpoints").is_dir():
+        return root / "checkpoints"
+    import importlib.util
+
+    spec = importlib.util.find_spec("editgan_checkpoints")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return root / "checkpoints"    # not found anywhere: the error messages name where it was expected
+
+
+CHECKPOINTS_DIR = _checkpoints_dir()
 
 
 @dataclass(frozen=True)

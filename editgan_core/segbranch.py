@@ -17,7 +17,8 @@ ensemble; argmax gives the mask. A branch remembers its class names, palette and
 trained for (name, hash, feature layout) and refuses features of another layout.
 
 Saved as one safetensors file: weights plus a JSON header with all of the above (``save_branch`` /
-``load_branch``).
+``load_branch``, through :mod:`editgan_core.files`). ``segment(G, branch, ws)`` is the pipeline step: latents to
+part labels.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import files
 from .errors import CheckpointError, EditGANError
-
-FORMAT = "editgan-studio/segmentation-branch"
-FORMAT_VERSION = 1
+from .identity import check_identity
 
 
 @dataclass
@@ -72,30 +72,13 @@ class BranchConfig:
         return sum(self.feature_channels)
 
 
-def generator_identity(G, name: str = "", sha256: Optional[str] = None) -> Dict[str, object]:
-    """What ties a branch or an editing vector to one generator."""
-    return {"name": name, "sha256": sha256, "resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
-            "feature_channels": list(G.feature_channels())}
-
-
-def identity_mismatch(expected: Dict[str, object], actual: Dict[str, object]) -> Optional[str]:
-    """A readable reason why two generator identities differ, or None when they agree."""
-    if expected.get("sha256") and actual.get("sha256") and expected["sha256"] != actual["sha256"]:
-        return (f"made for generator {expected.get('name') or '?'} (sha256 {str(expected['sha256'])[:12]}), "
-                f"not {actual.get('name') or '?'} (sha256 {str(actual['sha256'])[:12]})")
-    for key in ("resolution", "num_ws", "w_dim", "feature_channels"):
-        if key in expected and key in actual and list(np.atleast_1d(expected[key])) != list(np.atleast_1d(actual[key])):
-            return (f"made for generator {expected.get('name') or '?'} with {key}={expected[key]}, "
-                    f"but this one has {key}={actual[key]}")
-    return None
-
-
 class SegBranch(nn.Module):
     """Ensemble of ``members`` MLPs (dim -> h1 -> ReLU -> BN -> h2 -> ReLU -> BN -> classes), all members at once."""
 
     dense_budget = 1 << 27     # elements (512 MB of float32): upsample projections densely below this (see _project)
 
-    def __init__(self, cfg: BranchConfig):
+    def __init__(self, cfg: BranchConfig, *, generator: Optional[torch.Generator] = None):
+        """``generator`` draws the initial weights (the global RNG when None)."""
         super().__init__()
         self.cfg = cfg
         K, (h1, h2), C = cfg.members, cfg.hidden, cfg.num_classes
@@ -106,9 +89,13 @@ class SegBranch(nn.Module):
         self.bn2 = nn.BatchNorm1d(K * h2)
         self.w3 = nn.Parameter(torch.empty(K, C, h2))
         self.b3 = nn.Parameter(torch.zeros(K, C))
+        # nn.Linear's own initialisation, drawn from ``generator`` so training never touches the global RNG.
+        bound = 1 / cfg.in_features ** 0.5
+        nn.init.kaiming_uniform_(self.fc1.weight, a=5 ** 0.5, generator=generator)
+        nn.init.uniform_(self.fc1.bias, -bound, bound, generator=generator)
         for w in (self.w2, self.w3):
             for k in range(K):
-                nn.init.kaiming_uniform_(w[k], a=5 ** 0.5)
+                nn.init.kaiming_uniform_(w[k], a=5 ** 0.5, generator=generator)
         # Column range of fc1's weight for each feature tensor.
         offs = np.cumsum([0] + cfg.feature_channels)
         self._cols = [(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:])]
@@ -295,26 +282,33 @@ class SegBranch(nn.Module):
 
 
 def save_branch(branch: SegBranch, path: os.PathLike, extra: Optional[dict] = None) -> Path:
-    from . import stfiles
-
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(branch.cfg), **(extra or {})}
-    return stfiles.write(path, dict(branch.state_dict()), meta)
+    return files.save(path, files.BRANCH, dict(branch.state_dict()), {"config": asdict(branch.cfg), **(extra or {})})
 
 
 def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> SegBranch:
-    """Load a branch; with ``expect_generator`` (see generator_identity) refuse one made for another model."""
-    from . import stfiles
-
+    """Load a branch; with ``expect_generator`` (an identity) refuse one made for another model."""
     path = Path(path)
-    state, meta = stfiles.read(path, FORMAT, "segmentation branch", FORMAT_VERSION)
-    cfg = BranchConfig(**meta["config"])
-    if expect_generator is not None:
-        why = identity_mismatch(cfg.generator, expect_generator)
-        if why:
-            raise EditGANError(f"segmentation branch {path.name} does not fit this generator: it was {why}")
+    state, meta = files.load(path, files.BRANCH)
+    try:
+        cfg = BranchConfig(**meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path.name}: its branch config is damaged ({e})") from e
+    check_identity(cfg.generator, expect_generator, f"segmentation branch {path.name}")
     branch = SegBranch(cfg)
     try:
         branch.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the stored branch config ({e})") from e
     return branch.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline step.
+
+
+def segment(G, branch: SegBranch, ws: torch.Tensor) -> np.ndarray:
+    """W+ [N, num_ws, w_dim] -> part labels [N, R, R] (uint8-valued int64 numpy) by the branch."""
+    ws = ws[None] if ws.ndim == 2 else ws
+    with torch.no_grad():
+        _, feats = G.synthesis(ws.to(G.w_avg.device), return_features=True)
+        return branch.predict(feats).cpu().numpy()

@@ -7,19 +7,18 @@
 
 StyleGAN2 recipe (Karras et al. 2020, 'auto' config of stylegan2-ada): non-saturating logistic loss, lazy R1
 every 16 steps, style mixing 0.9, Adam(0, 0.99), EMA generator, w_avg tracked for truncation. No path-length
-regulariser (saves a third of the time on CPU). Checkpoints are written atomically and resumed exactly
-(models, optimisers, step, RNG state).
+regulariser (saves a third of the time on CPU). The loop, checkpoints (``ckpt.safetensors``, resumed exactly:
+models, optimisers, step, RNG state), EMA and export are the shared engine's (:mod:`editgan_core.training`);
+this module holds the losses and the data.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -27,9 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import _atomic_write, save_native
+from . import files
 from .discriminator import Discriminator, DiscriminatorConfig
 from .generator import Generator, GeneratorConfig, images_to_uint8
+from .training import TrainingLoop, checkpoint_path, export_discriminator, read_config
 
 PRESETS = {
     # Small nets that learn ToyFaces in a few hours on 2 CPU cores.
@@ -66,7 +66,12 @@ def load_dataset(cfg: TrainConfig, cache: Path, workers: int = 2) -> np.ndarray:
     path = cache / f"toyfaces_{cfg.res}_{cfg.data_size}.npy"
     if not path.exists():
         imgs = render_images(range(cfg.data_size), cfg.res, workers=workers)
-        _atomic_write(path, lambda p: np.save(open(p, "wb"), imgs))
+
+        def write(p):
+            with open(p, "wb") as f:
+                np.save(f, imgs)
+
+        files.atomic_write(path, write)
     return np.load(path, mmap_mode="r")
 
 
@@ -75,13 +80,18 @@ def make_models(cfg: TrainConfig):
                            channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers, conv_clamp=None,
                            use_noise=cfg.use_noise)
     dcfg = DiscriminatorConfig(img_resolution=cfg.res, channel_base=cfg.channel_base, channel_max=cfg.channel_max)
-    torch.manual_seed(cfg.seed)
-    G = Generator(gcfg)
-    D = Discriminator(dcfg)
+    with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        G = Generator(gcfg)
+        D = Discriminator(dcfg)
     return G, D
 
 
-class Trainer:
+class Trainer(TrainingLoop):
+    trainer = "editgan_core.train_gan"
+    state_attrs = ("G", "D", "G_ema", "opt_G", "opt_D", "rng", "gen")
+    log_every = 20
+
     def __init__(self, cfg: TrainConfig, out: Path, data: np.ndarray, device: torch.device):
         self.cfg, self.out, self.data, self.device = cfg, out, data, device
         self.G, self.D = make_models(cfg)
@@ -150,39 +160,18 @@ class Trainer:
         # EMA of the generator.
         kimg = self.step * cfg.batch / 1000
         ema_nimg = min(self.ema_kimg * 1000, kimg * 1000 * cfg.ema_rampup) if cfg.ema_rampup else self.ema_kimg * 1000
-        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        self.ema(0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
         self.step += 1
         # Diversity across the batch (mean per-pixel std), fakes vs reals: a collapse shows up here first.
         return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss_G": loss_G.item(),
                 "loss_D": loss_D.item(), "r1": r1.item(), "div_fake": round(fake.std(0).mean().item(), 4),
                 "div_real": round(real.detach().std(0).mean().item(), 4)}
 
-    # -- persistence ------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {"version": 1, "train_config": asdict(self.cfg), "step": self.step, "G": self.G.state_dict(),
-                "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(), "opt_G": self.opt_G.state_dict(),
-                "opt_D": self.opt_D.state_dict(), "rng": self.rng.bit_generator.state,
-                "gen": self.gen.get_state(), "log": self.log}
-
-    def save(self) -> None:
-        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(self.state(), p))
-
-    def load(self, path: Path) -> None:
-        st = torch.load(path, map_location=self.device, weights_only=False)  # our own file, written above
-        self.G.load_state_dict(st["G"])
-        self.D.load_state_dict(st["D"])
-        self.G_ema.load_state_dict(st["G_ema"])
-        self.opt_G.load_state_dict(st["opt_G"])
-        self.opt_D.load_state_dict(st["opt_D"])
-        self.step = st["step"]
-        self.rng.bit_generator.state = st["rng"]
-        self.gen.set_state(st["gen"])
-        self.log = st.get("log", [])
+    # -- what the engine's loop writes next to a checkpoint -----------------------------------------
+    def snapshot(self, out: Path, final: bool) -> None:
+        if not final:
+            self.sample_grid(out / f"samples_{self.step:06d}.png", 1.0)
+        self.sample_grid(out / "latest.png", 0.7)
 
     def sample_grid(self, path: Path, psi: float = 1.0) -> None:
         from PIL import Image
@@ -196,15 +185,9 @@ class Trainer:
 
 
 def export(trainer: Trainer, dst: Path, extra: dict) -> None:
-    from safetensors.torch import save_file
-
-    save_native(trainer.G_ema, dst, source={"format": "trained", "by": "editgan_core.train_gan"},
-                extra={"training": {**asdict(trainer.cfg), "steps": trainer.step,
-                                    "kimg": trainer.step * trainer.cfg.batch / 1000, **extra}})
-    meta = {"editgan_config": json.dumps({"format": "editgan-studio/discriminator", "format_version": 1,
-                                          "discriminator": trainer.D.cfg.to_dict()})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in trainer.D.state_dict().items()}
-    _atomic_write(dst / "discriminator.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
+    """G_ema in the native format, plus the discriminator (the perceptual distance of that generator)."""
+    trainer.export_generator(dst, {**trainer.summary(), **extra})
+    export_discriminator(trainer.D, dst)
 
 
 def main(argv=None) -> int:
@@ -241,41 +224,21 @@ def main(argv=None) -> int:
     if args.lr is not None:
         cfg.lr = args.lr
     cfg.use_noise = not args.no_noise
-    ckpt = out / "ckpt.pt"
+    ckpt = checkpoint_path(out)
     if (args.resume or args.export) and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)["train_config"]
-        cfg = TrainConfig(**saved)
+        cfg = TrainConfig(**read_config(ckpt, Trainer.trainer))
     # Exporting needs no training data: do not render (or read) the dataset for it.
     data = (np.zeros((0, cfg.res, cfg.res, 3), np.uint8) if args.export else
             load_dataset(cfg, out.parent if out.parent != Path("") else Path("."), workers=args.workers))
     trainer = Trainer(cfg, out, data, device)
     if (args.resume or args.export) and ckpt.exists():
-        trainer.load(ckpt)
-        print(f"resumed at step {trainer.step} ({trainer.step * cfg.batch / 1000:.1f} kimg)", flush=True)
+        trainer.resume(ckpt)
     if args.export:
         export(trainer, Path(args.export), {"device": device.type})
         trainer.sample_grid(Path(args.export) / "samples_psi1.png", 1.0)
         print(f"exported to {args.export}")
         return 0
-    t0, last = time.time(), time.time()
-    while trainer.step * cfg.batch < args.kimg * 1000:
-        rec = trainer.train_step()
-        if trainer.step % 20 == 0:
-            now = time.time()
-            rec["sec_per_step"] = round((now - last) / 20, 3)
-            rec["img_per_sec"] = round(20 * cfg.batch / (now - last), 1)
-            last = now
-            trainer.log.append(rec)
-            print(json.dumps(rec), flush=True)
-        stop = args.minutes is not None and (time.time() - t0) > args.minutes * 60
-        if trainer.step % args.snap_every == 0 or stop:
-            trainer.save()
-            trainer.sample_grid(out / f"samples_{trainer.step:06d}.png", 1.0)
-            trainer.sample_grid(out / "latest.png", 0.7)
-        if stop:
-            break
-    trainer.save()
-    trainer.sample_grid(out / "latest.png", 0.7)
+    trainer.run(out, kimg=args.kimg, minutes=args.minutes, snap_every=args.snap_every)
     return 0
 
 

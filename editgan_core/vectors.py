@@ -5,9 +5,11 @@ A vector file is ``NAME.safetensors`` (tensors: ``delta`` [num_ws, w_dim] float3
 descriptor for people and tools. Writes are atomic (temporary file + rename, JSON last), so a crash mid-save
 leaves either the old vector or the new one, never a broken file. A library is one folder per model.
 
-``apply_vectors(G, branch, ws, [(vector, scale), ...], refine_steps)`` adds the scaled offsets (one generator
-pass); with refinement, the segmentation of the result becomes the target inside the region of the vectors'
-classes and the optimisation of :mod:`editgan_core.editing` runs a few steps from there (5 x RGB + 1 x CE).
+``apply_vectors(G, ws, [(vector, scale), ...], branch=..., refine_steps=...)`` adds the scaled offsets (one
+generator pass); with refinement, :func:`editgan_core.editing.refine` runs a few steps from there.
+
+Vector file names are safe slugs of the vector's name (``bigger smile`` -> ``bigger_smile.safetensors``); the
+name itself, spaces and all, stays in the descriptor.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import files
 from .errors import CheckpointError, EditGANError
+from .identity import check_identity
+from .settings import APPLY, REFINE
 
-FORMAT = "editgan-studio/editing-vector"
-FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"^[\w\- ]{1,64}$")
 
 
@@ -36,18 +39,22 @@ class EditVector:
     delta: torch.Tensor                                 # [num_ws, w_dim]
     generator: Dict[str, object]                        # generator_identity(...) of the model it belongs to
     classes: List[str]                                  # part classes the edit changed
-    scale_range: Tuple[float, float] = (-2.0, 2.0)      # suggested slider range
+    scale_range: Tuple[float, float] = APPLY.slider_range   # suggested slider range
     created: str = ""
     thumb_before: Optional[np.ndarray] = None           # uint8 [h, w, 3]
     thumb_after: Optional[np.ndarray] = None
     extra: Dict[str, object] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = files.VECTOR.version
 
     def descriptor(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("delta", "thumb_before", "thumb_after")}
-        d["format"] = FORMAT
+        d["format"] = files.VECTOR.id
         d["shape"] = list(self.delta.shape)
         return d
+
+    @property
+    def file_stem(self) -> str:
+        return file_stem(self.name)
 
 
 def library_dir(generator: Dict[str, object], root: Optional[os.PathLike] = None) -> Path:
@@ -69,11 +76,14 @@ def check_name(name: str) -> str:
     return name
 
 
-def save_vector(vec: EditVector, folder: os.PathLike) -> Path:
-    from . import stfiles
-    from .checkpoints import _atomic_write
+def file_stem(name: str) -> str:
+    """The file name (without suffix) of a vector: its name with spaces as underscores."""
+    return check_name(name).replace(" ", "_")
 
-    name = check_name(vec.name)
+
+def save_vector(vec: EditVector, folder: os.PathLike) -> Path:
+    """-> FOLDER/<file_stem>.safetensors (+ a .json copy of the descriptor), both written atomically."""
+    check_name(vec.name)
     folder = Path(folder)
     if not vec.created:
         vec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -83,33 +93,25 @@ def save_vector(vec: EditVector, folder: os.PathLike) -> Path:
         if t is not None:
             tensors[key] = torch.from_numpy(np.ascontiguousarray(t, dtype=np.uint8))
     desc = vec.descriptor()
-    path = stfiles.write(folder / f"{name}.safetensors", tensors, desc)
-    _atomic_write(folder / f"{name}.json", lambda p: Path(p).write_text(json.dumps(desc, indent=1)))
+    path = files.save(folder / f"{vec.file_stem}.safetensors", files.VECTOR, tensors, desc)
+    files.write_text(folder / f"{vec.file_stem}.json", json.dumps(desc, indent=1))
     return path
 
 
 def load_vector(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> EditVector:
     """Read a vector file; with ``expect_generator``, refuse one that belongs to another model."""
-    from . import stfiles
-    from .segbranch import identity_mismatch
-
     path = Path(path)
-    tensors, desc = stfiles.read(path, FORMAT, "editing vector", FORMAT_VERSION)
+    tensors, desc = files.load(path, files.VECTOR)
     if "delta" not in tensors:
         raise CheckpointError(f"{path.name} holds no editing vector")
     delta = tensors["delta"].float()
     if list(delta.shape) != list(desc.get("shape", delta.shape)):
         raise CheckpointError(f"{path.name}: delta shape {list(delta.shape)} disagrees with its descriptor")
-    if expect_generator is not None:
-        why = identity_mismatch(desc.get("generator", {}), expect_generator)
-        if why is None and tuple(delta.shape) != (expect_generator["num_ws"], expect_generator["w_dim"]):
-            why = f"made for W+ {tuple(delta.shape)}, this model has ({expect_generator['num_ws']}, " \
-                  f"{expect_generator['w_dim']})"
-        if why:
-            raise EditGANError(f"editing vector {desc.get('name', path.stem)!r} belongs to another model: it was {why}")
+    check_identity(desc.get("generator", {}), expect_generator, f"editing vector {desc.get('name', path.stem)!r}",
+                   w_shape=delta.shape)
     thumbs = {k: tensors[k].numpy() for k in ("thumb_before", "thumb_after") if k in tensors}
     return EditVector(name=desc["name"], delta=delta, generator=desc.get("generator", {}),
-                      classes=list(desc.get("classes", [])), scale_range=tuple(desc.get("scale_range", (-2, 2))),
+                      classes=list(desc.get("classes", [])), scale_range=tuple(desc.get("scale_range", APPLY.slider_range)),
                       created=desc.get("created", ""), extra=desc.get("extra", {}),
                       format_version=int(desc.get("format_version", 1)), **thumbs)
 
@@ -146,11 +148,12 @@ class Applied:
 
 
 def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]], *, branch=None,
-                  refine_steps: int = 0, segment_result: bool = False, distance=None, refine_lr: float = 0.005,
-                  batch: int = 16) -> Applied:
-    """ws [N, num_ws, w_dim] + sum(scale * delta); optionally refined (needs the branch; ``batch`` images at a
-    time, 5 * RGB + 1 * CE as in the paper, Adam at ``refine_lr``) and segmented."""
-    from .editing import edit_region, optimise_region, segment
+                  refine_steps: int = 0, segment_result: bool = False, distance=None, refine_lr: float = REFINE.lr,
+                  batch: int = REFINE.batch) -> Applied:
+    """ws [N, num_ws, w_dim] + sum(scale * delta), in one generator pass; with ``refine_steps``, refined by
+    :func:`editgan_core.editing.refine` (needs the branch) in the region of the vectors' classes; with
+    ``segment_result``, the branch's labels of the result too."""
+    from .editing import refine
 
     t0 = time.time()
     if refine_steps < 0:
@@ -163,21 +166,9 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
         if branch is None:
             raise EditGANError("refinement needs the model's segmentation branch")
         names = branch.cfg.class_names
-        cls = sorted({names.index(c) for v, s in pairs if s for c in v.classes if c in names})
-        out = []
-        for s in range(0, len(edited), batch):
-            # Target: the edited image's own segmentation inside the region of the vectors' classes (before or
-            # after the edit); outside it, the original image. Images are refined together, each on its own.
-            w0, w1 = ws[s:s + batch], edited[s:s + batch]
-            before, target = segment(G, branch, w0), segment(G, branch, w1)
-            region = np.stack([edit_region(b, t, cls, margin=5) if cls else np.zeros_like(t, bool)
-                               for b, t in zip(before, target)])
-            with torch.no_grad():
-                reference = G.synthesis(w0)
-            best, _, _ = optimise_region(G, branch, w1, target, region, reference=reference, steps=refine_steps,
-                                         lr=refine_lr, rgb_weight=5.0, ce_weight=1.0, distance=distance)
-            out.append(w1 + best)
-        edited = torch.cat(out)
+        classes = sorted({names.index(c) for v, s in pairs if s for c in v.classes if c in names})
+        edited = refine(G, branch, ws, edited, classes, steps=refine_steps, lr=refine_lr, batch=batch,
+                        distance=distance)
     with torch.no_grad():
         if segment_result and branch is not None:
             img, feats = G.synthesis(edited, return_features=True)

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import make_generator
 from editgan_core.checkpoints import save_native
 from editgan_core.errors import EditGANError
-from editgan_core.segbranch import generator_identity
+from editgan_core.identity import generator_identity
 from editgan_core.vectors import EditVector, save_vector
 
 R = 64          # the built-in ToyFaces model
@@ -57,7 +57,7 @@ def editor_payload(tmp_path, layer: np.ndarray, name="layer.png"):
 
 
 def sample(c, seed=5):
-    out = c.predict("toyfaces", seed, 0.7, False, api_name="/sample")
+    out = c.predict(model="toyfaces", seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
     return out   # (current, shown, caption, fidelity, diff, history, editor, *sliders)
 
 
@@ -75,16 +75,53 @@ def mouth_layer(app_module, seed=5, cls_rgb=(0, 200, 120)) -> np.ndarray:
     return layer
 
 
-def test_studio_sample_matches_cli(tmp_path, app_module):
+def test_session_sample_matches_cli_and_samples_conditional_models(tmp_path, app_module):
+    """The UI's own sampling path (Session.sample) gives the CLI's picture for a seed, unconditional and
+    conditional (defect 3: it used to ignore c_dim)."""
+    from demo.session import Session
     from editgan_core.cli import main
 
-    model = save_native(make_generator(), tmp_path / "m")
-    im, caption = app_module.STUDIO.sample(str(model), 3, 0.7)
-    main(["generate", "--model", str(model), "--seeds", "3", "--truncation", "0.7", "--out", str(tmp_path / "o")])
-    assert np.array_equal(im, np.asarray(Image.open(tmp_path / "o" / "seed0003.png")))
-    assert app_module.STUDIO.model(str(model)) is app_module.STUDIO.model(str(model))  # loaded once
-    with pytest.raises(EditGANError, match="unknown model"):
-        app_module.STUDIO.sample("no-such-model", 0, 0.7)
+    for name, G, extra in [("m", make_generator(), []), ("cond", make_generator(c_dim=4), ["--class", "2"])]:
+        model = save_native(G, tmp_path / name)
+        s = Session(app_module.STUDIO)
+        s.set_model(str(model))
+        step = s.sample(3, 0.7, class_idx=2 if G.c_dim else None)
+        assert main(["generate", "--model", str(model), "--seeds", "3", "--truncation", "0.7",
+                     "--out", str(tmp_path / f"out-{name}"), *extra]) == 0
+        assert np.array_equal(step.image, img(tmp_path / f"out-{name}" / "seed0003.png"))
+    other = s.sample(3, 0.7, class_idx=1)
+    assert not np.array_equal(other.image, step.image)          # the class changes the picture
+    with pytest.raises(EditGANError, match="conditional"):
+        s.sample(3, 0.7, class_idx=None)
+    with pytest.raises(EditGANError, match="conditional: choose a class between 0 and 3"):
+        s.sample(3, 0.7, class_idx=9)
+
+
+def test_registry_hub_model_loads_samples_and_shows_its_card(server, app_module, tmp_path, monkeypatch):
+    """A registry Hub entry (cifar10-32, conditional) served by the stand-in Hub, through /load_model: loaded,
+    sampled with a class, model card shown (defect 1: the card raised TypeError for every Hub entry)."""
+    import fake_nvidia
+    from editgan_core.registry import REGISTRY
+    from fake_hub import FakeHub
+
+    spec = REGISTRY["cifar10-32"]
+    fake_nvidia.save_snapshot(make_generator(c_dim=10), tmp_path / "cifar.pkl")
+    with FakeHub() as fh:
+        fh.add(spec.repo_id, spec.filename, (tmp_path / "cifar.pkl").read_bytes())
+        monkeypatch.setenv("HF_ENDPOINT", fh.endpoint)
+        c = client(server)
+        out = c.predict(model="cifar10-32", api_name="/load_model")
+        assert fh.requests >= 1
+    desc, card, class_box = out[0], out[16], out[-1]
+    assert "**cifar10-32**" in desc and "conditional on 10 classes" in desc
+    assert "CIFAR-10" in card and "hf://hysts/StyleGAN2/models/stylegan2-cifar10-32x32.pkl" in card
+    assert class_box["visible"] is True and class_box["maximum"] == 9
+    a = c.predict(model="cifar10-32", seed=1, truncation=1.0, class_idx=3, overlay=False, api_name="/sample")
+    b = c.predict(model="cifar10-32", seed=1, truncation=1.0, class_idx=4, overlay=False, api_name="/sample")
+    assert "class 3" in a[2] and img(a[0]).shape == (SHOW, SHOW, 3)
+    assert not np.array_equal(img(a[0]), img(b[0]))
+    with pytest.raises(Exception, match="maximum value 9|between 0 and 9"):
+        c.predict(model="cifar10-32", seed=1, truncation=1.0, class_idx=12, overlay=False, api_name="/sample")
 
 
 def test_sample_edit_save_slide_undo_export(server, app_module, tmp_path):
@@ -194,7 +231,7 @@ def test_annotate_and_train_a_branch_for_a_model_without_one(server, tmp_path):
     model = str(save_native(make_generator(), tmp_path / "tiny"))
     c.predict(model, api_name="/load_model")
     for seed in range(4):
-        out = c.predict(model, seed, 0.7, False, api_name="/sample")
+        out = c.predict(model=model, seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
         im = img(out[0])[::SHOW // 32, ::SHOW // 32]            # the tiny model is 32 px
         layer = np.zeros((32, 32, 4), np.uint8)
         layer[..., 3] = 255
@@ -261,3 +298,56 @@ def test_session_history_slider_drag_is_one_step_and_redo_branch_drops(app_modul
     with pytest.raises(EditGANError, match="out of range"):
         s.set_scales({name: 99.0})
     assert s.current.scales == {name: -1.0}           # refused input changed nothing
+
+
+def _wait_for_output(job, timeout=60):
+    end = time.time() + timeout
+    while not job.outputs() and time.time() < end:
+        time.sleep(0.05)
+    assert job.outputs(), "the long action streamed nothing"
+
+
+def test_a_client_that_leaves_mid_embedding_stops_it_and_frees_the_queue(server, app_module, tmp_path):
+    """Defect 4: a long action whose client goes away (page closed, event cancelled) must stop, not hold the
+    queue of long actions for every other user until it ends."""
+    from gradio_client import handle_file
+
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    a = client(server)
+    sample(a, seed=7)
+    a.predict(model="toyfaces", photo=handle_file(str(tmp_path / "p.png")), fit="crop", api_name="/upload")
+    job = a.submit(model="toyfaces", steps=300, overlay=False, api_name="/embed")
+    _wait_for_output(job)                                     # it is running and streaming its progress
+    job.cancel()
+    t0 = time.time()
+    b = client(server)
+    sample(b, seed=8)
+    b.predict(model="toyfaces", photo=handle_file(str(tmp_path / "p.png")), fit="crop", api_name="/upload")
+    out = b.predict(model="toyfaces", steps=3, overlay=False, api_name="/embed")   # waits for the queue slot
+    assert "embedded photo (3 steps" in out[2]
+    waited = time.time() - t0
+    a.predict(overlay=False, api_name="/undo")
+    caption = a.predict(overlay=False, api_name="/redo")[2]
+    assert "embedded photo" in caption and "stopped" in caption, caption
+    done = int(caption.split("(")[1].split(" steps")[0])
+    assert done < 300 and waited < 30, (done, waited)
+
+
+def test_leaving_a_training_stream_stops_the_training(app_module):
+    """The same for branch training, at the session's stream: closing it early stops the trainer at once."""
+    from demo.session import Session
+
+    s = Session(app_module.STUDIO)
+    s.set_model(str(save_native(make_generator(), app_module.OUT / "tiny-train")))
+    for seed in range(3):
+        s.sample(seed, 0.7)
+        i = s.add_annotation_image()
+        lab = (s.current.image.argmax(2) > 0).astype(np.uint8)
+        s.set_annotation(i, lab)
+    stream = s.train_stream(max_steps=100000)
+    first = next(stream)
+    assert first.step > 0 and "training" in first.text
+    t0 = time.time()
+    stream.close()                       # what Gradio does when the client is gone
+    assert s.stop_event.is_set() and time.time() - t0 < 10
+    assert s.branch is not None          # the best so far is kept

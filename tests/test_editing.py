@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from conftest import make_generator
-from editgan_core.editing import EditError, edit_from_mask, edit_region, optimise_region, segment
+from editgan_core.editing import EditError, edit_from_mask, edit_region, optimise_region
+from editgan_core.segbranch import segment
 from editgan_core.errors import CheckpointError, EditGANError
 from editgan_core.fewshot import train_branch
-from editgan_core.segbranch import generator_identity
+from editgan_core.identity import generator_identity
 from editgan_core.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
 
 
@@ -159,7 +160,7 @@ def test_vector_round_trip_is_bit_exact_and_other_models_refused(setup, tmp_path
     back = load_vector(path, expect_generator=generator_identity(G, "tiny"))
     assert torch.equal(back.delta, v.delta) and back.name == "bigger eyes" and back.classes == ["a"]
     assert np.array_equal(back.thumb_after, thumb[::-1]) and back.created
-    assert (tmp_path / "lib" / "bigger eyes.json").is_file()
+    assert path.name == "bigger_eyes.safetensors" and (tmp_path / "lib" / "bigger_eyes.json").is_file()
     other = generator_identity(make_generator(seed=1, channel_max=16), "other")
     with pytest.raises(EditGANError, match="belongs to another model"):
         load_vector(path, expect_generator=other)

@@ -15,7 +15,7 @@ from editgan_core.imageio import ImageInputError, prepare_image
 from editgan_core.latents import load_latent, save_latent
 from editgan_core.masks import decode_mask, encode_mask
 from editgan_core.perceptual import VGG16_CONVS, FallbackDistance, LPIPS, load_lpips, perceptual_for
-from editgan_core.segbranch import generator_identity
+from editgan_core.identity import generator_identity
 from fake_hub import FakeHub
 
 
@@ -147,7 +147,7 @@ def test_encoder_trains_saves_and_helps(tmp_path):
     assert torch.equal(encoder_only(G, enc, target).ws, b.ws)
     avg = embed(G, target, steps=0)
     assert a.loss.mean() < avg.loss.mean()          # better than starting from w_avg
-    with pytest.raises(EditGANError, match="does not fit"):
+    with pytest.raises(EditGANError, match="belongs to another model"):
         load_encoder(path, expect_generator=generator_identity(make_generator(w_dim=8, z_dim=8)))
 
 
@@ -167,18 +167,56 @@ def test_latent_files_round_trip_and_refuse_other_models(tmp_path):
         load_latent(tmp_path / "bad.npy", expect_generator=ident)
 
 
-def _fake_lpips_file(path):
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
+def _fake_lpips_state(seed=0):
+    """Random LPIPS-VGG16 weights in the lpips package's layout (net.sliceK.N.*, linK.model.1.weight)."""
+    g = torch.Generator().manual_seed(seed)
     state, idx = {}, [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
     for (i, o), k in zip(VGG16_CONVS, idx):
         s = (k > 4) + (k > 9) + (k > 16) + (k > 23) + 1
-        state[f"net.slice{s}.{k}.weight"] = torch.randn(o, i, 3, 3) * (2 / (9 * i)) ** 0.5
-        state[f"net.slice{s}.{k}.bias"] = torch.zeros(o)
+        state[f"net.slice{s}.{k}.weight"] = torch.randn(o, i, 3, 3, generator=g) * (2 / (9 * i)) ** 0.5
+        state[f"net.slice{s}.{k}.bias"] = 0.05 * torch.randn(o, generator=g)
     for j, c in enumerate((64, 128, 256, 512, 512)):
-        state[f"lin{j}.model.1.weight"] = torch.rand(1, c, 1, 1)
-    save_file(state, str(path))
+        state[f"lin{j}.model.1.weight"] = torch.rand(1, c, 1, 1, generator=g)
+    return state
+
+
+def _fake_lpips_file(path):
+    from safetensors.torch import save_file
+
+    save_file(_fake_lpips_state(), str(path))
+
+
+def _reference_lpips(state, x, y):
+    """LPIPS written out from its definition (Zhang et al. 2018; the lpips package's LPIPS.forward), in float64:
+    scale the input, VGG16 conv stages (taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3), unit-normalise each
+    feature vector over channels, squared difference, 1x1 linear head (no bias), spatial mean, sum over layers."""
+    import torch.nn.functional as F
+
+    shift = torch.tensor([-0.030, -0.088, -0.188], dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450], dtype=torch.float64).view(1, 3, 1, 1)
+    stages = [[0, 2], [5, 7], [10, 12, 14], [17, 19, 21], [24, 26, 28]]   # torchvision vgg16.features indices
+    conv = {}
+    for key, t in state.items():
+        if key.startswith("net.slice") and key.endswith(".weight"):
+            conv[int(key.split(".")[2])] = (t.double(), state[key[:-len("weight")] + "bias"].double())
+
+    def taps(img):
+        h, out = (img.double() - shift) / scale, []
+        for n, stage in enumerate(stages):
+            if n:
+                h = F.max_pool2d(h, kernel_size=2, stride=2)
+            for k in stage:
+                h = F.relu(F.conv2d(h, conv[k][0], conv[k][1], padding=1))
+            out.append(h)
+        return out
+
+    total = torch.zeros(x.shape[0], dtype=torch.float64)
+    for j, (fx, fy) in enumerate(zip(taps(x), taps(y))):
+        nx = fx / (torch.sqrt((fx ** 2).sum(1, keepdim=True)) + 1e-10)
+        ny = fy / (torch.sqrt((fy ** 2).sum(1, keepdim=True)) + 1e-10)
+        head = state[f"lin{j}.model.1.weight"].double()                  # [1, C, 1, 1]
+        total += F.conv2d((nx - ny) ** 2, head).mean((1, 2, 3))
+    return total
 
 
 def test_lpips_downloads_from_the_hub_once_then_offline(tmp_path):
@@ -195,6 +233,31 @@ def test_lpips_downloads_from_the_hub_once_then_offline(tmp_path):
     d_same, d_diff = lp(x, x), lp(x, y)
     assert torch.allclose(d_same, torch.zeros(2), atol=1e-6) and (d_diff > 0).all()
     assert torch.equal(lp2(x, y), d_diff)
+
+
+def test_lpips_equals_the_reference_formula_and_has_its_properties():
+    state = _fake_lpips_state()
+    lp = LPIPS.from_state_dict(state)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 32, 48, generator=g) * 2 - 1
+    y = (x + 0.4 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    y[2] = torch.rand(3, 32, 48, generator=g) * 2 - 1                     # an unrelated image
+    with torch.no_grad():
+        d = lp(x, y)
+        ref = _reference_lpips(state, x, y)
+        torch.testing.assert_close(d.double(), ref, rtol=1e-5, atol=1e-5)
+        assert d[2] > d[0] > 0 and d[2] > d[1] > 0                      # closer images, smaller distance
+        torch.testing.assert_close(lp(x, x), torch.zeros(3), rtol=0, atol=1e-6)      # d(x, x) = 0
+        torch.testing.assert_close(lp(y, x), d, rtol=1e-6, atol=1e-7)                # symmetric
+        torch.testing.assert_close(lp(x[1:2], y[1:2]), d[1:2], rtol=1e-5, atol=1e-6)  # per image, not per batch
+        # The same weights in torchvision's layout (features.N.*, heads under other names) give the same distance.
+        def torchvision_name(k):   # net.slice1.0.weight -> features.0.weight; lin0.model.1.weight -> heads.0.weight
+            return "features." + k.split(".", 2)[2] if k.startswith("net.") else \
+                k.replace("lin", "heads.").replace(".model.1", "")
+
+        tv = {torchvision_name(k): v for k, v in state.items()}
+        assert "features.28.bias" in tv and "heads.4.weight" in tv
+        torch.testing.assert_close(LPIPS.from_state_dict(tv)(x, y), d, rtol=0, atol=0)
 
 
 def test_lpips_rejects_other_weights(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_generator
 from editgan_core.errors import EditGANError
-from editgan_core.segbranch import generator_identity
+from editgan_core.identity import generator_identity
 from editgan_core.vectors import EditVector
 from fake_hub import FakeHub
 

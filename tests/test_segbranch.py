@@ -7,7 +7,8 @@ import torch
 from conftest import make_generator
 from editgan_core.errors import CheckpointError, EditGANError
 from editgan_core.fewshot import miou, synthesis_features, train_branch
-from editgan_core.segbranch import BranchConfig, SegBranch, generator_identity, load_branch, save_branch
+from editgan_core.identity import generator_identity
+from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch
 
 NAMES = ["bg", "a", "b"]
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
@@ -91,7 +92,7 @@ def test_save_load_roundtrip_and_identity_check(tmp_path):
     assert torch.equal(b(feats), b2(feats))
     assert b2.cfg.class_names == NAMES and b2.cfg.palette == PALETTE
     other = generator_identity(make_generator(channel_max=16))
-    with pytest.raises(EditGANError, match="does not fit"):
+    with pytest.raises(EditGANError, match="belongs to another model"):
         load_branch(path, expect_generator=other)
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(CheckpointError):

@@ -117,10 +117,10 @@ def test_distillation_targets_are_a_function_of_the_latent(tmp_path):
     for _ in range(30):
         last = d.train_step()["loss"]
     assert last < first
-    d.save(tmp_path)
+    assert d.save(tmp_path) == tmp_path / "ckpt.safetensors"
     nxt = d.train_step()["loss"]
     d2 = D.Distiller(cfg, zz, imgs)
-    d2.load(tmp_path / "ckpt.pt")
+    d2.load(tmp_path / "ckpt.safetensors")
     assert d2.train_step()["loss"] == nxt
 
 

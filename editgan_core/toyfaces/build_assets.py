@@ -28,7 +28,7 @@ N_ANNOTATED = 16
 
 
 def _load():
-    from ..assets import model_identity
+    from ..identity import model_identity
     from ..hub import load_model
 
     loaded = load_model(DEFAULT_MODEL)
@@ -57,8 +57,8 @@ def annotated_set(res: int):
 
 
 def build_branch(steps: int, max_steps: int) -> None:
-    from ..embed import embed, load_encoder
-    from ..fewshot import train_branch
+    from ..embed import load_encoder
+    from ..fewshot import train_branch_on_images
     from ..segbranch import save_branch
 
     loaded, ident = _load()
@@ -66,11 +66,11 @@ def build_branch(steps: int, max_steps: int) -> None:
     imgs, masks, _ = annotated_set(G.img_resolution)
     enc = load_encoder(MODEL_DIR / "encoder.safetensors", expect_generator=ident)
     target = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
-    res = embed(G, target, steps=steps, encoder=enc)
+    branch, report, res = train_branch_on_images(G, target, masks, [n for n, _ in CLASSES], [c for _, c in CLASSES],
+                                                 encoder=enc, embed_steps=steps, generator_id=ident,
+                                                 max_steps=max_steps,
+                                                 progress=lambda r: print(json.dumps(r), flush=True))
     print(f"embedded {len(imgs)} annotated renders: PSNR {res.psnr.mean():.2f} dB", flush=True)
-    branch, report = train_branch(G, res.ws, masks, [n for n, _ in CLASSES], [c for _, c in CLASSES],
-                                  generator_id=ident, max_steps=max_steps,
-                                  progress=lambda r: print(json.dumps(r), flush=True))
     save_branch(branch, MODEL_DIR / "branch.safetensors",
                 extra={"training": {"annotated_images": N_ANNOTATED, "seeds": f"{SEEDS['annotated']}+0..15",
                                     "embed_steps": steps, "val_miou": round(report.val_miou, 4),

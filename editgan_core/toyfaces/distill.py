@@ -15,7 +15,8 @@ renderer's faces.
 
 The mapping layers train at the same effective learning rate as the synthesis (their 0.01 equalised-lr
 multiplier exists to keep adversarial training stable; regression needs the mapping to learn). A held-out
-set of latents measures generalisation; checkpoints are atomic and resume exactly.
+set of latents measures generalisation. The loop, checkpoints (``ckpt.safetensors``, atomic, resumed exactly),
+EMA and export are the shared engine's (:mod:`editgan_core.training`); this module holds the loss and the data.
 """
 
 from __future__ import annotations
@@ -23,20 +24,19 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import math
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..checkpoints import _atomic_write, save_native
+from .. import files
 from ..generator import Generator, GeneratorConfig, images_to_uint8
 from ..ops import normalize_2nd_moment
+from ..training import TrainingLoop, checkpoint_path, read_checkpoint, read_config
 from .render import NUM_ATTRIBUTES, FaceParams, params_from_gaussian, render
 
 
@@ -94,7 +94,12 @@ def make_dataset(cfg: DistillConfig, cache: Path, workers: int = 2):
                         generator=torch.Generator().manual_seed(10_000 + cfg.seed))
         imgs, masks = render_latents(z, cfg.res, workers=workers)
         arrays = {"z": z.numpy(), "images": imgs, **({"masks": masks} if masks_needed else {})}
-        _atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+
+        def write(p):
+            with open(p, "wb") as f:
+                np.savez(f, **arrays)
+
+        files.atomic_write(path, write)
     d = np.load(path)
     return torch.from_numpy(d["z"]), d["images"], (d["masks"] if masks_needed else None)
 
@@ -103,8 +108,9 @@ def make_generator(cfg: DistillConfig) -> Generator:
     gcfg = GeneratorConfig(z_dim=cfg.z_dim, w_dim=cfg.z_dim, img_resolution=cfg.res, channel_base=cfg.channel_base,
                            channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers, conv_clamp=None,
                            use_noise=False)
-    torch.manual_seed(cfg.seed)
-    return Generator(gcfg)
+    with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        return Generator(gcfg)
 
 
 SMALL_PARTS = ("eyebrows", "eye_whites", "irises", "nose", "lips", "mouth")
@@ -128,7 +134,11 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-class Distiller:
+class Distiller(TrainingLoop):
+    trainer = "editgan_core.toyfaces.distill"
+    state_attrs = ("G", "G_ema", "opt", "rng")
+    log_every = 50
+
     def __init__(self, cfg: DistillConfig, z: torch.Tensor, images: np.ndarray, masks: Optional[np.ndarray] = None):
         from .palette import CLASS_INDEX
 
@@ -169,10 +179,7 @@ class Distiller:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        beta = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000)) if self.step > 500 else 0.0
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
+        self.ema(0.5 ** (cfg.batch / (cfg.ema_kimg * 1000)) if self.step > 500 else 0.0, buffers=False)
         self.step += 1
         return {"step": self.step, "kimg": round(self.step * cfg.batch / 1000, 3), "loss": round(loss.item(), 5),
                 "lr_factor": round(self.lr_factor(), 4)}
@@ -197,23 +204,16 @@ class Distiller:
         grid = np.concatenate([np.concatenate(list(self.img_val[:n]), 1), np.concatenate(list(fake), 1)], 0)
         Image.fromarray(grid).save(path)
 
-    def state(self) -> dict:
-        return {"version": 1, "distill_config": asdict(self.cfg), "step": self.step, "G": self.G.state_dict(),
-                "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(), "rng": self.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "log": self.log}
+    # -- the engine's hooks ---------------------------------------------------------------------------
+    def timing(self, seconds: float, steps: int) -> dict:
+        return {"sec": round(seconds, 2), "img_per_sec": round(steps * self.cfg.batch / seconds, 1)}
 
-    def save(self, out: Path) -> None:
-        _atomic_write(out / "ckpt.pt", lambda p: torch.save(self.state(), p))
+    def annotate(self, rec: dict, snapshot_step: bool) -> None:
+        if snapshot_step:
+            rec["val_mae"] = round(self.validate(), 3)
 
-    def load(self, path: Path) -> None:
-        st = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written above
-        self.G.load_state_dict(st["G"])
-        self.G_ema.load_state_dict(st["G_ema"])
-        self.opt.load_state_dict(st["opt"])
-        self.step = st["step"]
-        self.rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        self.log = st.get("log", [])
+    def snapshot(self, out: Path, final: bool) -> None:
+        self.comparison_grid(out / "latest.png")
 
 
 def export(d: Distiller, dst: Path, wall_minutes: float) -> None:
@@ -221,14 +221,12 @@ def export(d: Distiller, dst: Path, wall_minutes: float) -> None:
     from PIL import Image
 
     d.update_w_avg()
-    save_native(d.G_ema, dst, source={"format": "trained", "by": "editgan_core.toyfaces.distill"},
-                extra={"training": {"method": "renderer distillation (L1 + gradient L1 regression)",
-                                    **asdict(d.cfg), "steps": d.step, "kimg": d.step * d.cfg.batch / 1000,
-                                    "val_mae": round(d.validate(), 3), "wall_minutes": round(wall_minutes, 1)}})
+    d.export_generator(dst, {"method": "renderer distillation (L1 + gradient L1 regression)", **d.summary(),
+                             "val_mae": round(d.validate(), 3), "wall_minutes": round(wall_minutes, 1)})
     z = torch.from_numpy(np.random.RandomState(0).randn(1, d.cfg.z_dim)).float()
     with torch.no_grad():
         ref = images_to_uint8(d.G_ema(z, truncation_psi=0.7))[0].numpy()
-    _atomic_write(dst / "reference_seed0_psi0.7.png", lambda p: Image.fromarray(ref).save(p, format="PNG"))
+    files.atomic_write(dst / "reference_seed0_psi0.7.png", lambda p: Image.fromarray(ref).save(p, format="PNG"))
 
 
 def main(argv=None) -> int:
@@ -252,52 +250,32 @@ def main(argv=None) -> int:
     tune_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "ckpt.pt"
+    ckpt = checkpoint_path(out)
     cfg = DistillConfig(res=args.res, kimg=args.kimg, data_size=args.data_size, part_weight=args.part_weight)
     if args.lr is not None:
         cfg.lr = args.lr
+    init = None
     if (args.resume or args.export) and ckpt.exists():
-        cfg = DistillConfig(**torch.load(ckpt, map_location="cpu", weights_only=False)["distill_config"])
+        cfg = DistillConfig(**read_config(ckpt, Distiller.trainer))
     elif args.init:   # fine-tune: architecture and data of the initial run, new schedule and loss settings
-        old = DistillConfig(**torch.load(args.init, map_location="cpu", weights_only=False)["distill_config"])
-        cfg = dataclasses.replace(old, kimg=cfg.kimg, lr=cfg.lr, part_weight=cfg.part_weight)
+        init = read_checkpoint(args.init, Distiller.trainer)
+        cfg = dataclasses.replace(DistillConfig(**init.config), kimg=cfg.kimg, lr=cfg.lr, part_weight=cfg.part_weight)
     cache = out.parent if str(out.parent) else Path(".")
     z, images, masks = make_dataset(cfg, cache, workers=args.workers)
     d = Distiller(cfg, z, images, masks)
     if (args.resume or args.export) and ckpt.exists():
-        d.load(ckpt)
-        print(f"resumed at step {d.step} ({d.step * cfg.batch / 1000:.1f} kimg)", flush=True)
-    elif args.init:
-        st = torch.load(args.init, map_location="cpu", weights_only=False)
-        d.G.load_state_dict(st["G_ema"])
-        d.G_ema.load_state_dict(st["G_ema"])
-        d.log = [dict(r, init=True) for r in st.get("log", [])]
-        print(f"initialised from {args.init} (step {st['step']})", flush=True)
+        d.resume(ckpt)
+    elif init is not None:
+        d.G.load_state_dict(init.modules["G_ema"])
+        d.G_ema.load_state_dict(init.modules["G_ema"])
+        d.log = [dict(r, init=True) for r in init.log]
+        print(f"initialised from {args.init} (step {init.step})", flush=True)
     if args.export:
         minutes = sum(r.get("sec", 0) for r in d.log) / 60
         export(d, Path(args.export), minutes)
         print(f"exported to {args.export}")
         return 0
-    t0 = last = time.time()
-    while d.step * cfg.batch < cfg.kimg * 1000:
-        rec = d.train_step()
-        if d.step % 50 == 0:
-            now = time.time()
-            rec["sec"] = round(now - last, 2)
-            rec["img_per_sec"] = round(50 * cfg.batch / (now - last), 1)
-            last = now
-            if d.step % args.snap_every == 0:
-                rec["val_mae"] = round(d.validate(), 3)
-            d.log.append(rec)
-            print(json.dumps(rec), flush=True)
-        stop = args.minutes is not None and (time.time() - t0) > args.minutes * 60
-        if d.step % args.snap_every == 0 or stop:
-            d.save(out)
-            d.comparison_grid(out / "latest.png")
-        if stop:
-            break
-    d.save(out)
-    d.comparison_grid(out / "latest.png")
+    d.run(out, kimg=cfg.kimg, minutes=args.minutes, snap_every=args.snap_every)
     return 0
 
 

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import files
+from ..errors import CheckpointError
 from .dataset import SEEDS, render_set
 from .palette import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 from .render import ATTRIBUTES, NUM_ATTRIBUTES
 
-JUDGE_FORMAT = "editgan-studio/toyfaces-judge"
+JUDGE_FORMAT = files.JUDGE.id
 
 
 @dataclass
@@ -91,30 +93,22 @@ def to_input(images_uint8: np.ndarray) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 # Persistence.
 
-def save_judge(model: Judge, path: Path, metrics: Optional[dict] = None, *, half: bool = True) -> None:
+def save_judge(model: Judge, path: Path, metrics: Optional[dict] = None, *, half: bool = True) -> Path:
     """Weights in float16 by default (half the size), loaded back as float32 by load_judge."""
-    from safetensors.torch import save_file
-
-    from ..checkpoints import _atomic_write
-
-    meta = {"format": JUDGE_FORMAT, "format_version": 1, "config": asdict(model.cfg), "classes": CLASS_NAMES,
-            "attributes": ATTRIBUTES, "metrics": metrics or {}}
-    tensors = {k: (v.half() if (half and v.is_floating_point()) else v).detach().cpu().contiguous()
-               for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"editgan_config": json.dumps(meta)}))
+    meta = {"config": asdict(model.cfg), "classes": CLASS_NAMES, "attributes": ATTRIBUTES, "metrics": metrics or {}}
+    return files.save(path, files.JUDGE, model.state_dict(), meta, half=half)
 
 
 def load_judge(path: Path) -> Judge:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["editgan_config"])
-    if meta.get("format") != JUDGE_FORMAT:
-        raise ValueError(f"{path} is not a ToyFaces judge")
-    model = Judge(JudgeConfig(**meta["config"]))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    """A judge written by :func:`save_judge` (format and version checked; a CheckpointError names the file)."""
+    path = Path(path)
+    tensors, meta = files.load(path, files.JUDGE)
+    try:
+        model = Judge(JudgeConfig(**meta["config"]))
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} is not a usable {files.JUDGE.what} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return model.eval().requires_grad_(False)
 
 
@@ -221,14 +215,17 @@ def evaluate(model: Judge, n: int = 1000, res: Optional[int] = None, workers: in
 # Training.
 
 def train(*, res: int = 64, n_train: int = 12000, steps: int = 3000, batch: int = 32, lr: float = 2e-3,
-          width: int = 32, workers: int = 2, log=print, seed: int = 0) -> Judge:
-    torch.manual_seed(seed)
+          width: int = 32, workers: int = 2, log=print, seed: int = 0, log_every: int = 100) -> Judge:
+    """Train a judge on ``n_train`` renders; ``log`` gets a JSON line (step, losses) every ``log_every`` steps and
+    at the end. Deterministic for a given ``seed``; the caller's torch RNG is left as it was."""
     t0 = time.time()
     imgs, masks, attrs = render_set(range(SEEDS["judge_train"], SEEDS["judge_train"] + n_train), res,
                                     workers=workers)
     log(f"rendered {n_train} training images at {res}px in {time.time() - t0:.0f}s")
     x_all, m_all, a_all = to_input(imgs), torch.from_numpy(masks).long(), torch.from_numpy(attrs)
-    model = Judge(JudgeConfig(res=res, width=width))
+    with torch.random.fork_rng(devices=[]):   # seeded initial weights without touching the global RNG
+        torch.manual_seed(seed)
+        model = Judge(JudgeConfig(res=res, width=width))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     # Rare thin parts weigh more, so that mIoU (not pixel accuracy) is what improves.
@@ -250,7 +247,7 @@ def train(*, res: int = 64, n_train: int = 12000, steps: int = 3000, batch: int 
         loss.backward()
         opt.step()
         sched.step()
-        if step % 100 == 0 or step == steps:
+        if step % log_every == 0 or step == steps:
             log(json.dumps({"step": step, "loss_seg": round(loss_seg.item(), 4), "loss_attr": round(loss_attr.item(), 5),
                             "elapsed_s": round(time.time() - t0)}))
     return model.eval().requires_grad_(False)

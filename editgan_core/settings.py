@@ -1,0 +1,102 @@
+"""Every tunable default of the EditGAN pipeline, named once, shared by the core, the CLI and the app.
+
+The pipeline functions take these as keyword arguments whose defaults come from here, so changing a number here
+changes it everywhere; nothing else in the project writes these numbers as literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    steps: int = 100                    # W+ optimisation steps after the encoder's guess
+    lr: float = 0.05                    # Adam; ramps up over 5 % of the steps, then a cosine to zero
+    perceptual_weight: float = 1.0      # loss = L2 + weight * perceptual distance
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """A mask edit (paper: weights 15 and 1, Adam lr 0.02, 100 steps)."""
+    steps: int = 100
+    lr: float = 0.02
+    rgb_weight: float = 15.0            # L2 + perceptual outside the edit region
+    ce_weight: float = 1.0              # branch cross-entropy inside the region
+    margin: int = 5                     # pixels the region grows around the changed classes
+    focus: float = 1.0                  # the repainted pixels together weigh focus x the rest of the region
+    warmup: int = 10                    # linear learning-rate warm-up steps
+    preview_every: int = 10             # steps between intermediate images
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """Refinement after applying vectors (paper: 5 x RGB + 1 x CE, a few steps)."""
+    choices: Tuple[int, ...] = (0, 10, 30)   # the step counts offered by the app and the CLI
+    steps: int = 10                     # refine()'s default
+    lr: float = 0.005
+    rgb_weight: float = 5.0
+    ce_weight: float = 1.0
+    margin: int = 5
+    batch: int = 16                     # images refined together
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    slider_range: Tuple[float, float] = (-4.0, 4.0)   # the scale of one vector, in the app and in checks
+    slider_step: float = 0.05
+    preview_count: int = 8              # other samples a vector is previewed on
+    preview_seed: int = 1234
+    preview_psi: float = 0.7
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    truncation_range: Tuple[float, float] = (0.0, 1.5)  # psi accepted by the app
+    truncation: float = 0.7             # the app's default psi
+    max_seed: int = 2 ** 32 - 1         # numpy RandomState seeds, as NVIDIA's generate.py
+
+
+@dataclass(frozen=True)
+class BranchTrainSettings:
+    """Few-shot training of the segmentation branch (DatasetGAN: Adam 1e-3, ensemble of 10 small MLPs)."""
+    members: int = 10
+    hidden: Tuple[int, int] = (128, 32)
+    max_steps: int = 1500
+    pixels_per_step: int = 4096
+    lr: float = 1e-3
+    eval_every: int = 100
+    patience: int = 4
+    val_fraction: float = 0.2
+    embed_steps: int = 100              # embedding of annotated photos before training
+
+
+EMBED = EmbedSettings()
+EDIT = EditSettings()
+REFINE = RefineSettings()
+APPLY = ApplySettings()
+SAMPLE = SampleSettings()
+BRANCH = BranchTrainSettings()
+# The app trains while the user waits: fewer steps, evaluated more often (progress every 50 steps).
+INTERACTIVE_BRANCH = BranchTrainSettings(max_steps=600, eval_every=50)
+
+
+def check_scale(name: str, value: float, scale_range: Tuple[float, float] = APPLY.slider_range) -> float:
+    """A vector's scale, refused outside the slider's range (the vector's own suggested range, widened to the
+    app's), so a script cannot ask for what the UI would not show."""
+    from .errors import EditGANError
+
+    lo, hi = min(scale_range[0], APPLY.slider_range[0]), max(scale_range[1], APPLY.slider_range[1])
+    value = float(value)
+    if not lo <= value <= hi:
+        raise EditGANError(f"scale {value:g} for {name!r} is out of range ({lo:g} to {hi:g})")
+    return value
+
+
+def check_refine_steps(steps: int) -> int:
+    from .errors import EditGANError
+
+    if int(steps) not in REFINE.choices:
+        raise EditGANError(f"refinement steps must be one of {', '.join(map(str, REFINE.choices))}")
+    return int(steps)
