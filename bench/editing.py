@@ -109,7 +109,7 @@ def test_latents(G, enc, n: int) -> tuple:
     base = SEEDS["eval"] + 400_000
     imgs, masks, attrs = render_set(range(base, base + n), G.img_resolution)
     if cache.exists():
-        return torch.load(cache), imgs, masks, attrs
+        return torch.load(cache, weights_only=True), imgs, masks, attrs
     ws = torch.cat([embed(G, _t(imgs[i:i + 50]), steps=100, encoder=enc).ws for i in range(0, n, 50)])
     cache.parent.mkdir(exist_ok=True)
     torch.save(ws, cache)

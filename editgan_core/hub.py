@@ -73,8 +73,10 @@ def _hub_reachable(repo_id: str, filename: str, revision: Optional[str], endpoin
     return True
 
 
-def _download(repo_id: str, filename: str, revision: Optional[str], *, cache_dir: Optional[str],
-              endpoint: Optional[str], token: Optional[str], local_files_only: bool) -> Path:
+def download_file(repo_id: str, filename: str, revision: Optional[str], *, cache_dir: Optional[str],
+                  endpoint: Optional[str], token: Optional[str], local_files_only: bool) -> Path:
+    """One file from a Hub repo into the cache (or from the cache: a pinned commit, or offline), with errors in
+    words. Used for generators here and for LPIPS weights in perceptual.py."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
@@ -130,7 +132,7 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
         if spec.format == "native":
             path = _download_native(spec.repo_id, spec.filename or "", spec.revision, sha256=spec.sha256, **kw)
         else:
-            path = _download(spec.repo_id, spec.filename, spec.revision, **kw)
+            path = download_file(spec.repo_id, spec.filename, spec.revision, **kw)
             _verify(path, spec.sha256, f"{spec.name} ({spec.repo_id}/{spec.filename})")
         return Resolved(path, spec, ref, spec.repo_id, spec.revision)
     if ref.startswith("hf://"):
@@ -138,7 +140,7 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
         if not sub or sub.endswith("/") or "." not in Path(sub).name:
             path = _download_native(repo_id, sub.rstrip("/"), rev, sha256=None, **kw)
         else:
-            path = _download(repo_id, sub, rev, **kw)
+            path = download_file(repo_id, sub, rev, **kw)
         return Resolved(path, None, ref, repo_id, rev)
     path = Path(os.path.expanduser(ref))
     if path.exists():
@@ -151,10 +153,10 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
 def _download_native(repo_id: str, subfolder: str, revision: Optional[str], *, sha256: Optional[str],
                      **kw) -> Path:
     prefix = f"{subfolder}/" if subfolder else ""
-    weights = _download(repo_id, prefix + WEIGHTS_NAME, revision, **kw)
+    weights = download_file(repo_id, prefix + WEIGHTS_NAME, revision, **kw)
     _verify(weights, sha256, f"{repo_id}/{prefix}{WEIGHTS_NAME}")
     try:
-        _download(repo_id, prefix + CONFIG_NAME, revision, **kw)
+        download_file(repo_id, prefix + CONFIG_NAME, revision, **kw)
     except ModelNotFoundError:
         pass  # the config is also embedded in the safetensors metadata
     return weights.parent

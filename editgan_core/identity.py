@@ -52,9 +52,8 @@ def check_identity(made_for: Identity, expected: Optional[Identity], what: str,
     if expected is None:
         return
     why = mismatch(made_for, expected)
-    if why is None and w_shape is not None and tuple(int(v) for v in w_shape) != \
-            (int(expected["num_ws"]), int(expected["w_dim"])):
-        why = (f"made for W+ [{', '.join(str(int(v)) for v in w_shape)}]; this model has "
-               f"[{expected['num_ws']}, {expected['w_dim']}]")
     if why:
         raise EditGANError(f"{what} belongs to another model: it was {why}")
+    if w_shape is not None and tuple(int(v) for v in w_shape) != (int(expected["num_ws"]), int(expected["w_dim"])):
+        raise EditGANError(f"{what} has W+ shape [{', '.join(str(int(v)) for v in w_shape)}]; this model needs "
+                           f"[{expected['num_ws']}, {expected['w_dim']}] (it belongs to another model)")

@@ -129,10 +129,10 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
     """LPIPS from a local safetensors file, or from the Hub (cache only unless ``download``)."""
     from safetensors.torch import load_file
 
-    from .hub import _download
+    from .hub import download_file
 
     if path is None:
-        path = _download(repo_id, filename, revision, cache_dir=cache_dir, endpoint=endpoint, token=None,
+        path = download_file(repo_id, filename, revision, cache_dir=cache_dir, endpoint=endpoint, token=None,
                          local_files_only=not download)
     try:
         state = load_file(str(path))

@@ -124,6 +124,22 @@ def test_few_shot_training_lowers_loss_and_beats_chance():
                                                  masks[_val_index(6)], 3)[0], abs=1e-6)
 
 
+def test_training_is_seeded_without_touching_the_global_rng():
+    """Item 7: a session thread that trains a branch must not reseed torch's global RNG (other users' threads
+    draw from it), and the branch must depend on its own seed only."""
+    G = make_generator()
+    ws, masks = _synthetic_task(G, 3)
+    kw = dict(members=2, hidden=(8, 4), max_steps=20, pixels_per_step=256, eval_every=10, seed=5)
+    runs = []
+    for global_seed in (123, 456):
+        torch.manual_seed(global_seed)
+        branch, _ = train_branch(G, ws, masks, NAMES, PALETTE, **kw)
+        runs.append((branch, torch.rand(4)))         # what the next user of the global RNG would draw
+    _, feats = _feats(G)
+    assert torch.equal(runs[0][0](feats), runs[1][0](feats))     # the same branch for the same seed
+    assert not torch.equal(runs[0][1], runs[1][1])               # the global RNG was not reset to a seed
+
+
 def _val_index(n, seed=0):
     return np.random.default_rng(seed).permutation(n)[:int(round(n * 0.2))]
 
