@@ -460,7 +460,8 @@ class Session:
         def work(report):
             def tick(rec):
                 report(streaming.Progress(int(rec.get("step", 0)), int(max_steps),
-                                          f"training: step {rec.get('step')}, held-out mIoU {rec.get('val_miou')}"))
+                                          f"training: step {rec.get('step')}, held-out mIoU {rec.get('val_miou')}, "
+                                          f"at most {rec.get('eta_s', 0):.0f} s to go"))
             return self.train_branch(max_steps=max_steps, progress=tick)
         return streaming.run(work, self.stop)
 

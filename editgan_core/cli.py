@@ -410,10 +410,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
         res = edit_from_mask(loaded.G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
                              progress=progress)
     out = Path(args.out) if args.out else library_dir(ident)
-    path = save_vector(res.vector, out)
-    stem = file_stem(name)
-    _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
-    _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
+    created = _first_missing(out)     # main() knows --out, not the library: clean that up here
+    try:
+        path = save_vector(res.vector, out)
+        stem = file_stem(name)
+        _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
+        _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
+    except BaseException:
+        _remove_empty(created)
+        raise
     print(f"{path}  classes {', '.join(res.vector.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
     if not args.out:
         print(f"saved in the model's library: apply it by name, e.g. {_prog()} apply {_quoted(name)}:1 --inputs ...")

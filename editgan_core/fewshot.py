@@ -114,7 +114,7 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
         opt.zero_grad(set_to_none=True)
         for i in imgs:
             pix = torch.randint(0, R * R, (per_img,), generator=gen).to(dev)
-            f = [t[i:i + 1].to(dev, torch.float32) for t in feats]
+            f = [t[i:i + 1].to(dev) for t in feats]      # stored dtype: the branch converts the rows it reads
             logits = branch.member_logits_at(f, pix)[0]                       # [P, K, C]
             target = labels[i, pix.cpu()].to(dev)
             l_i = F.cross_entropy(logits.reshape(-1, C), target.repeat_interleave(members)) / len(imgs)
@@ -123,7 +123,9 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
         opt.step()
         if step % eval_every == 0 or step == max_steps:
             m, ious = _evaluate(branch, feats, masks, val_idx, dev)
-            rec = {"step": step, "loss": round(loss, 4), "val_miou": round(m, 4), "sec": round(time.time() - t0, 1)}
+            sec = time.time() - t0
+            rec = {"step": step, "loss": round(loss, 4), "val_miou": round(m, 4), "sec": round(sec, 1),
+                   "eta_s": round(sec / step * (max_steps - step), 1)}   # to max_steps; early stopping may end sooner
             history.append(rec)
             if progress is not None:
                 progress(rec)

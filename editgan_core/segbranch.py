@@ -111,13 +111,20 @@ class SegBranch(nn.Module):
                                f"{len(got)}: {got[:3]}...")
 
     # -- the exact, memory-saving evaluation ----------------------------------------------------------------
-    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
+    def _project(self, feats: Sequence[torch.Tensor], pixels: Optional[torch.Tensor] = None
+                 ) -> List[Tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
         """Per resolution r: (r, tensor, weight). Below the output resolution the tensor is the level's first-layer
         projection [N, r*r, K*h1] (summed over the level's feature tensors, computed at r x r); at it, the raw
         features [N, R*R, C_R] with the matching weight columns, projected later at the wanted pixels only.
         When N * R * R * K * h1 fits ``dense_budget`` (small models), the low-resolution projections are instead
         upsampled with F.interpolate and summed into one [N, R*R, K*h1] entry (r = R, weight None): the same
-        values, and several times faster than gathering four taps per level."""
+        values, and several times faster than gathering four taps per level.
+
+        With ``pixels`` (training: a few thousand sampled pixels), a level with more positions than there are
+        pixels is instead blended at the pixels' bilinear taps first and projected there (r = -1: rows already
+        at ``pixels``) -- interpolation and projection are both linear, so the values are the same, and the cost
+        follows the sampled pixels instead of the image area. Features may be stored in float16: only the gathered
+        rows are converted."""
         R = self.cfg.out_resolution
         weight = self.fc1.weight
         by_res: Dict[int, List[int]] = {}
@@ -128,10 +135,23 @@ class SegBranch(nn.Module):
             return f.to(weight.dtype).permute(0, 2, 3, 1).reshape(f.shape[0], -1, f.shape[1])
 
         N = feats[0].shape[0]
-        dense = N * R * R * weight.shape[0] <= self.dense_budget
+        dense = pixels is None and N * R * R * weight.shape[0] <= self.dense_budget
         levels, upsampled = [], None
         for r, idx in by_res.items():
-            if r == R:
+            if pixels is not None and r * r > pixels.numel():
+                taps = self._taps(r, pixels) if r != R else ([pixels], [None])
+                h = None
+                for i in idx:
+                    f = feats[i].permute(0, 2, 3, 1).reshape(N, r * r, -1)      # a view (channels-last features)
+                    x = None
+                    for j, a in zip(*taps):
+                        g = f.index_select(1, j).to(weight.dtype)
+                        term = g if a is None else g * a[None, :, None]
+                        x = term if x is None else x + term
+                    p = x @ weight[:, slice(*self._cols[i])].t()
+                    h = p if h is None else h + p
+                levels.append((-1, h, None))
+            elif r == R:
                 x = torch.cat([rows(feats[i]) for i in idx], 2)
                 w = torch.cat([weight[:, slice(*self._cols[i])] for i in idx], 1)
                 levels.append((r, x, w))
@@ -173,7 +193,9 @@ class SegBranch(nn.Module):
         """First layer's pre-activation at flat pixel indices ``pixels`` [P]: [N, P, K*h1]."""
         out = None
         for r, t, w in levels:
-            if w is not None:   # at output resolution: gather the pixels' features, then project
+            if r == -1:         # already at these pixels (see _project's ``pixels``)
+                h = t
+            elif w is not None:   # at output resolution: gather the pixels' features, then project
                 h = t.index_select(1, pixels) @ w.t()
             elif r == self.cfg.out_resolution:   # projections already upsampled to the output resolution
                 h = t.index_select(1, pixels)
@@ -195,9 +217,11 @@ class SegBranch(nn.Module):
         return torch.einsum("bkh,kch->bkc", h, self.w3) + self.b3
 
     def member_logits_at(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
-        """Every member's logits at flat pixel indices: [N, P, K, C]. Training uses this."""
+        """Every member's logits at flat pixel indices: [N, P, K, C]. Training uses this: the first layer is
+        evaluated at the pixels' bilinear taps for every level larger than the pixel count, so a step's cost
+        follows the sampled pixels, not the image area (1024 px costs about what 256 px does)."""
         self.check_features(feats)
-        return self._members(self._project(feats), pixels)
+        return self._members(self._project(feats, pixels), pixels)
 
     def _members(self, levels, pixels: torch.Tensor) -> torch.Tensor:
         h = self._hidden1(levels, pixels)

@@ -11,7 +11,8 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                                reason="needs Debian chromium (installed by .ci/run)")
+                                reason="needs Debian chromium at /usr/bin/chromium: apt-get install chromium "
+                                       "(Playwright drives it; never `playwright install`; .ci/run installs it)")
 
 
 @pytest.fixture(scope="module")

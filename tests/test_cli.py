@@ -1,4 +1,6 @@
-"""The command line: generate matches NVIDIA's seed convention; info/convert/list; clear errors."""
+"""The command line: each command gives what the pipeline function it wraps gives (content, not only files), every
+error exits 2 with a message that names the file, a failed command leaves no empty folder, vectors by bare name,
+`apply --inputs DIR` skips the project's own side files, --threads, defaults from settings."""
 
 import json
 import subprocess
@@ -13,41 +15,104 @@ from PIL import Image
 
 from editgan_core import images_to_uint8
 from editgan_core.checkpoints import save_native
-from editgan_core.cli import main, parse_seeds
+from editgan_core.cli import build_parser, collect_inputs, main, parse_seeds
+from editgan_core.generator import generate
+from editgan_core.hub import load_model
+from editgan_core.identity import model_identity
+from editgan_core.latents import load_latent, save_latent
+from editgan_core.masks import encode_mask
+from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch, segment
+from editgan_core.vectors import EditVector, load_vector, save_vector
+
+PALETTE3 = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
+
+
+def png(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def synth_u8(G, ws) -> np.ndarray:
+    with torch.no_grad():
+        return images_to_uint8(G.synthesis(ws.float()))[0].numpy()
+
+
+def ws_of(G, seed: int) -> torch.Tensor:
+    return G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """The user's vector library goes to a temp folder."""
+    monkeypatch.setenv("EDITGAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def editable(tmp_path):
+    """A tiny native model with a random 3-class branch beside it: (G, model folder, identity, branch)."""
+    G = make_generator()
+    model = save_native(G, tmp_path / "model")
+    ident = model_identity(load_model(str(model)))
+    torch.manual_seed(0)
+    branch = SegBranch(BranchConfig(G.feature_channels(), G.feature_resolutions(), 32, ["bg", "a", "b"], PALETTE3,
+                                    members=2, hidden=(8, 4), generator=ident)).eval()
+    save_branch(branch, model / "branch.safetensors")
+    return G, model, ident, branch
+
+
+def a_vector(G, ident, name: str, seed: int = 7) -> EditVector:
+    delta = 0.5 * torch.randn(G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(seed))
+    return EditVector(name=name, delta=delta, generator=ident, classes=["a"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# generate, info, convert, list
 
 
 def test_parse_seeds():
     assert parse_seeds("0-3,7, 10-11") == [0, 1, 2, 3, 7, 10, 11]
-    for bad in ("", "a", "5-2", "1-x"):
+    for bad in ("", "a", "5-2", "1-x", str(2 ** 32)):
         with pytest.raises(Exception):
             parse_seeds(bad)
 
 
-def test_generate_matches_nvidia_seed_convention(tmp_path, capsys):
+def test_generate_writes_what_generate_gives_with_nvidia_seeds(tmp_path, capsys):
     G = make_generator()
     model = save_native(G, tmp_path / "model")
-    rc = main(["generate", "--model", str(model), "--seeds", "0-2,9", "--truncation", "0.7",
-               "--out", str(tmp_path / "out")])
-    assert rc == 0
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0009.png"]
+    assert main(["generate", "--model", str(model), "--seeds", "0-2,9", "--truncation", "0.7",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "seed0000.png", "seed0001.png", "seed0002.png", "seed0009.png"]
+    for seed in (0, 1, 2, 9):
+        assert np.array_equal(png(tmp_path / "out" / f"seed{seed:04d}.png"),
+                              generate(G, [seed], truncation_psi=0.7).uint8()[0].numpy())
+    # ... which is NVIDIA's generate.py: z from RandomState(seed), const noise
     z = torch.from_numpy(np.random.RandomState(9).randn(1, 16)).float()
     with torch.no_grad():
-        expected = images_to_uint8(G(z, truncation_psi=0.7, noise_mode="const"))[0].numpy()
-    got = np.asarray(Image.open(tmp_path / "out" / "seed0009.png"))
-    assert np.array_equal(got, expected)
-    # deterministic: same again
-    main(["generate", "--model", str(model), "--seeds", "9", "--truncation", "0.7", "--out", str(tmp_path / "b")])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "b" / "seed0009.png")), expected)
+        nvidia = images_to_uint8(G(z, truncation_psi=0.7, noise_mode="const"))[0].numpy()
+    assert np.array_equal(png(tmp_path / "out" / "seed0009.png"), nvidia)
+    # no --truncation: generate()'s default (no truncation), not the app's psi
+    assert main(["generate", "--model", str(model), "--seeds", "3", "--out", str(tmp_path / "b")]) == 0
+    assert np.array_equal(png(tmp_path / "b" / "seed0003.png"), generate(G, [3]).uint8()[0].numpy())
+    assert not np.array_equal(png(tmp_path / "b" / "seed0003.png"),
+                              generate(G, [3], truncation_psi=0.7).uint8()[0].numpy())
 
 
-def test_conditional_needs_class(tmp_path, capsys):
+def test_conditional_needs_class_exit_2_and_no_folder(tmp_path, capsys):
     G = make_generator(c_dim=3)
     fake_nvidia.save_snapshot(G, tmp_path / "cond.pkl")
-    with pytest.raises(SystemExit, match="--class"):
-        main(["generate", "--model", str(tmp_path / "cond.pkl"), "--seeds", "1", "--out", str(tmp_path / "o")])
+    out = tmp_path / "o" / "deeper"
+    assert main(["generate", "--model", str(tmp_path / "cond.pkl"), "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--class" in err and "cond.pkl" in err
+    assert not (tmp_path / "o").exists()
+    assert main(["generate", "--model", str(tmp_path / "cond.pkl"), "--seeds", "1", "--class", "5",
+                 "--out", str(out)]) == 2
+    assert "0 to 2" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["generate", "--model", str(tmp_path / "cond.pkl"), "--seeds", "1", "--class", "2",
-                 "--out", str(tmp_path / "o")]) == 0
+                 "--out", str(out)]) == 0
+    G2 = load_model(str(tmp_path / "cond.pkl")).G
+    assert np.array_equal(png(out / "seed0001.png"), generate(G2, [1], class_idx=2).uint8()[0].numpy())
 
 
 def test_info_convert_list(tmp_path, capsys):
@@ -58,11 +123,14 @@ def test_info_convert_list(tmp_path, capsys):
     assert info["format"] == "nvidia-pkl" and info["num_ws"] == 8 and info["resolution"] == 32
     assert info["parameters"] == sum(p.numel() for p in G.parameters())
     assert main(["convert", str(tmp_path / "snap.pkl"), str(tmp_path / "conv")]) == 0
-    assert (tmp_path / "conv" / "model.safetensors").exists()
+    G2 = load_model(str(tmp_path / "conv")).G           # the converted model renders the same pictures
+    assert torch.equal(generate(G2, [4, 5]).images, generate(G, [4, 5]).images)
     assert main(["info", str(tmp_path / "conv")]) == 0
     assert "format      native" in capsys.readouterr().out
     assert main(["list"]) == 0
-    assert "ffhq-1024" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ffhq-1024" in out and "hf://hysts/StyleGAN2/models/stylegan2-ffhq-1024x1024.pkl" in out
+    assert str(ROOT / "checkpoints" / "toyfaces") in out     # where the built-in model really is
 
 
 def test_errors_exit_2_with_message(tmp_path, capsys):
@@ -70,13 +138,27 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     (tmp_path / "bad.pkl").write_bytes(b"\x80\x04garbage")
     assert main(["info", str(tmp_path / "bad.pkl")]) == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bad.pkl" in err
+    assert main(["convert", str(tmp_path / "bad.pkl"), str(tmp_path / "conv" / "x")]) == 2
+    assert "bad.pkl" in capsys.readouterr().err and not (tmp_path / "conv").exists()
+    with pytest.raises(SystemExit) as e:     # argparse's own errors exit 2 as well
+        main(["generate", "--seeds", "5-2"])
+    assert e.value.code == 2
 
 
-def test_module_entry_point(tmp_path):
+def test_module_entry_point_and_version(tmp_path):
     out = subprocess.run([sys.executable, "-m", "editgan_core", "list"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "toyfaces" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "editgan_core", "--version"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    import editgan_core
+
+    assert out.returncode == 0 and editgan_core.__version__ in out.stdout
+    out = subprocess.run([sys.executable, "-m", "editgan_core", "info", str(tmp_path / "nothing.pkl")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "nothing.pkl" in out.stderr
 
 
 def test_core_does_not_import_gradio():
@@ -85,8 +167,63 @@ def test_core_does_not_import_gradio():
     assert out.stdout.strip() == "False", out.stderr
 
 
+# ----------------------------------------------------------------------------------------------------------
+# --threads, defaults
+
+
+HEAVY = ("generate", "embed", "segment", "train-branch", "edit", "apply")
+
+
+def _subparsers():
+    p = build_parser()
+    action = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices
+
+
+def test_threads_on_every_heavy_command(tmp_path, capsys):
+    subs = _subparsers()
+    for name in HEAVY:
+        opts = {o for a in subs[name]._actions for o in a.option_strings}
+        assert {"--threads", "--device", "--model"} <= opts, name
+    G = make_generator()
+    model = save_native(G, tmp_path / "model")
+    before = torch.get_num_threads()
+    try:
+        assert main(["generate", "--model", str(model), "--seeds", "1", "--threads", "1",
+                     "--out", str(tmp_path / "o")]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--threads", "0"])
+    assert e.value.code == 2
+
+
+def test_defaults_and_choices_come_from_settings():
+    from editgan_core.settings import BRANCH, EDIT, EMBED, REFINE
+
+    subs = _subparsers()
+
+    def default(cmd, dest):
+        return next(a for a in subs[cmd]._actions if a.dest == dest)
+
+    assert default("embed", "steps").default == EMBED.steps
+    assert default("segment", "steps").default == EMBED.steps
+    assert default("apply", "steps").default == EMBED.steps
+    assert default("edit", "steps").default == EDIT.steps
+    assert default("train-branch", "steps").default == BRANCH.embed_steps
+    assert default("train-branch", "max_steps").default == BRANCH.max_steps
+    assert tuple(default("apply", "refine").choices) == tuple(REFINE.choices)
+    assert default("apply", "refine").default == REFINE.choices[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# embed, train-branch, segment
+
+
 def test_embed_train_branch_segment_pipeline(tmp_path, capsys):
-    """Folder of image/mask pairs -> branch; image -> latent + reconstruction; latent -> palette mask."""
+    """Folder of image/mask pairs -> branch; image -> latent + what the model saw + reconstruction; latent -> mask."""
+    from editgan_core.imageio import prepare_image
     from editgan_core.toyfaces.palette import PALETTE
 
     G = make_generator()
@@ -102,65 +239,239 @@ def test_embed_train_branch_segment_pipeline(tmp_path, capsys):
         mask = Image.fromarray(PALETTE[labels]).resize((48, 40), Image.NEAREST)
         mask.save(folder / f"face{i}_mask.png")
     (folder / "lonely.png").write_bytes((folder / "face0.png").read_bytes())      # no mask: skipped, said
-    branch = tmp_path / "branch.safetensors"
-    rc = main(["train-branch", str(folder), "--model", str(model), "--out", str(branch), "--steps", "3",
+    branch_path = tmp_path / "branch.safetensors"
+    rc = main(["train-branch", str(folder), "--model", str(model), "--out", str(branch_path), "--steps", "3",
                "--max-steps", "30", "--encoder", "none"])
     err = capsys.readouterr().err
-    assert rc == 0 and branch.is_file()
+    assert rc == 0, err
     assert "lonely.png: no mask" in err
+    branch = load_branch(branch_path, expect_generator=model_identity(load_model(str(model))))
+    assert branch.cfg.num_classes == len(PALETTE)
+    assert branch.cfg.generator["sha256"] == load_model(str(model)).sha256
+
     rc = main(["embed", str(folder / "face1.png"), "--model", str(model), "--out", str(tmp_path / "emb"),
                "--steps", "5"])
     out = capsys.readouterr()
     assert rc == 0 and "center-cropped 48x40 to 40x40" in out.err
     latent = tmp_path / "emb" / "face1.latent.safetensors"
-    assert latent.is_file() and (tmp_path / "emb" / "face1_recon.png").is_file()
-    rc = main(["segment", str(latent), "--model", str(model), "--branch", str(branch),
+    ws, meta = load_latent(latent)
+    assert meta["source"] == "face1.png" and meta["steps"] == 5
+    assert np.array_equal(png(tmp_path / "emb" / "face1_recon.png"), synth_u8(G, ws))     # recon = G(latent)
+    assert np.array_equal(png(tmp_path / "emb" / "face1_input.png"), prepare_image(folder / "face1.png", 32).array)
+
+    rc = main(["segment", str(latent), "--model", str(model), "--branch", str(branch_path),
                "--out", str(tmp_path / "mask.png")])
     assert rc == 0
-    mask = np.asarray(Image.open(tmp_path / "mask.png"))
-    assert mask.shape == (32, 32, 3)
-    assert {tuple(c) for c in mask.reshape(-1, 3)} <= {tuple(c) for c in PALETTE.tolist()}
-    # a latent of another model is refused with a clear message
+    assert np.array_equal(png(tmp_path / "mask.png"), encode_mask(segment(G, branch, ws)[0], branch.cfg.palette))
+
+    # a branch of another model is refused, naming the file; no mask and no folder are left
     other = save_native(make_generator(seed=3, channel_max=16), tmp_path / "other")
-    rc = main(["segment", str(latent), "--model", str(other), "--out", str(tmp_path / "m2.png"),
-               "--branch", str(branch)])
-    assert rc == 2 and "does not fit" in capsys.readouterr().err
+    rc = main(["segment", str(latent), "--model", str(other), "--out", str(tmp_path / "m2" / "mask.png"),
+               "--branch", str(branch_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "branch.safetensors belongs to another model" in err
+    assert not (tmp_path / "m2").exists()
 
 
-def test_edit_then_apply_over_a_folder(tmp_path, capsys):
-    from editgan_core.latents import save_latent
-    from editgan_core.masks import encode_mask
-    from editgan_core.segbranch import BranchConfig, SegBranch, save_branch
+def test_segment_default_output_and_missing_branch(tmp_path, capsys, monkeypatch, editable):
+    G, model, ident, branch = editable
+    ws = ws_of(G, 2)
+    save_latent(tmp_path / "lat" / "pic.latent.safetensors", ws, ident)
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", "lat/pic.latent.safetensors", "--model", str(model)]) == 0
+    assert np.array_equal(png(tmp_path / "pic_mask.png"), encode_mask(segment(G, branch, ws)[0], PALETTE3))
+    other = load_model(str(save_native(make_generator(seed=3, channel_max=16), tmp_path / "other")))
+    save_latent(tmp_path / "lat" / "foreign.latent.safetensors", ws, model_identity(other))
+    assert main(["segment", "lat/foreign.latent.safetensors", "--model", str(model), "--out", "y/m.png"]) == 2
+    err = capsys.readouterr().err
+    assert "foreign.latent.safetensors belongs to another model" in err and not (tmp_path / "y").exists()
+    bare = save_native(G, tmp_path / "bare")              # same weights, no branch beside it
+    assert main(["segment", "lat/pic.latent.safetensors", "--model", str(bare), "--out", "x/m.png"]) == 2
+    err = capsys.readouterr().err
+    assert "no segmentation branch" in err and "--branch" in err and not (tmp_path / "x").exists()
 
-    G = make_generator()
-    model = save_native(G, tmp_path / "model")
-    from editgan_core.assets import model_identity
-    from editgan_core.hub import load_model
 
-    ident = model_identity(load_model(str(model)))
-    palette = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
-    torch.manual_seed(0)
-    branch = SegBranch(BranchConfig(G.feature_channels(), G.feature_resolutions(), 32, ["bg", "a", "b"], palette,
-                                    members=2, hidden=(8, 4), generator=ident)).eval()
-    save_branch(branch, model / "branch.safetensors")
+# ----------------------------------------------------------------------------------------------------------
+# edit, apply
+
+
+def test_edit_writes_the_vector_of_the_edit_then_apply_replays_it(tmp_path, capsys, home, editable):
+    G, model, ident, branch = editable
     lat = tmp_path / "lat"
     for i in range(3):
-        save_latent(lat / f"img{i}.latent.safetensors",
-                    G.mapping_ws(torch.randn(1, 16, generator=torch.Generator().manual_seed(i))), ident)
-    with torch.no_grad():
-        _, feats = G.synthesis(G.mapping_ws(torch.randn(1, 16, generator=torch.Generator().manual_seed(0))),
-                               return_features=True)
-    labels = branch.predict(feats)[0].numpy()
+        save_latent(lat / f"img{i}.latent.safetensors", ws_of(G, i), ident)
+    labels = segment(G, branch, ws_of(G, 0))[0]
     labels[10:20, 10:20] = 2
-    Image.fromarray(encode_mask(labels, palette)).save(tmp_path / "edited.png")
+    Image.fromarray(encode_mask(labels, PALETTE3)).save(tmp_path / "edited.png")
     rc = main(["edit", str(lat / "img0.latent.safetensors"), str(tmp_path / "edited.png"), "--model", str(model),
                "--name", "blue box", "--steps", "5", "--out", str(tmp_path / "vectors")])
     assert rc == 0, capsys.readouterr().err
-    vec = tmp_path / "vectors" / "blue box.safetensors"
-    assert vec.is_file() and (tmp_path / "vectors" / "blue box_edited.png").is_file()
-    rc = main(["apply", f"{vec}:2", "--inputs", str(lat), "--model", str(model), "--out", str(tmp_path / "applied")])
+    vec_path = tmp_path / "vectors" / "blue_box.safetensors"           # no spaces in file names
+    vec = load_vector(vec_path, expect_generator=ident)
+    assert vec.name == "blue box" and vec.generator["sha256"] == ident["sha256"]
+    assert json.loads((tmp_path / "vectors" / "blue_box.json").read_text())["name"] == "blue box"
+    ws0 = load_latent(lat / "img0.latent.safetensors")[0]
+    edited = png(tmp_path / "vectors" / "blue_box_edited.png")
+    assert np.array_equal(edited, synth_u8(G, ws0 + vec.delta))        # the delta applied = the edited image
+    assert np.array_equal(vec.thumb_before, synth_u8(G, ws0))
+    assert not np.array_equal(edited, vec.thumb_before)
+    assert np.array_equal(png(tmp_path / "vectors" / "blue_box_edited_mask.png"),
+                          encode_mask(segment(G, branch, ws0 + vec.delta)[0], PALETTE3))
+
+    rc = main(["apply", f"{vec_path}:2", "--inputs", str(lat), "--model", str(model), "--out", str(tmp_path / "ap")])
     assert rc == 0
-    assert sorted(p.name for p in (tmp_path / "applied").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (tmp_path / "ap").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    for i in range(3):
+        ws = load_latent(lat / f"img{i}.latent.safetensors")[0]
+        assert np.array_equal(png(tmp_path / "ap" / f"img{i}.png"), synth_u8(G, ws + 2 * vec.delta))
+
+    # without --out the vector goes to the model's library, where apply finds it by its bare name
+    rc = main(["edit", str(lat / "img0.latent.safetensors"), str(tmp_path / "edited.png"), "--model", str(model),
+               "--name", "blue box", "--steps", "5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "apply it by name" in out
+    lib = next((home / "vectors").iterdir())
+    assert (lib / "blue_box.safetensors").is_file()
+    for ref in ("blue box:-1.5", "blue_box:-1.5"):
+        assert main(["apply", ref, "--inputs", str(lat / "img1.latent.safetensors"), "--model", str(model),
+                     "--out", str(tmp_path / "byname")]) == 0
+        ws = load_latent(lat / "img1.latent.safetensors")[0]
+        lib_vec = load_vector(lib / "blue_box.safetensors")
+        assert np.array_equal(png(tmp_path / "byname" / "img1.png"), synth_u8(G, ws - 1.5 * lib_vec.delta))
+
+    # a vector of another model is refused, naming it
     other = save_native(make_generator(seed=4, channel_max=16), tmp_path / "other")
-    rc = main(["apply", str(vec), "--inputs", str(lat), "--model", str(other), "--out", str(tmp_path / "x")])
-    assert rc == 2 and "belongs to another model" in capsys.readouterr().err
+    rc = main(["apply", str(vec_path), "--inputs", str(lat), "--model", str(other), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "belongs to another model" in err and "blue box" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_wrong_mask_size_exits_2_names_the_file_and_leaves_no_folder(tmp_path, capsys, editable):
+    G, model, ident, branch = editable
+    save_latent(tmp_path / "a.latent.safetensors", ws_of(G, 0), ident)
+    Image.new("RGB", (40, 40)).save(tmp_path / "small_mask.png")
+    out = tmp_path / "new" / "vectors"
+    rc = main(["edit", str(tmp_path / "a.latent.safetensors"), str(tmp_path / "small_mask.png"), "--model",
+               str(model), "--name", "x", "--steps", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error:") and str(tmp_path / "small_mask.png") in err and "40x40" in err and "32x32" in err
+    assert not (tmp_path / "new").exists()
+    # an unchanged mask, a missing mask, a bad name: exit 2, the file named, nothing written
+    Image.fromarray(encode_mask(segment(G, branch, ws_of(G, 0))[0], PALETTE3)).save(tmp_path / "same.png")
+    for mask, name, says in (("same.png", "x", "unchanged"), ("missing.png", "x", "missing.png"),
+                             ("same.png", "bad/name", "bad/name")):
+        rc = main(["edit", str(tmp_path / "a.latent.safetensors"), str(tmp_path / mask), "--model", str(model),
+                   "--name", name, "--steps", "2", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and says in err, err
+        assert not (tmp_path / "new").exists()
+
+
+def test_bare_vector_names_find_starter_vectors_and_library(tmp_path, capsys, home, editable):
+    G, model, ident, branch = editable
+    save_vector(a_vector(G, ident, "bigger eyes", seed=1), model / "vectors")      # a starter vector of the model
+    from editgan_core.vectors import library_dir
+
+    save_vector(a_vector(G, ident, "smile", seed=2), library_dir(ident))            # one the user saved
+    ws = ws_of(G, 3)
+    save_latent(tmp_path / "in" / "face.latent.safetensors", ws, ident)
+    eyes = load_vector(model / "vectors" / "bigger_eyes.safetensors")
+    smile = load_vector(library_dir(ident) / "smile.safetensors")
+    for refs in (["bigger eyes:1", "smile:0.5"], ["bigger_eyes:1", "smile:0.5"], ["BIGGER EYES", "smile:.5"]):
+        rc = main(["apply", *refs, "--inputs", str(tmp_path / "in"), "--model", str(model), "--out",
+                   str(tmp_path / "out")])
+        assert rc == 0, capsys.readouterr().err
+        assert np.array_equal(png(tmp_path / "out" / "face.png"), synth_u8(G, ws + (eyes.delta + 0.5 * smile.delta)))
+    rc = main(["apply", "frown:1", "--inputs", str(tmp_path / "in"), "--model", str(model),
+               "--out", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'frown'" in err
+    assert "bigger eyes" in err and "smile" in err and str(model / "vectors") in err      # says what exists
+    assert not (tmp_path / "nothing").exists()
+    rc = main(["apply", "smile:99", "--inputs", str(tmp_path / "in"), "--model", str(model), "--out",
+               str(tmp_path / "nothing")])
+    assert rc == 2 and "out of range" in capsys.readouterr().err
+    rc = main(["apply", str(tmp_path / "no" / "such.safetensors"), "--inputs", str(tmp_path / "in"), "--model",
+               str(model), "--out", str(tmp_path / "nothing")])
+    assert rc == 2 and "such.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_builtin_starter_vectors_by_bare_name(tmp_path, capsys, home):
+    """The built-in model's starter vectors are found by the names the README uses."""
+    m = load_model("toyfaces")
+    ident = model_identity(m)
+    save_latent(tmp_path / "f.latent.safetensors", generate(m.G, [5], truncation_psi=0.7).ws, ident)
+    assert main(["apply", "smile:1.5", "bigger eyes:1", "--inputs", str(tmp_path / "f.latent.safetensors"),
+                 "--out", str(tmp_path / "o")]) == 0
+    smile = load_vector(ROOT / "checkpoints" / "toyfaces" / "vectors" / "smile.safetensors")
+    eyes = load_vector(ROOT / "checkpoints" / "toyfaces" / "vectors" / "bigger_eyes.safetensors")
+    ws = load_latent(tmp_path / "f.latent.safetensors")[0]
+    assert np.array_equal(png(tmp_path / "o" / "f.png"), synth_u8(m.G, ws + (1.5 * smile.delta + eyes.delta)))
+
+
+def test_apply_on_a_folder_skips_side_files(tmp_path, capsys, editable):
+    """embed's latent + _input/_recon PNGs are one image; masks, edited images and vectors are not inputs."""
+    G, model, ident, branch = editable
+    d = tmp_path / "in"
+    ws = ws_of(G, 5)
+    save_latent(d / "face.latent.safetensors", ws, ident)
+    Image.fromarray(synth_u8(G, ws)).save(d / "face_recon.png")
+    Image.fromarray(synth_u8(G, ws)).save(d / "face_input.png")
+    Image.fromarray(synth_u8(G, ws)).save(d / "face.png")                      # the photo it was embedded from
+    Image.fromarray(encode_mask(segment(G, branch, ws)[0], PALETTE3)).save(d / "face_mask.png")
+    Image.fromarray(synth_u8(G, ws)).save(d / "smile_edited.png")
+    Image.fromarray(encode_mask(segment(G, branch, ws)[0], PALETTE3)).save(d / "smile_edited_mask.png")
+    vec = a_vector(G, ident, "smile")
+    save_vector(vec, d)                                                          # smile.safetensors + smile.json
+    (d / ".face.png.tmp").write_bytes(b"")                                       # hidden: ignored
+    latents, images, skipped = collect_inputs(d)
+    assert [n for n, _ in latents] == ["face"] and images == []
+    assert len(skipped) == 7
+    rc = main(["apply", str(d / "smile.safetensors"), "--inputs", str(d), "--model", str(model),
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["face.png"]       # exactly one output
+    assert np.array_equal(png(tmp_path / "out" / "face.png"), synth_u8(G, ws + vec.delta))
+    assert "face_input.png" in err and "face_recon.png" in err                   # says what it skipped
+    # a plain photo beside them is embedded and gets its own output
+    Image.fromarray(synth_u8(G, ws_of(G, 6))).save(d / "other.png")
+    rc = main(["apply", str(d / "smile.safetensors"), "--inputs", str(d), "--model", str(model), "--steps", "1",
+               "--encoder", "none", "--out", str(tmp_path / "out2")])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["face.png", "other.png"]
+    # embed outputs without their latent: the input is the image, the reconstruction is skipped
+    (d / "face.latent.safetensors").unlink()
+    (d / "face.png").unlink()
+    latents, images, skipped = collect_inputs(d)
+    assert latents == [] and sorted(n for n, _ in images) == ["face", "other"]
+    assert dict((n, p.name) for n, p in images)["face"] == "face_input.png"
+
+
+def test_failures_leave_no_empty_folder(tmp_path, capsys, monkeypatch, editable):
+    G, model, ident, branch = editable
+    Image.fromarray(synth_u8(G, ws_of(G, 1))).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    # nothing written before the failure: no folder
+    rc = main(["embed", str(tmp_path / "broken.png"), "--model", str(model), "--out", str(tmp_path / "e1" / "x"),
+               "--steps", "1"])
+    assert rc == 2 and "broken.png" in capsys.readouterr().err and not (tmp_path / "e1").exists()
+    # a file written before the failure stays (the folder is not empty), the error names the bad file
+    rc = main(["embed", str(tmp_path / "good.png"), str(tmp_path / "broken.png"), "--model", str(model),
+               "--out", str(tmp_path / "e2"), "--steps", "1"])
+    assert rc == 2 and "broken.png" in capsys.readouterr().err
+    assert (tmp_path / "e2" / "good.latent.safetensors").is_file()
+    # the folder was made, then the first write failed (disk full): the command removes the folder it made
+    import PIL.Image
+
+    def full(self, fp, *a, **k):
+        raise OSError(28, "No space left on device", str(fp))
+
+    monkeypatch.setattr(PIL.Image.Image, "save", full)
+    rc = main(["generate", "--model", str(model), "--seeds", "1", "--out", str(tmp_path / "g" / "h")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No space left on device" in err and "seed0001.png" in err
+    assert not (tmp_path / "g").exists()

@@ -124,6 +124,25 @@ def test_few_shot_training_lowers_loss_and_beats_chance():
                                                  masks[_val_index(6)], 3)[0], abs=1e-6)
 
 
+def test_training_path_at_sampled_pixels_equals_the_dense_computation():
+    """Training evaluates the first layer at the sampled pixels' bilinear taps (cost ~ pixels, not area); the
+    values equal the dense projection's, also from float16 feature storage."""
+    G = make_generator()
+    b = _branch(G, members=3)
+    _, feats = _feats(G)
+    pix = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(0))[:50]     # 50 < 8x8 ... 32x32
+    sparse = b.member_logits_at(feats, pix)
+    dense = b._members(b._project(feats), pix)
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+    assert any(r == -1 for r, _, _ in b._project(feats, pix))        # the tap path was taken
+    half = b.member_logits_at([f.half() for f in feats], pix)
+    torch.testing.assert_close(half, dense, rtol=2e-2, atol=2e-2)
+    # and the gradient the trainer uses
+    g1 = torch.autograd.grad(sparse.square().sum(), b.fc1.weight)[0]
+    g2 = torch.autograd.grad(dense.square().sum(), b.fc1.weight)[0]
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+
+
 def test_training_is_seeded_without_touching_the_global_rng():
     """Item 7: a session thread that trains a branch must not reseed torch's global RNG (other users' threads
     draw from it), and the branch must depend on its own seed only."""
