@@ -76,12 +76,13 @@ def _show(img):
     return img[idx][:, idx]
 
 
-def _editor_value(s: Session):
-    """Background = the image blended with its segmentation (what the user paints over); one transparent layer
-    takes the strokes."""
-    st = s.current
-    side = max(EDITOR_SIDE, st.image.shape[0])
-    under = st.image if s.labels_of(st) is None else (0.45 * st.image + 0.55 * s.mask_rgb()).astype(np.uint8)
+def _editor_value(s: Session, image=None, labels=None):
+    """Background = the image blended with its segmentation (what the user paints over; by default the current
+    step's); one transparent layer takes the strokes."""
+    if image is None:
+        image, labels = s.current.image, s.labels_of(s.current)
+    under = image if labels is None else (0.45 * image + 0.55 * s.mask_rgb(labels)).astype(np.uint8)
+    side = max(EDITOR_SIDE, under.shape[0])
     idx = np.arange(side) * under.shape[0] // side
     bg = np.concatenate([under[idx][:, idx], np.full((side, side, 1), 255, np.uint8)], 2)
     return {"background": bg, "layers": [np.zeros((side, side, 4), np.uint8)], "composite": None}
@@ -162,10 +163,15 @@ def on_load_model(session: Session, model: str, progress=gr.Progress()):
     desc = session.set_model(model)
     progress(1.0, desc="ready")
     cond = STUDIO.model(session.model_ref).config.c_dim
+    no_branch = session.current_branch() is None
+    if no_branch:
+        desc += ("\n\n**This model has no segmentation branch yet**: in the Annotate tab, add a few samples, "
+                 "correct the proposed masks with the brush and train one; then the Edit tab works.")
     return (session, desc, gr.update(choices=session.vector_names(), value=None), *_slider_updates(session),
             gr.update(brush=_brush(session)), _palette_md(session), STUDIO.model_card(session.model_ref),
             gr.update(brush=_brush(session)), _palette_md(session),
-            gr.update(visible=bool(cond), maximum=max(cond - 1, 0), value=0))
+            gr.update(visible=bool(cond), maximum=max(cond - 1, 0), value=0),
+            gr.update(selected="annotate") if no_branch else gr.update())
 
 
 @ui_action
@@ -334,7 +340,11 @@ def on_export(session: Session):
 @ui_action
 def on_annotate_add(session: Session, model: str):
     i = session.use_model(model).add_annotation_image()
-    return session, _editor_value(session), i, f"image {i} added: paint its parts and press 'Save annotation'"
+    a = session.annotations[i]
+    hint = ("correct it with the brush (or keep it) and press 'Save annotation'" if a.proposal is not None
+            else "paint its parts and press 'Save annotation'")
+    return (session, _editor_value(session, a.image, a.proposal), i,
+            f"image {i} added; proposed mask: **{a.source}**. {hint}")
 
 
 @ui_action
@@ -342,11 +352,18 @@ def on_annotate_save(session: Session, painted: dict, index: int):
     i = int(index)
     if not 0 <= i < len(session.annotations):
         raise EditGANError(f"no annotation image {i}: add the current image first")
-    base = session.annotations[i].labels
+    a = session.annotations[i]
+    base = next((m for m in (a.labels, a.proposal) if m is not None), None)
     if base is None:
-        base = session.labels_of()
-        base = base if base is not None else np.zeros(session.current.image.shape[:2], np.uint8)
-    labels, note = _painted_labels(session, painted, base=base)
+        base = np.zeros(a.image.shape[:2], np.uint8)
+    try:
+        labels, note = _painted_labels(session, painted, base=base)
+    except EditGANError:
+        if a.proposal is None:
+            raise
+        labels, note = base, ""
+    if note == "nothing was painted" or (not note and labels is base):
+        note = "the proposal was kept as it is" if a.proposal is not None else note
     session.set_annotation(i, labels)
     done = sum(a.labels is not None for a in session.annotations)
     return f"annotation {i} saved ({done} annotated). {note}"
@@ -529,10 +546,10 @@ def build_ui() -> gr.Blocks:
                 current = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=320)
                 caption = gr.Markdown()
             with gr.Column(scale=2):
-                with gr.Tabs():
+                with gr.Tabs() as tabs:
                     im, ed, vec, hi, an = image_tab(), edit_tab(), vectors_tab(), history_tab(), annotate_tab()
         _wire(SimpleNamespace(state=state, model=model, load=load, info=info, card=card, current=current,
-                              caption=caption), im, ed, vec, hi, an, demo)
+                              caption=caption, tabs=tabs), im, ed, vec, hi, an, demo)
     return demo
 
 
@@ -542,7 +559,7 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     view = [top.current, im.shown, top.caption, im.fidelity, im.diff, hi.table]
     long = dict(concurrency_id="long", concurrency_limit=1)
     loaded = [state, top.info, vec.pick, *vec.sliders, ed.editor, ed.palette, top.card, an.annotator, an.palette,
-              im.class_idx]
+              im.class_idx, top.tabs]
     top.load.click(on_load_model, [state, model], loaded, api_name="load_model")
     demo.load(on_load_model, [state, model], loaded, api_visibility="private")
     im.go.click(on_sample, [state, model, im.seed, im.psi, im.class_idx, im.overlay],

@@ -49,6 +49,7 @@ class Studio:
         self.device = device or pick_device()
         self._models: Dict[str, LoadedGenerator] = {}
         self._assets: Dict[str, ModelAssets] = {}
+        self._labelers: Dict[str, Optional[tuple]] = {}
         self._lock = threading.Lock()
         # On a hosted Space nothing is written outside temporary and cache folders, and user vectors stay in the
         # session (downloadable); locally they also go to the user's library folder.
@@ -113,6 +114,29 @@ class Studio:
                         a.vectors.append(v)
             self._assets[ref] = a
             return a
+
+    def labeler(self, ref: str) -> Optional[tuple]:
+        """(Labeler, ClassMap) of the registry parser that fits the model (loaded once per process), or None when
+        none fits or it cannot be had (offline with nothing cached: said in the model's problems)."""
+        from editgan_core.errors import EditGANError
+        from editgan_core.labeling import ClassMap, load_labeler, parser_for
+
+        ref = (ref or "").strip()
+        loaded = self.model(ref)
+        with self._lock:
+            if ref in self._labelers:
+                return self._labelers[ref]
+        name = parser_for(ref) or parser_for(loaded)
+        found = None
+        if name:
+            try:
+                lab = load_labeler(name)
+                found = (lab, ClassMap.default(lab.label_names))
+            except EditGANError as e:
+                self.assets(ref).problems.append(f"the parser {name} is not available ({e}); paint the masks by hand")
+        with self._lock:
+            self._labelers[ref] = found
+        return found
 
     def model_card(self, ref: str) -> str:
         """MODEL_CARD.md beside a native model, or what is known of the model from the registry."""

@@ -50,7 +50,9 @@ class Step:
 class Annotation:
     ws: torch.Tensor
     image: np.ndarray
-    labels: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None         # the saved annotation
+    proposal: Optional[np.ndarray] = None       # the mask proposed when the image was added (corrected by the user)
+    source: str = ""                            # where the proposal came from, in words
 
 
 class Session:
@@ -102,10 +104,18 @@ class Session:
         return self.branch if self.branch is not None else self.assets.branch
 
     def class_table(self) -> Tuple[List[str], List[Tuple[int, int, int]]]:
+        """The part classes being edited or annotated: the branch's; without a branch, those of the parser that
+        fits the model (its labels through the default class map), else the ToyFaces parts."""
         b = self.current_branch()
         if b is not None:
             return list(b.cfg.class_names), list(b.cfg.palette)
         names, palette = self.assets.classes
+        lab = self.studio.labeler(self.model_ref)
+        if lab is not None:
+            from editgan_core.labeling import class_palette
+
+            names = lab[1].classes()
+            palette = class_palette(names, base=dict(zip(*self.assets.classes)))
         if self.class_names and len(self.class_names) == len(names):
             names = list(self.class_names)
         return names, palette
@@ -418,10 +428,32 @@ class Session:
         return out
 
     # -- annotate and train a branch ------------------------------------------------------------------------
+    def propose(self, step: Optional[Step] = None) -> Tuple[Optional[np.ndarray], str]:
+        """A mask to start annotating from, and where it came from: the parser that fits the model, else the
+        branch (the model's, or the one trained in this session), else nothing."""
+        from editgan_core.labeling import label_images
+
+        step = self.current if step is None else step
+        names = self.class_table()[0]
+        lab = self.studio.labeler(self.model_ref)
+        if lab is not None:
+            labeler, class_map = lab
+            try:
+                return label_images(labeler, step.image[None], class_map, names)[0], f"parser {labeler.ref}"
+            except EditGANError as e:
+                why = f" (the parser failed: {e})"
+        else:
+            why = ""
+        if self.current_branch() is not None:
+            who = "the branch trained in this session" if self.branch is not None else "the model's branch"
+            return self.labels_of(step), who + why
+        return None, "nothing: paint every part" + (why or " (once a branch is trained here, it proposes)")
+
     def add_annotation_image(self) -> int:
-        """Queue the current image for annotation. -> its index."""
+        """Queue the current image for annotation, with a proposed mask to correct. -> its index."""
         s = self.current
-        self.annotations.append(Annotation(s.ws, s.image))
+        proposal, source = self.propose(s)
+        self.annotations.append(Annotation(s.ws, s.image, proposal=proposal, source=source))
         return len(self.annotations) - 1
 
     def set_annotation(self, index: int, labels: np.ndarray) -> None:

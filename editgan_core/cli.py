@@ -1,9 +1,9 @@
-"""Command line: ``editgan {generate,info,convert,list,embed,segment,train-branch,edit,apply} ...``
+"""Command line: ``editgan {generate,info,convert,list,embed,segment,label,train-branch,edit,apply} ...``
 (the same as ``python -m editgan_core ...``).
 
 Arguments are parsed only in :func:`main`; every command is a thin wrapper over the pipeline functions of
 :mod:`editgan_core` (``generate``, ``segment``, ``embed``, ``train_branch_on_images``, ``edit_from_mask``,
-``apply_vectors``) and takes its defaults from :mod:`editgan_core.settings`.
+``apply_vectors``, ``label_images``) and takes its defaults from :mod:`editgan_core.settings`.
 
 Every error a user can cause exits with status 2 and one line ``error: ...`` that names the file involved; a
 command that fails leaves no empty output folder behind (folders are made when the first file is written, and
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from .errors import EditGANError
-from .settings import BRANCH, EDIT, EMBED, REFINE
+from .settings import BRANCH, EDIT, EMBED, LABEL, REFINE, SAMPLE
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SUFFIX = ".latent.safetensors"
@@ -30,6 +30,8 @@ LATENT_SUFFIX = ".latent.safetensors"
 # NAME_edited.png and NAME_edited_mask.png. (embed's NAME_input.png / NAME_recon.png go with NAME's latent.)
 SIDE_SUFFIXES = ("_mask", "_edited", "_edited_mask")
 EMBED_SIDE_SUFFIXES = ("_input", "_recon")
+CLASSES_FILE = "classes.json"      # [{"name", "color"}] of a folder's masks: label writes it, train-branch reads it
+CLASS_MAP_FILE = "class_map.json"  # the class map label used: edit it and pass it back as --map
 
 EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise):
   {prog} generate --seeds 0-7 --truncation 0.7 --out samples
@@ -42,6 +44,8 @@ EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise)
   {prog} segment embedded/seed0001.latent.safetensors  # -> seed0001_mask.png
   {prog} edit embedded/seed0001.latent.safetensors repainted.png --name "wider mouth"   # -> the model's library
   {prog} apply smile:1.5 "wider mouth":1 --inputs embedded --out smiling   # vectors by name or by file
+  {prog} label --model ffhq-256 --n 16 --out labelled     # samples + masks from the registry's face parser
+  {prog} label --model ./my-model --labeler hf://org/parser --inputs photos --map map.json --out labelled
   {prog} train-branch annotated/ --out my-branch.safetensors               # NAME.png + NAME_mask.png pairs
 """
 
@@ -221,16 +225,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     loaded = _load(args, key=args.key)
     G = loaded.G
-    class_idx = args.class_idx
-    if G.c_dim:
-        if class_idx is None:
-            raise CLIError(f"{args.model} is conditional ({G.c_dim} classes): pass --class N, N from 0 to "
-                           f"{G.c_dim - 1}")
-        if not 0 <= class_idx < G.c_dim:
-            raise CLIError(f"--class {class_idx}: {args.model} has classes 0 to {G.c_dim - 1}")
-    elif class_idx is not None:
-        print(f"note: --class ignored: {args.model} is unconditional", file=sys.stderr)
-        class_idx = None
+    class_idx = _class_index(G, args.model, args.class_idx)
     psi = {} if args.truncation is None else {"truncation_psi": args.truncation}   # default: generate()'s
     out = Path(args.out)
     for i, seed in enumerate(args.seeds):   # one seed at a time: any number of seeds in constant memory
@@ -276,11 +271,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import CHECKPOINTS_DIR, REGISTRY
+    from .registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
 
     for spec in REGISTRY.values():
         where = str(CHECKPOINTS_DIR / spec.local_dir) if spec.local_dir else spec.hub_ref
         print(f"{spec.name:22s} {spec.format:14s} {spec.resolution:5d}px  {where}\n{'':22s} {spec.description}")
+    print("\nparsers (label --labeler NAME):")
+    for p in PARSERS.values():
+        where = str(CHECKPOINTS_DIR / p.local_dir) if p.local_dir else p.hub_ref
+        made_for = f", for {', '.join(p.models)}" if p.models else ""
+        print(f"{p.name:22s} {p.domain + made_for:22s} {where}\n{'':22s} {p.description} ({p.license})")
     return 0
 
 
@@ -340,11 +340,37 @@ def _read_classes(path: str) -> Tuple[List[str], List[Tuple[int, int, int]]]:
     return names, palette
 
 
+def _branch_classes(loaded, args) -> Tuple[List[str], List[Tuple[int, int, int]]]:
+    """train-branch's class table: --classes; else --map (colours from FOLDER/classes.json when it is there);
+    else FOLDER/classes.json (written by label); else the model's classes."""
+    from .assets import default_classes
+    from .labeling import ClassMap, class_palette
+
+    folder_classes = Path(args.folder) / CLASSES_FILE
+    if args.classes and args.map:
+        raise CLIError("give --classes or --map, not both")
+    if args.classes:
+        return _read_classes(args.classes)
+    if args.map:
+        with _about(args.map):
+            names = ClassMap.from_json(Path(args.map)).classes()
+        if folder_classes.is_file():
+            got, palette = _read_classes(str(folder_classes))
+            if got != names:
+                raise CLIError(f"{folder_classes} lists the classes {', '.join(got)} but {args.map} gives "
+                               f"{', '.join(names)}; the masks were made with another map")
+            return names, palette
+        return names, class_palette(names, dict(zip(*default_classes(loaded))))
+    if folder_classes.is_file():
+        print(f"note: classes from {folder_classes}", file=sys.stderr)
+        return _read_classes(str(folder_classes))
+    return default_classes(loaded)
+
+
 def cmd_train_branch(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .assets import default_classes
     from .fewshot import load_annotated_folder, train_branch_on_images
     from .identity import model_identity
     from .segbranch import save_branch
@@ -353,7 +379,7 @@ def cmd_train_branch(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out}: a branch file ends in .safetensors")
     loaded = _load(args)
     G = loaded.G
-    names, palette = _read_classes(args.classes) if args.classes else default_classes(loaded)
+    names, palette = _branch_classes(loaded, args)
     with _about(args.folder):
         _, preps, masks, notes = load_annotated_folder(args.folder, G.img_resolution, np.array(palette, np.uint8))
     for n in notes:
@@ -374,6 +400,131 @@ def cmd_train_branch(args: argparse.Namespace) -> int:
                                                             "steps": report.steps, "best_step": report.best_step}})
     print(f"{out}: validation mIoU {report.val_miou:.4f} ({report.train_images} train / "
           f"{report.val_images} validation images, best step {report.best_step})")
+    return 0
+
+
+
+def _class_index(G, model: str, class_idx: Optional[int]) -> Optional[int]:
+    """--class checked against the model: required for conditional models, ignored (said) for others."""
+    if G.c_dim:
+        if class_idx is None:
+            raise CLIError(f"{model} is conditional ({G.c_dim} classes): pass --class N, N from 0 to {G.c_dim - 1}")
+        if not 0 <= class_idx < G.c_dim:
+            raise CLIError(f"--class {class_idx}: {model} has classes 0 to {G.c_dim - 1}")
+        return class_idx
+    if class_idx is not None:
+        print(f"note: --class ignored: {model} is unconditional", file=sys.stderr)
+    return None
+
+
+def _label_inputs(src: Path) -> List[Path]:
+    """The photos of ``label --inputs``: a file, or a folder's images (not its _mask / _edited side files)."""
+    if not src.exists():
+        raise CLIError(f"no such file or folder: {src}")
+    if src.is_file():
+        return [src]
+    paths = [p for p in sorted(src.iterdir()) if p.is_file() and not p.name.startswith(".")
+             and p.suffix.lower() in IMAGE_EXTS and not any(p.stem.endswith(s) for s in SIDE_SUFFIXES)]
+    if not paths:
+        raise CLIError(f"{src}: no images ({', '.join(IMAGE_EXTS)}) to label")
+    return paths
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import files
+    from .assets import default_classes
+    from .generator import generate
+    from .imageio import prepare_image
+    from .labeling import ClassMap, class_palette, fit_note, label_images, load_labeler, parser_for, save_mask_png
+
+    if args.inputs and (args.seeds is not None or args.n is not None):
+        raise CLIError("give --inputs (photos to label) or --n/--seeds (samples to label), not both")
+    if args.seeds is not None and args.n is not None and len(args.seeds) != args.n:
+        raise CLIError(f"--n {args.n} and --seeds ({len(args.seeds)} seeds) disagree; give one of them")
+    out = Path(args.out)
+    if args.inputs:
+        src = Path(args.inputs)
+        if (src if src.is_dir() else src.parent).resolve() == out.resolve():
+            raise CLIError(f"--out {out} is where the --inputs photos are: their prepared copies would replace them; "
+                           f"write to another folder")
+    ref = args.labeler or parser_for(args.model)
+    if ref is None:
+        from .labeling import model_domain
+
+        dom = model_domain(args.model)
+        raise CLIError(f"no parser in the registry fits {args.model}{f' ({dom})' if dom else ''}: pass --labeler "
+                       f"(a parser name from `{_prog()} list`, hf://org/repo or a transformers folder), or label "
+                       f"the images by hand (the app's Annotate tab)")
+    if not args.labeler:
+        print(f"note: labelling with {ref}, the registry's parser for {args.model}", file=sys.stderr)
+    with _about(ref):
+        labeler = load_labeler(ref)
+    note = fit_note(args.model, labeler)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    if args.map:
+        with _about(args.map):
+            cmap = ClassMap.from_json(Path(args.map))
+    else:
+        cmap = ClassMap.default(labeler.label_names)
+    names = cmap.classes()
+    with _about(args.map or ref):
+        cmap.check(labeler.label_names, names)
+    loaded = _load(args)      # after the labeler and the map: a wrong one costs no generator download
+    G = loaded.G
+    class_idx = None if args.inputs else _class_index(G, args.model, args.class_idx)
+    rest = cmap.unmapped(labeler.label_names)
+    if rest:
+        print(f"note: labels not in {args.map or 'the map'} go to background: {', '.join(rest)}", file=sys.stderr)
+    palette = class_palette(names, dict(zip(*default_classes(loaded))))
+    table = [{"name": n, "color": list(c)} for n, c in zip(names, palette)]
+    if (out / CLASSES_FILE).is_file():
+        old_names, old_palette = _read_classes(str(out / CLASSES_FILE))
+        if old_names != names or [tuple(c) for c in old_palette] != list(palette):
+            raise CLIError(f"{out / CLASSES_FILE} holds masks of other classes ({', '.join(old_names)}); label "
+                           f"into another --out folder, or pass the map those masks were made with")
+    R = G.img_resolution
+
+    # what to label: [(name, uint8 [R, R, 3] or a seed)] -- photos are all read first, so a bad one costs nothing
+    if args.inputs:
+        jobs = []
+        for p in _label_inputs(Path(args.inputs)):
+            with _about(p):
+                prep = prepare_image(p, R, fit=args.fit)
+            print(f"{p.name}: {prep.note}", file=sys.stderr)
+            jobs.append((p.stem, prep.array))
+    else:
+        seeds = args.seeds if args.seeds is not None else list(range(args.n or LABEL.count))
+        jobs = [(f"seed{s:04d}", s) for s in seeds]
+    print(f"labelling {len(jobs)} images with {labeler.ref} ({labeler.architecture}, {labeler.num_labels} labels) "
+          f"into {len(names)} classes: {', '.join(names)}", file=sys.stderr)
+    done, used = 0, set()
+    for start in range(0, len(jobs), LABEL.batch):
+        chunk = jobs[start:start + LABEL.batch]
+        images = []
+        for name, item in chunk:
+            if isinstance(item, np.ndarray):
+                images.append(item)
+            else:
+                gen = generate(G, [item], class_idx=class_idx, truncation_psi=args.truncation)
+                images.append(gen.uint8()[0].cpu().numpy())
+        labels = label_images(labeler, np.stack(images), cmap, names)
+        if not done:   # the class table goes first: a folder with masks always says what their colours mean
+            files.write_json(out / CLASSES_FILE, table)
+            files.write_text(out / CLASS_MAP_FILE, cmap.to_json())
+        for (name, _), img, lab in zip(chunk, images, labels):
+            while name in used:
+                name += "_"
+            used.add(name)
+            _save_png(out / f"{name}.png", img)
+            path = save_mask_png(out / f"{name}_mask.png", lab, palette)
+            done += 1
+            present = [names[c] for c in sorted(set(lab.ravel().tolist()))]
+            print(f"[{done}/{len(jobs)}] {path}  {', '.join(present)}")
+    print(f"{out}: {done} image/mask pairs, {CLASSES_FILE} and {CLASS_MAP_FILE}; next: {_prog()} train-branch {out} "
+          f"--model {args.model} --out branch.safetensors", file=sys.stderr)
     return 0
 
 
@@ -654,12 +805,34 @@ def build_parser() -> argparse.ArgumentParser:
     embed_steps(s)
     s.set_defaults(func=cmd_segment, writes="file")
 
+    lb = sub.add_parser("label", help="label generator samples (or photos) with a segmentation model: NAME.png + "
+                        "NAME_mask.png pairs for train-branch", formatter_class=fmt)
+    common(lb)
+    lb.add_argument("--labeler", default=None, help="a parser from the registry (list), hf://org/repo[@rev] or a "
+                    "local transformers folder (default: the registry's parser for --model)")
+    lb.add_argument("--n", type=_positive_int, default=None, help=f"label N samples, seeds 0..N-1 (default "
+                    f"{LABEL.count})")
+    lb.add_argument("--seeds", type=parse_seeds, default=None, help="the samples' seeds instead, e.g. 0-15")
+    lb.add_argument("--truncation", type=float, default=SAMPLE.truncation, help="truncation psi of the samples")
+    lb.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional models)")
+    lb.add_argument("--inputs", default=None, help="label these photos (a file or a folder) instead of samples; each "
+                    "cropped or padded to the model's size (--fit)")
+    lb.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how --inputs photos are made square")
+    lb.add_argument("--map", default=None, help='class map JSON {"labeler label": "branch class"} (default: left/'
+                    "right pairs merged, u_lip + l_lip -> lips, other labels their own class); the map used is "
+                    f"written to OUT/{CLASS_MAP_FILE}")
+    lb.add_argument("--out", required=True, help=f"output folder: NAME.png + NAME_mask.png pairs, {CLASSES_FILE}, "
+                    f"{CLASS_MAP_FILE}")
+    lb.set_defaults(func=cmd_label, writes="folder")
+
     t = sub.add_parser("train-branch", help="train a segmentation branch from a folder of image/mask pairs",
                        formatter_class=fmt)
     t.add_argument("folder", help="NAME.png + NAME_mask.png pairs (or masks/NAME.png)")
     t.add_argument("--out", required=True, help="branch file to write (.safetensors)")
     t.add_argument("--classes", default=None, help='JSON list of {"name": ..., "color": [r, g, b]} (default: '
-                   "the model's classes, else the ToyFaces parts)")
+                   f"FOLDER/{CLASSES_FILE} when present, else the model's classes, else the ToyFaces parts)")
+    t.add_argument("--map", default=None, help=f"the class map label used: the branch's classes are the map's "
+                   f"(colours from FOLDER/{CLASSES_FILE}, which is also read on its own when present)")
     t.add_argument("--max-steps", type=int, default=BRANCH.max_steps, help="training steps at most")
     editing_args(t)
     embed_steps(t, BRANCH.embed_steps)

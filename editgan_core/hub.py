@@ -172,3 +172,22 @@ def load_model(ref: str, *, key: Optional[str] = None, **resolve_kw) -> LoadedGe
         loaded.notes.append("the registry pins no sha256 for this file yet; it was not verified")
     loaded.meta.setdefault("ref", ref)
     return loaded
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers for other Hub folders (the labelers of editgan_core/labeling.py) under the same rules.
+
+
+def hub_endpoint(endpoint: Optional[str] = None) -> Optional[str]:
+    """The Hub to ask: ``endpoint`` when given, else ``HF_ENDPOINT`` read now (as :func:`resolve` does), else
+    huggingface_hub's default."""
+    return endpoint or os.environ.get("HF_ENDPOINT") or None
+
+
+def entry_missing(err: BaseException) -> bool:
+    """Whether a :class:`ModelNotFoundError` from :func:`download_file` means the Hub answered "no such file in
+    this repo" -- not "offline and not cached", not "no such repo"."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    cause = err.__cause__
+    return isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError)

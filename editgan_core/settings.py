@@ -72,12 +72,20 @@ class BranchTrainSettings:
     embed_steps: int = 100              # embedding of annotated photos before training
 
 
+@dataclass(frozen=True)
+class LabelSettings:
+    """Labelling generator samples (or photos) with a segmentation model (editgan_core/labeling.py)."""
+    count: int = 16                     # images labelled when no seeds are given (seeds 0..count-1)
+    batch: int = 4                      # images per pass of the labeler
+
+
 EMBED = EmbedSettings()
 EDIT = EditSettings()
 REFINE = RefineSettings()
 APPLY = ApplySettings()
 SAMPLE = SampleSettings()
 BRANCH = BranchTrainSettings()
+LABEL = LabelSettings()
 # The app trains while the user waits: fewer steps, evaluated more often (progress every 50 steps).
 INTERACTIVE_BRANCH = BranchTrainSettings(max_steps=600, eval_every=50)
 

@@ -229,7 +229,8 @@ def test_annotate_and_train_a_branch_for_a_model_without_one(server, tmp_path):
     """A generator with no branch: annotate a few samples by colour, train, then the Edit tab works on it."""
     c = client(server)
     model = str(save_native(make_generator(), tmp_path / "tiny"))
-    c.predict(model, api_name="/load_model")
+    loaded = c.predict(model, api_name="/load_model")
+    assert "no segmentation branch yet" in loaded[0] and "Annotate tab" in loaded[0]
     for seed in range(4):
         out = c.predict(model=model, seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
         im = img(out[0])[::SHOW // 32, ::SHOW // 32]            # the tiny model is 32 px

@@ -475,3 +475,171 @@ def test_failures_leave_no_empty_folder(tmp_path, capsys, monkeypatch, editable)
     err = capsys.readouterr().err
     assert rc == 2 and "No space left on device" in err and "seed0001.png" in err
     assert not (tmp_path / "g").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# label (a segmentation model labels samples or photos) -> train-branch
+
+
+@pytest.fixture(scope="module")
+def face_parser(tmp_path_factory):
+    from test_labeling import make_segformer
+
+    return make_segformer(tmp_path_factory.mktemp("parser") / "face-parser")
+
+
+def test_label_then_train_branch_round_trip(tmp_path, capsys, face_parser):
+    from editgan_core.labeling import ClassMap, label_images, load_labeler
+    from editgan_core.masks import decode_mask
+
+    G = make_generator()
+    model = save_native(G, tmp_path / "model")
+    subs = _subparsers()
+    assert {"--threads", "--device", "--model", "--labeler", "--map", "--inputs"} <= \
+        {o for a in subs["label"]._actions for o in a.option_strings}
+    table = {"background": "background", "skin": "skin", "l_eye": "eye", "r_eye": "eye", "hair": "hair",
+             "nose": "nose"}
+    (tmp_path / "map.json").write_text(json.dumps(table))
+    out = tmp_path / "labelled"
+    rc = main(["label", "--model", str(model), "--labeler", str(face_parser), "--n", "5", "--map",
+               str(tmp_path / "map.json"), "--out", str(out), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "labels not in" in err and "go to background" in err and "u_lip" in err     # the unmapped ones, said
+    names = ["background", "skin", "eye", "hair", "nose"]
+    classes = json.loads((out / "classes.json").read_text())
+    assert [c["name"] for c in classes] == names and len({tuple(c["color"]) for c in classes}) == 5
+    assert ClassMap.from_json(out / "class_map.json").table == table
+    palette = [tuple(c["color"]) for c in classes]
+    lab = load_labeler(str(face_parser))
+    for seed in range(5):
+        img = png(out / f"seed{seed:04d}.png")
+        assert np.array_equal(img, generate(G, [seed], truncation_psi=0.7).uint8()[0].numpy())   # NVIDIA seeds
+        m = Image.open(out / f"seed{seed:04d}_mask.png")
+        assert m.mode == "P"
+        got, msg = decode_mask(np.asarray(m.convert("RGB")), palette)
+        assert msg == "" and np.array_equal(got, label_images(lab, img[None], ClassMap(table), names)[0])
+    first = (out / "seed0000_mask.png").read_bytes()
+    assert main(["label", "--model", str(model), "--labeler", str(face_parser), "--seeds", "0", "--map",
+                 str(tmp_path / "map.json"), "--out", str(out)]) == 0                   # deterministic
+    assert (out / "seed0000_mask.png").read_bytes() == first
+    capsys.readouterr()
+
+    # train-branch reads the pairs and classes.json: the branch's classes are the map's
+    rc = main(["train-branch", str(out), "--model", str(model), "--out", str(tmp_path / "b.safetensors"),
+               "--steps", "2", "--max-steps", "10", "--encoder", "none"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "classes from" in err and "classes.json" in err
+    branch = load_branch(tmp_path / "b.safetensors")
+    assert list(branch.cfg.class_names) == names and [tuple(c) for c in branch.cfg.palette] == palette
+    # --map gives the same table
+    rc = main(["train-branch", str(out), "--model", str(model), "--map", str(tmp_path / "map.json"), "--out",
+               str(tmp_path / "b2.safetensors"), "--steps", "2", "--max-steps", "10", "--encoder", "none"])
+    assert rc == 0
+    assert list(load_branch(tmp_path / "b2.safetensors").cfg.class_names) == names
+    # a map that does not match the folder's masks is refused
+    (tmp_path / "other.json").write_text(json.dumps({"hair": "hair"}))
+    rc = main(["train-branch", str(out), "--model", str(model), "--map", str(tmp_path / "other.json"), "--out",
+               str(tmp_path / "b3.safetensors"), "--encoder", "none"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "classes.json lists the classes" in err and "other.json" in err
+    assert not (tmp_path / "b3.safetensors").exists()
+
+
+def test_label_photos_and_the_default_map(tmp_path, capsys, face_parser):
+    G = make_generator()
+    model = save_native(G, tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.RandomState(i).rand(40, 48, 3) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    Image.new("RGB", (48, 40)).save(photos / "p0_mask.png")           # a side file: not a photo to label
+    rc = main(["label", "--model", str(model), "--labeler", str(face_parser), "--inputs", str(photos), "--out",
+               str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "center-cropped 48x40 to 40x40" in err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["class_map.json", "classes.json", "p0.png", "p0_mask.png", "p1.png", "p1_mask.png"]
+    assert png(tmp_path / "out" / "p0.png").shape == (32, 32, 3)
+    names = [c["name"] for c in json.loads((tmp_path / "out" / "classes.json").read_text())]
+    assert names[0] == "background" and "eye" in names and "lips" in names and "l_eye" not in names
+
+
+def test_label_bad_inputs_exit_2_name_the_file_and_leave_nothing(tmp_path, capsys, monkeypatch, face_parser):
+    import dataclasses
+
+    from editgan_core.registry import PARSERS, REGISTRY, ModelSpec
+
+    G = make_generator()
+    model = save_native(G, tmp_path / "model")
+
+    def run(*extra, out="o"):
+        rc = main(["label", "--model", str(model), "--n", "1", "--out", str(tmp_path / out), *extra])
+        return rc, capsys.readouterr().err
+
+    # a labeler that is not a segmentation model: the generator's own folder
+    rc, err = run("--labeler", str(model))
+    assert rc == 2 and str(model) in err and "not a semantic-segmentation model" in err
+    assert not (tmp_path / "o").exists()
+    # a map naming labels the labeler does not have
+    (tmp_path / "map.json").write_text(json.dumps({"left_eye": "eye", "hair": "hair"}))
+    rc, err = run("--labeler", str(face_parser), "--map", str(tmp_path / "map.json"))
+    assert rc == 2 and "map.json" in err and "does not have: left_eye" in err and not (tmp_path / "o").exists()
+    (tmp_path / "broken.json").write_text("{")
+    rc, err = run("--labeler", str(face_parser), "--map", str(tmp_path / "broken.json"))
+    assert rc == 2 and "broken.json: not valid JSON" in err and not (tmp_path / "o").exists()
+    # an image the labeler cannot read: named, nothing written
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(photos / "a.png")
+    (photos / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    rc = main(["label", "--model", str(model), "--labeler", str(face_parser), "--inputs", str(photos), "--out",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "b.png" in err and "not a readable image" in err and not (tmp_path / "o").exists()
+    rc = main(["label", "--model", str(model), "--labeler", str(face_parser), "--inputs", str(tmp_path / "none"),
+               "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no such file or folder" in capsys.readouterr().err
+    (photos / "b.png").unlink()
+    before = (photos / "a.png").read_bytes()
+    rc = main(["label", "--model", str(model), "--labeler", str(face_parser), "--inputs", str(photos), "--out",
+               str(photos)])
+    assert rc == 2 and "would replace them" in capsys.readouterr().err
+    assert (photos / "a.png").read_bytes() == before and sorted(p.name for p in photos.iterdir()) == ["a.png"]
+    # no network and nothing cached
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    rc, err = run("--labeler", "hf://org/absent-parser")
+    assert rc == 2 and "org/absent-parser" in err and "not in the local cache" in err
+    monkeypatch.delenv("HF_ENDPOINT")
+    # no parser fits an unknown model; contradictory options
+    rc, err = run()
+    assert rc == 2 and "no parser in the registry fits" in err and "--labeler" in err
+    rc, err = run("--labeler", str(face_parser), "--seeds", "0-3")
+    assert rc == 2 and "--n 1 and --seeds (4 seeds) disagree" in err
+    # a parser for another domain works, with a note
+    monkeypatch.setitem(REGISTRY, "tiny-cars", ModelSpec("tiny-cars", "native", 32, "test", local_dir=str(model),
+                                                         domain="cars"))
+    monkeypatch.setitem(PARSERS, "tiny-face-parser", dataclasses.replace(
+        PARSERS["face-parsing"], name="tiny-face-parser", repo_id=None, local_dir=str(face_parser)))
+    rc = main(["label", "--model", "tiny-cars", "--labeler", "tiny-face-parser", "--n", "1", "--out",
+               str(tmp_path / "cars")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "parses faces but tiny-cars draws cars" in err and (tmp_path / "cars" / "seed0000_mask.png").is_file()
+    rc = main(["label", "--model", "tiny-cars", "--n", "1", "--out", str(tmp_path / "cars2")])
+    assert rc == 2 and "no parser in the registry fits tiny-cars (cars)" in capsys.readouterr().err
+    # the folder already holds masks of another class table: refused, nothing overwritten
+    before = (tmp_path / "cars" / "seed0000_mask.png").read_bytes()
+    (tmp_path / "small.json").write_text(json.dumps({"hair": "hair"}))
+    rc = main(["label", "--model", "tiny-cars", "--labeler", "tiny-face-parser", "--n", "1", "--map",
+               str(tmp_path / "small.json"), "--out", str(tmp_path / "cars")])
+    assert rc == 2 and "holds masks of other classes" in capsys.readouterr().err
+    assert (tmp_path / "cars" / "seed0000_mask.png").read_bytes() == before
+
+
+def test_list_shows_the_parsers(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "face-parsing" in out and "hf://jonathandinu/face-parsing" in out and "toyfaces-parser" in out

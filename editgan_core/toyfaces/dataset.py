@@ -2,6 +2,10 @@
 
 Seed ranges are kept disjoint by use (see SEEDS): the GAN trains on seeds from 0, the judge on seeds from
 10,000,000, and every evaluation draws from 20,000,000 upwards, so no score is measured on training data.
+The annotated renders of the branch (and of the editing benchmark's vectors) start at 30,000,000, the encoder's
+renders at 40,000,000 and the ToyFaces parser's (toyfaces/parser.py) at 50,000,000. Each use draws fewer than
+SEED_SPAN seeds from its start (the benchmarks' offsets of SEEDS['eval'] go up to +500,000 and some hundreds),
+so the ranges [start, start + SEED_SPAN) never overlap (tests/test_toyfaces.py checks it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import numpy as np
 from .render import render_seed
 
 SEEDS = {"gan_train": 0, "judge_train": 10_000_000, "eval": 20_000_000, "annotated": 30_000_000,
-         "encoder_train": 40_000_000}
+         "encoder_train": 40_000_000, "parser": 50_000_000}
+SEED_SPAN = 10_000_000   # every use draws fewer seeds than this from its start
 
 
 def _one(args: Tuple[int, int, int]):

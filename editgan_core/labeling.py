@@ -1,0 +1,560 @@
+"""Labelling images with a semantic-segmentation model from the Hub, mapped onto a branch's classes.
+
+A *labeler* is any transformers ``AutoModelForSemanticSegmentation`` model with its image processor (SegFormer,
+DPT, UperNet, BEiT, ...), e.g. ``jonathandinu/face-parsing`` for faces. :func:`load_labeler` takes
+
+* a parser registry name (``face-parsing``, ``toyfaces-parser``; :data:`editgan_core.registry.PARSERS`),
+* ``hf://org/repo[/subfolder][@revision]``, or
+* a local folder written by ``save_pretrained`` (``config.json``, ``model.safetensors``,
+  ``preprocessor_config.json``),
+
+and resolves Hub ones with the generators' rules (:func:`editgan_core.hub.download_file`: the standard Hub
+cache, a pinned commit served from the cache, offline from the cache, ``HF_ENDPOINT`` read at each call). The
+config is read first, so a file that is not a semantic-segmentation model is refused before its weights are
+downloaded. Weights are read from safetensors only (never a pickled ``pytorch_model.bin``) and no code from a
+repo is run. Each folder is loaded once per process, on the CPU in float32.
+
+The labeler's label set becomes the branch's classes through a :class:`ClassMap` the user can edit (JSON
+``{"labeler label": "branch class"}``): :meth:`ClassMap.default` merges left/right pairs (``l_eye`` + ``r_eye``
+-> ``eye``) and the lips (``u_lip`` + ``l_lip`` -> ``lips``), keeps every other label as a class of its own, and
+sends the background to ``background``. :func:`label_images` = predict + map.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import EditGANError, ModelNotFoundError
+from .settings import LABEL
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+PROCESSOR_FILE = "preprocessor_config.json"
+BACKGROUND = "background"
+_BACKGROUND_NAMES = ("background", "bg", "__background__", "_background_", "unlabeled", "void")
+_SIDE_PREFIXES = (("l_", "r_"), ("left_", "right_"), ("left ", "right "))
+_MERGES = ((("u_lip", "l_lip"), "lips"), (("upper_lip", "lower_lip"), "lips"))
+_ARCH_SUFFIX = "ForSemanticSegmentation"
+
+Color = Tuple[int, int, int]
+
+
+class LabelerError(EditGANError):
+    """A labeler reference that is not a usable semantic-segmentation model, or images it cannot label."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The labeler.
+
+
+@dataclass(eq=False)
+class Labeler:
+    """A transformers semantic-segmentation model and its image processor, on the CPU in float32."""
+    ref: str                               # what was asked for
+    label_names: List[str]                 # the model's labels, by id
+    domain: Optional[str]                  # 'faces', ...: from the parser registry entry when known
+    path: Path                             # the local folder it was loaded from
+    model: object = field(repr=False)
+    processor: object = field(repr=False)
+    spec: Optional[object] = field(default=None, repr=False)   # the registry's ParserSpec, when known
+    architecture: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def predict(self, images: np.ndarray, *, batch: int = LABEL.batch) -> np.ndarray:
+        """uint8 images [N, H, W, 3] -> the labeler's label ids [N, H, W] (uint8; int32 past 256 labels): the
+        processor's input, the model's logits upsampled bilinearly to H x W, argmax. Deterministic."""
+        import torch
+        import torch.nn.functional as F
+
+        arr = np.asarray(images)
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or 0 in arr.shape:
+            raise LabelerError(f"the labeler takes uint8 RGB images [N, H, W, 3]; got {arr.dtype} {arr.shape}")
+        n, h, w, _ = arr.shape
+        out = np.empty((n, h, w), np.uint8 if self.num_labels <= 256 else np.int32)
+        with torch.inference_mode():
+            for i in range(0, n, max(1, int(batch))):
+                chunk = [np.ascontiguousarray(a) for a in arr[i:i + batch]]
+                try:
+                    px = self.processor(images=chunk, return_tensors="pt")["pixel_values"].float()
+                except Exception as e:  # noqa: BLE001 -- any processor failure, said in words
+                    raise LabelerError(f"the labeler {self.ref} could not read images of shape {arr.shape[1:]} "
+                                       f"({type(e).__name__}: {e})") from e
+                logits = self.model(pixel_values=px).logits
+                for j in range(len(chunk)):   # one at a time: full-size logits of a batch can be large
+                    up = F.interpolate(logits[j:j + 1].float(), size=(h, w), mode="bilinear", align_corners=False)
+                    out[i + j] = up.argmax(1)[0].numpy().astype(out.dtype)
+        return out
+
+
+_MODELS: Dict[str, Tuple[object, object, str]] = {}      # resolved folder -> (model, processor, architecture)
+_LABELERS: Dict[Tuple[str, str], Labeler] = {}           # (resolved folder, ref) -> Labeler
+_LOCK = threading.Lock()
+
+
+def load_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str] = None,
+                 token: Optional[str] = None, local_files_only: bool = False) -> Labeler:
+    """A parser registry name, ``hf://org/repo[/sub][@rev]`` or a local ``save_pretrained`` folder -> a
+    :class:`Labeler`, loaded once per process (the same folder asked again is not read again)."""
+    folder, spec, repo_id = resolve_labeler(ref, cache_dir=cache_dir, endpoint=endpoint, token=token,
+                                            local_files_only=local_files_only)
+    key = str(folder.resolve())
+    with _LOCK:
+        labeler = _LABELERS.get((key, str(ref)))
+        if labeler is not None:
+            return labeler
+        if key not in _MODELS:
+            _MODELS[key] = _load_folder(folder, str(ref))
+        model, processor, arch = _MODELS[key]
+        if spec is None and repo_id:     # hf://jonathandinu/face-parsing is the registry's face-parsing
+            from .registry import PARSERS
+
+            spec = next((p for p in PARSERS.values() if p.repo_id == repo_id), None)
+        id2label = model.config.id2label
+        names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(model.config.num_labels)]
+        labeler = Labeler(ref=str(ref), label_names=names, domain=spec.domain if spec is not None else None,
+                          path=folder, model=model, processor=processor, spec=spec, architecture=arch)
+        _LABELERS[(key, str(ref))] = labeler
+        return labeler
+
+
+def resolve_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str] = None,
+                    token: Optional[str] = None, local_files_only: bool = False):
+    """-> (local folder, ParserSpec or None, Hub repo id or None). Downloads what is missing (config first, checked
+    before the weights are fetched); refuses what is not a semantic-segmentation model."""
+    from . import hub
+    from .registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
+
+    ref = str(ref).strip()
+    if not ref:
+        raise ModelNotFoundError("no labeler given")
+    kw = dict(cache_dir=cache_dir, endpoint=hub.hub_endpoint(endpoint), token=token,
+              local_files_only=local_files_only)
+    spec = PARSERS.get(ref)
+    if spec is not None:
+        if spec.local_dir:
+            folder = CHECKPOINTS_DIR / spec.local_dir
+            if not (folder / CONFIG_FILE).is_file():
+                raise ModelNotFoundError(f"built-in parser {spec.name!r} is missing: expected a transformers folder "
+                                         f"at {folder} ({CONFIG_FILE}, {WEIGHTS_FILE}, {PROCESSOR_FILE})")
+            check_folder(folder, spec.name)
+            return folder, spec, None
+        return _download(spec.repo_id, "", spec.revision, spec.name, **kw), spec, spec.repo_id
+    if ref in REGISTRY:
+        raise LabelerError(f"{ref!r} is a generator in the registry, not a segmentation model; labelers are "
+                           f"{', '.join(sorted(PARSERS))}, hf://org/repo or a transformers folder")
+    if ref.startswith("hf://"):
+        repo_id, sub, rev = hub.parse_hf_ref(ref)
+        sub = sub.strip("/")
+        if sub and "." in Path(sub).name:
+            if Path(sub).name not in (CONFIG_FILE, WEIGHTS_FILE, PROCESSOR_FILE):
+                raise LabelerError(f"{ref} names a file; a labeler is a Hub folder holding {CONFIG_FILE}, "
+                                   f"{WEIGHTS_FILE} and {PROCESSOR_FILE} (hf://org/repo or hf://org/repo/folder)")
+            parent = Path(sub).parent.as_posix()
+            sub = "" if parent == "." else parent
+        return _download(repo_id, sub, rev, ref, **kw), None, repo_id
+    path = Path(os.path.expanduser(ref))
+    if path.is_file():
+        if path.name in (CONFIG_FILE, WEIGHTS_FILE, PROCESSOR_FILE):
+            path = path.parent
+        else:
+            kind = (" (a StyleGAN checkpoint is a generator)" if path.suffix.lower() in (".pkl", ".pt", ".pth")
+                    else "")
+            raise LabelerError(f"{path} is a file{kind}; a labeler is a transformers folder ({CONFIG_FILE}, "
+                               f"{WEIGHTS_FILE}, {PROCESSOR_FILE}), a parser name or hf://org/repo")
+    if path.is_dir():
+        check_folder(path, str(path))
+        return path, None, None
+    raise ModelNotFoundError(f"unknown labeler {ref!r}: not a parser in the registry ({', '.join(sorted(PARSERS))}), "
+                             f"not an existing folder, and not an hf://org/repo reference")
+
+
+def _download(repo_id: str, sub: str, revision: Optional[str], what: str, **kw) -> Path:
+    from .hub import download_file, entry_missing
+
+    prefix = f"{sub}/" if sub else ""
+    config = download_file(repo_id, prefix + CONFIG_FILE, revision, **kw)
+    check_config(_read_config(config), f"{what} ({repo_id}/{prefix}{CONFIG_FILE})")
+    download_file(repo_id, prefix + PROCESSOR_FILE, revision, **kw)
+    try:
+        download_file(repo_id, prefix + WEIGHTS_FILE, revision, **kw)
+    except ModelNotFoundError as e:
+        if not entry_missing(e):
+            raise
+        try:   # sharded safetensors: the index, then each shard
+            index = download_file(repo_id, prefix + WEIGHTS_INDEX_FILE, revision, **kw)
+        except ModelNotFoundError as e2:
+            if not entry_missing(e2):
+                raise
+            raise LabelerError(f"{repo_id}{'/' + sub if sub else ''} has no {WEIGHTS_FILE}: labeler weights are read "
+                               f"from safetensors only (a pickled pytorch_model.bin is never loaded)") from None
+        for shard in sorted(set(_read_config(index).get("weight_map", {}).values())):
+            download_file(repo_id, prefix + shard, revision, **kw)
+    return config.parent
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise LabelerError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(cfg, dict):
+        raise LabelerError(f"{path}: not a model config (a JSON object)")
+    return cfg
+
+
+def check_config(cfg: dict, where: str) -> str:
+    """Refuse a config that is not a semantic-segmentation model transformers can build without running repo
+    code; -> its architecture name."""
+    from .files import FORMATS
+
+    fmt = cfg.get("format")
+    kind = next((f.what for f in FORMATS if f.id == fmt), None)
+    if kind or str(fmt or "").startswith("editgan-studio/") or ("generator" in cfg and "model_type" not in cfg):
+        raise LabelerError(f"{where} is an EditGAN Studio {kind or 'file'} (a StyleGAN2 model), not a semantic-"
+                           f"segmentation model; a labeler is a transformers model such as a SegFormer")
+    model_type = cfg.get("model_type")
+    if not model_type:
+        raise LabelerError(f"{where} has no model_type: not a transformers model config")
+    if cfg.get("auto_map"):
+        raise LabelerError(f"{where} needs the repo's own Python code (auto_map); EditGAN Studio never runs code "
+                           f"from a model repo")
+    supported = _segmentation_types()
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    seg_archs = [a for a in archs if a.endswith(_ARCH_SUFFIX)]
+    if archs and not seg_archs:
+        raise LabelerError(f"{where} is a {', '.join(archs)} (model_type {model_type!r}), not a semantic-"
+                           f"segmentation model (an ...{_ARCH_SUFFIX}: {', '.join(supported.values())})")
+    if model_type not in supported:
+        raise LabelerError(f"{where}: model_type {model_type!r} has no semantic-segmentation model in transformers "
+                           f"(supported: {', '.join(sorted(supported))})")
+    return seg_archs[0] if seg_archs else supported[model_type]
+
+
+def check_folder(folder: Path, what: str) -> str:
+    """A local folder: the config is a semantic-segmentation model, with a processor config and safetensors
+    weights beside it. -> the architecture."""
+    cfg_path = folder / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise LabelerError(f"{what}: no {CONFIG_FILE} in {folder}; a labeler is a transformers folder "
+                           f"({CONFIG_FILE}, {WEIGHTS_FILE}, {PROCESSOR_FILE}) as save_pretrained writes it")
+    arch = check_config(_read_config(cfg_path), f"{what} ({CONFIG_FILE})")
+    if not (folder / WEIGHTS_FILE).is_file() and not (folder / WEIGHTS_INDEX_FILE).is_file():
+        pickled = [n for n in PICKLE_WEIGHTS if (folder / n).is_file()]
+        said = f"; it has {pickled[0]}, a pickle, which is never loaded" if pickled else ""
+        raise LabelerError(f"{what}: no {WEIGHTS_FILE} in {folder} (labeler weights are read from safetensors "
+                           f"only{said})")
+    if not (folder / PROCESSOR_FILE).is_file():
+        raise LabelerError(f"{what}: no {PROCESSOR_FILE} in {folder}: the image processor that prepares the "
+                           f"labeler's input (save it with the processor's save_pretrained)")
+    return arch
+
+
+def _segmentation_types() -> Dict[str, str]:
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
+    except ImportError as e:
+        raise EditGANError("labelling needs the transformers package: pip install transformers "
+                           "(or pip install 'editgan-studio[label]')") from e
+    return dict(MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No progress bars or info lines from transformers while loading (our messages say what happens)."""
+    from transformers.utils import logging as tlog
+
+    level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
+
+
+def _load_folder(folder: Path, ref: str) -> Tuple[object, object, str]:
+    arch = check_folder(folder, ref)
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    with _quiet_transformers():
+        try:
+            model, info = AutoModelForSemanticSegmentation.from_pretrained(
+                str(folder), output_loading_info=True, use_safetensors=True, local_files_only=True,
+                trust_remote_code=False)
+        except Exception as e:  # noqa: BLE001 -- whatever transformers raises, said with the folder
+            raise LabelerError(f"{ref}: could not load the segmentation model in {folder} "
+                               f"({type(e).__name__}: {e})") from e
+        missing = sorted(info.get("missing_keys") or [])
+        mismatched = list(info.get("mismatched_keys") or [])
+        if missing or mismatched:
+            bad = missing or [str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched]
+            raise LabelerError(f"{ref}: {WEIGHTS_FILE} in {folder} is not a complete {arch}: "
+                               f"{len(bad)} weights {'missing' if missing else 'of the wrong shape'} "
+                               f"({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''})")
+        try:
+            try:
+                processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, backend="pil")
+            except Exception:  # noqa: BLE001 -- no PIL backend for this processor: transformers' own choice
+                processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise LabelerError(f"{ref}: could not load the image processor ({PROCESSOR_FILE}) in {folder} "
+                               f"({type(e).__name__}: {e})") from e
+    model = model.to(device="cpu", dtype=torch.float32).eval().requires_grad_(False)
+    return model, processor, type(model).__name__
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Labeler labels -> branch classes.
+
+
+@dataclass
+class ClassMap:
+    """``table``: labeler label name -> branch class name (``background`` allowed). Labeler labels the table
+    does not name go to ``background``."""
+    table: Dict[str, str]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table, dict) or not self.table:
+            raise EditGANError("a class map is a non-empty JSON object {\"labeler label\": \"branch class\"}")
+        bad = [k for k, v in self.table.items() if not isinstance(k, str) or not isinstance(v, str) or not v.strip()]
+        if bad:
+            raise EditGANError(f"a class map maps label names to class names (non-empty strings); not: "
+                               f"{', '.join(map(repr, bad))}")
+        self.table = {k: v.strip() for k, v in self.table.items()}
+
+    def classes(self) -> List[str]:
+        """The branch classes it produces: ``background`` first, then in the order the table first names them."""
+        out = [BACKGROUND]
+        for v in self.table.values():
+            if v not in out:
+                out.append(v)
+        return out
+
+    def unmapped(self, label_names: Sequence[str]) -> List[str]:
+        """Labeler labels the table does not name (they go to background)."""
+        return [n for n in dict.fromkeys(label_names) if n not in self.table]
+
+    def check(self, label_names: Sequence[str], class_names: Sequence[str]) -> None:
+        """Refuse a table naming labels the labeler lacks, or classes ``class_names`` lacks, listing them."""
+        unknown = [k for k in self.table if k not in set(label_names)]
+        if unknown:
+            raise EditGANError(f"the class map names labels the labeler does not have: {', '.join(unknown)} (its "
+                               f"labels: {', '.join(label_names)})")
+        absent = [c for c in self.classes() if c not in set(class_names)]
+        if absent:
+            raise EditGANError(f"the class map gives classes that are not among the branch's classes: "
+                               f"{', '.join(absent)} (the classes: {', '.join(class_names)})")
+
+    def apply(self, ids: np.ndarray, label_names: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+        """Labeler ids [...] -> branch labels (uint8 indices into ``class_names``)."""
+        self.check(label_names, class_names)
+        if len(class_names) > 256:
+            raise EditGANError(f"at most 256 branch classes; got {len(class_names)}")
+        index = {c: i for i, c in enumerate(class_names)}
+        lut = np.array([index[self.table.get(n, BACKGROUND)] for n in label_names], np.uint8)
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(lut)):
+            raise EditGANError(f"label ids outside 0..{len(lut) - 1} for a labeler with {len(lut)} labels")
+        return lut[ids.astype(np.int64)]
+
+    @classmethod
+    def default(cls, label_names: Sequence[str]) -> "ClassMap":
+        """Left/right pairs merged (``l_eye`` + ``r_eye`` -> ``eye``, ``l_brow``/``r_brow`` -> ``brow``,
+        ``l_ear``/``r_ear`` -> ``ear``), ``u_lip`` + ``l_lip`` -> ``lips``, a background label (``background``,
+        ``bg``, ...; else the 0-th label) -> ``background``, every other label a class of its own."""
+        names = [str(n) for n in label_names]
+        if not names:
+            raise EditGANError("the labeler has no labels")
+        present = set(names)
+        bg = {n for n in names if n.strip().lower() in _BACKGROUND_NAMES} or {names[0]}
+        merged = {}
+        for group, target in _MERGES:
+            if all(g in present for g in group):
+                merged.update({g: target for g in group})
+        table: Dict[str, str] = {}
+        for n in names:
+            if n in table:
+                continue
+            if n in bg:
+                table[n] = BACKGROUND
+            elif n in merged:
+                table[n] = merged[n]
+            else:
+                table[n] = _unsided(n, present) or n
+        return cls(table)
+
+    @classmethod
+    def from_json(cls, path_or_text: Union[str, os.PathLike]) -> "ClassMap":
+        """A JSON object {label: class} -- a file, or the text itself."""
+        text, where = path_or_text, "the class map"
+        if isinstance(path_or_text, os.PathLike) or not str(path_or_text).lstrip().startswith("{"):
+            where = str(path_or_text)
+            try:
+                text = Path(path_or_text).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise EditGANError(f"no such class map file: {where}") from None
+            except OSError as e:
+                raise EditGANError(f"{where}: {e.strerror or e}") from None
+        try:
+            obj = json.loads(text)
+        except ValueError as e:
+            raise EditGANError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise EditGANError(f"{where}: a class map is a JSON object {{\"labeler label\": \"branch class\"}}")
+        try:
+            return cls(obj)
+        except EditGANError as e:
+            raise EditGANError(f"{where}: {e}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.table, indent=1, ensure_ascii=False) + "\n"
+
+
+def _unsided(name: str, present) -> Optional[str]:
+    """'l_eye' with 'r_eye' present -> 'eye' (also left_/right_); None when it has no other side."""
+    for a, b in _SIDE_PREFIXES:
+        for mine, other in ((a, b), (b, a)):
+            if name.startswith(mine) and len(name) > len(mine) and other + name[len(mine):] in present:
+                return name[len(mine):]
+    return None
+
+
+def label_images(labeler: Labeler, images: np.ndarray, class_map: ClassMap, class_names: Sequence[str]
+                 ) -> np.ndarray:
+    """uint8 images [N, R, R, 3] -> branch labels [N, R, R] uint8 (indices into ``class_names``)."""
+    class_map.check(labeler.label_names, class_names)     # before the model runs
+    return class_map.apply(labeler.predict(images), labeler.label_names, class_names)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Which parser fits a generator; the colours of a map's classes.
+
+
+def _model_spec(model_spec_or_ref):
+    from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
+
+    if isinstance(model_spec_or_ref, ModelSpec):
+        return model_spec_or_ref
+    meta = getattr(model_spec_or_ref, "meta", None)      # a LoadedGenerator: the ref it was loaded by
+    ref = meta.get("ref") if isinstance(meta, dict) else model_spec_or_ref
+    if not isinstance(ref, (str, os.PathLike)):
+        return None
+    spec = REGISTRY.get(str(ref))
+    if spec is not None:
+        return spec
+    try:   # a built-in model by its path
+        path = Path(os.path.expanduser(str(ref))).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return next((s for s in REGISTRY.values() if s.local_dir and (CHECKPOINTS_DIR / s.local_dir).resolve() == path),
+                None)
+
+
+def model_domain(model_spec_or_ref) -> Optional[str]:
+    spec = _model_spec(model_spec_or_ref)
+    return spec.domain if spec is not None else None
+
+
+def parser_for(model_spec_or_ref) -> Optional[str]:
+    """The registry parser that fits a generator (a ModelSpec, a registry name, a built-in model's path or a
+    loaded model): one made for that very model, else one for its domain; None when none fits (label by hand)."""
+    from .registry import PARSERS
+
+    spec = _model_spec(model_spec_or_ref)
+    if spec is None or not spec.domain:
+        return None
+    for p in PARSERS.values():
+        if spec.name in p.models:
+            return p.name
+    for p in PARSERS.values():
+        if not p.models and p.domain == spec.domain:
+            return p.name
+    return None
+
+
+def fit_note(model_spec_or_ref, labeler: Labeler, model_name: Optional[str] = None) -> Optional[str]:
+    """A word when the labeler was made for another kind of image than the generator draws, else None."""
+    spec = _model_spec(model_spec_or_ref)
+    name = model_name or (spec.name if spec is not None else str(model_spec_or_ref))
+    if spec is None or not spec.domain or not labeler.domain:
+        return None
+    if labeler.domain != spec.domain:
+        return (f"the labeler {labeler.ref} parses {labeler.domain} but {name} draws {spec.domain}: its labels may "
+                f"mean little here; check the masks (or label by hand)")
+    made_for = getattr(labeler.spec, "models", ()) or ()
+    if made_for and spec.name not in made_for:
+        return (f"the labeler {labeler.ref} was made for {', '.join(made_for)}, not {name}: check the masks")
+    return None
+
+
+def class_palette(names: Sequence[str], base: Optional[Dict[str, Sequence[int]]] = None) -> List[Color]:
+    """A colour per class: ``base``'s colour where it names the class (e.g. the model's branch palette), black for
+    background, else distinct colours in a fixed sequence (the same names in the same order give the same
+    colours), each far from those already used."""
+    base = {str(k): tuple(int(c) for c in v) for k, v in (base or {}).items()}
+    out: List[Color] = []
+    for n in names:
+        c = base.get(n)
+        if c is None and n == BACKGROUND:
+            c = (0, 0, 0)
+        if c is not None and c in out:
+            c = None       # two classes may never share a colour
+        out.append(c)
+    used = [c for c in out if c is not None]
+    candidates = _candidate_colors()
+    for i, c in enumerate(out):
+        if c is not None:
+            continue
+        for thr in (120, 80, 48, 24, 8, 1):
+            pick = next((k for k in candidates if k not in used and
+                         all(sum((a - b) ** 2 for a, b in zip(k, u)) >= thr ** 2 for u in used)), None)
+            if pick is not None:
+                break
+        if pick is None:
+            raise EditGANError(f"too many classes for distinct colours ({len(names)})")
+        out[i] = pick
+        used.append(pick)
+    return out
+
+
+def _candidate_colors() -> List[Color]:
+    cols = []
+    for k in range(1024):
+        h = (k * 0.618033988749895) % 1.0
+        s, v = ((0.9, 0.95), (0.55, 0.9), (0.9, 0.6), (0.35, 0.75))[(k // 7) % 4]
+        r, g, b = colorsys.hsv_to_rgb(h, s, v)
+        cols.append((int(round(r * 255)), int(round(g * 255)), int(round(b * 255))))
+    return list(dict.fromkeys(cols))
+
+
+def save_mask_png(path: os.PathLike, labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Path:
+    """Labels [H, W] -> a palette PNG (mode P, one entry per class), written atomically; reads back as RGB with
+    the palette's colours (what train-branch and the app decode)."""
+    from PIL import Image
+
+    from . import files
+
+    labels = np.asarray(labels)
+    pal = np.asarray(palette, np.uint8).reshape(-1, 3)
+    if labels.ndim != 2 or labels.size and int(labels.max()) >= len(pal) or len(pal) > 256:
+        raise EditGANError(f"labels {labels.shape} do not fit a palette of {len(pal)} colours")
+    im = Image.fromarray(labels.astype(np.uint8))     # mode L; a palette makes it P
+    im.putpalette(pal.ravel().tolist())
+    return files.atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
