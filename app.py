@@ -24,6 +24,7 @@ from demo.model import Studio
 from demo.session import Session, timestamp
 from demo.streaming import Done
 from editgan_core.errors import EditGANError
+from editgan_core.labeling import parser_for
 from editgan_core.runtime import tune_allocator
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, REFINE, SAMPLE
 
@@ -171,7 +172,8 @@ def on_load_model(session: Session, model: str, progress=gr.Progress()):
             gr.update(brush=_brush(session)), _palette_md(session), STUDIO.model_card(session.model_ref),
             gr.update(brush=_brush(session)), _palette_md(session),
             gr.update(visible=bool(cond), maximum=max(cond - 1, 0), value=0),
-            gr.update(selected="annotate") if no_branch else gr.update())
+            gr.update(selected="annotate") if no_branch else gr.update(),
+            gr.update(placeholder=f"default: {parser_for(session.model_ref) or 'none fits this model: label by hand'}"))
 
 
 @ui_action
@@ -386,6 +388,12 @@ def on_train(session: Session, steps: int):
 
 
 @ui_action
+def on_set_labeler(session: Session, labeler: str, class_map: str):
+    note = session.set_labeler(labeler, class_map)
+    return note, _palette_md(session), gr.update(brush=_brush(session)), gr.update(brush=_brush(session))
+
+
+@ui_action
 def on_class_names(session: Session, names: str):
     if not session.model_ref:
         raise EditGANError("choose a model first")
@@ -507,6 +515,11 @@ def annotate_tab() -> SimpleNamespace:
     with gr.Tab("Annotate", id="annotate"):
         gr.Markdown("For a model without a segmentation branch: generate or embed an image, add it here, paint its "
                     "parts, save; repeat for a handful of images; train.")
+        with gr.Accordion("Labeler: the segmentation model that proposes masks, and its class map", open=False):
+            labeler = gr.Textbox(label="Labeler (parser registry name, hf://org/repo or a save_pretrained folder; "
+                                       "empty: the parser that fits the model)")
+            class_map = gr.Code(language="json", label='Class map {"labeler label": "class"} (empty: default)')
+            use_labeler = gr.Button("Use this labeler")
         names = gr.Textbox(label="Class names (comma-separated, one per palette colour)")
         rename = gr.Button("Rename classes")
         palette = gr.Markdown()
@@ -559,7 +572,7 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     view = [top.current, im.shown, top.caption, im.fidelity, im.diff, hi.table]
     long = dict(concurrency_id="long", concurrency_limit=1)
     loaded = [state, top.info, vec.pick, *vec.sliders, ed.editor, ed.palette, top.card, an.annotator, an.palette,
-              im.class_idx, top.tabs]
+              im.class_idx, top.tabs, an.labeler]
     top.load.click(on_load_model, [state, model], loaded, api_name="load_model")
     demo.load(on_load_model, [state, model], loaded, api_visibility="private")
     im.go.click(on_sample, [state, model, im.seed, im.psi, im.class_idx, im.overlay],
@@ -603,6 +616,8 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     an.add.click(on_annotate_add, [state, model], [state, an.annotator, an.index, an.msg], api_name="annotate_add")
     an.save.click(on_annotate_save, [state, an.annotator, an.index], [an.msg], api_name="annotate_save")
     an.rename.click(on_class_names, [state, an.names], [an.palette], api_name="class_names")
+    an.use_labeler.click(on_set_labeler, [state, an.labeler, an.class_map], [an.msg, an.palette, ed.editor,
+                                                                           an.annotator], api_name="set_labeler")
     an.train.click(gpu(on_train), [state, an.steps], [state, an.train_msg, an.branch_file], api_name="train_branch",
                    show_progress_on=[an.train_msg], **long)
 

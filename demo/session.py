@@ -71,6 +71,7 @@ class Session:
         self.annotations: List[Annotation] = []
         self.branch = None                               # a branch trained in this session (Annotate tab)
         self.class_names: Optional[List[str]] = None     # edited class names for annotation
+        self.labeler_choice: Optional[tuple] = None       # (Labeler, ClassMap) the user chose; else the model's parser
 
     def __deepcopy__(self, memo) -> "Session":
         """gr.State deep-copies its initial value once per user: each user gets a new, empty session over the
@@ -87,7 +88,7 @@ class Session:
         assets = self.studio.assets(ref)          # raises a clear error before anything is changed
         self.model_ref = assets.ref
         self.steps, self.pos, self.photo, self.last_edit = [], -1, None, None
-        self.annotations, self.branch = [], None
+        self.annotations, self.branch, self.labeler_choice = [], None, None
         self.vectors = {v.name: v for v in assets.vectors}
         return self.studio.describe(assets.ref)
 
@@ -110,7 +111,7 @@ class Session:
         if b is not None:
             return list(b.cfg.class_names), list(b.cfg.palette)
         names, palette = self.assets.classes
-        lab = self.studio.labeler(self.model_ref)
+        lab = self.labeler()
         if lab is not None:
             from editgan_core.labeling import class_palette
 
@@ -428,6 +429,32 @@ class Session:
         return out
 
     # -- annotate and train a branch ------------------------------------------------------------------------
+    def labeler(self) -> Optional[tuple]:
+        """(Labeler, ClassMap) that proposes annotation masks: the user's choice, else the parser that fits."""
+        return self.labeler_choice if self.labeler_choice is not None else self.studio.labeler(self.model_ref)
+
+    def set_labeler(self, ref: str, class_map: str = "") -> str:
+        """Use another segmentation model (registry name, hf:// reference or folder) and/or class map (JSON
+        {labeler label: class}; empty: the default map). With a branch, the map must give the branch's classes.
+        -> a note. Nothing changes when anything is wrong."""
+        from editgan_core.labeling import ClassMap, fit_note, load_labeler
+
+        ref = (ref or "").strip()
+        if not ref:
+            self.labeler_choice = None
+            return "using the parser that fits the model, if any"
+        lab = load_labeler(ref)
+        cmap = ClassMap.from_json(class_map) if (class_map or "").strip() else ClassMap.default(lab.label_names)
+        if self.current_branch() is not None:
+            cmap.check(lab.label_names, self.current_branch().cfg.class_names)
+        else:
+            cmap.check(lab.label_names, cmap.classes())
+        self.labeler_choice = (lab, cmap)
+        note = fit_note(self.model_ref, lab) or ""
+        unmapped = cmap.unmapped(lab.label_names)
+        return (f"labeler **{lab.ref}**: {len(lab.label_names)} labels -> classes {', '.join(cmap.classes())}"
+                + (f"; unmapped (background): {', '.join(unmapped)}" if unmapped else "") + (f". {note}" if note else ""))
+
     def propose(self, step: Optional[Step] = None) -> Tuple[Optional[np.ndarray], str]:
         """A mask to start annotating from, and where it came from: the parser that fits the model, else the
         branch (the model's, or the one trained in this session), else nothing."""
@@ -435,7 +462,7 @@ class Session:
 
         step = self.current if step is None else step
         names = self.class_table()[0]
-        lab = self.studio.labeler(self.model_ref)
+        lab = self.labeler()
         if lab is not None:
             labeler, class_map = lab
             try:

@@ -20,11 +20,6 @@ CONFIGS = {
 }
 REGISTRY_NAME = {256: "ffhq-256", 512: "ffhq-512", 1024: "ffhq-1024"}
 
-# jonathandinu/face-parsing's 19 labels (CelebAMask-HQ order)
-FACE_PARSING_LABELS = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
-                       "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"]
-
-
 def full_size_generator(res: int, seed: int = 0) -> Generator:
     """A generator of the real configuration with random weights (w_avg off zero, noise strengths on)."""
     torch.manual_seed(seed)
@@ -43,18 +38,37 @@ def official_pickle(res: int, path: Path, seed: int = 0) -> Path:
     return Path(path)
 
 
-def tiny_face_parser(folder: Path, seed: int = 0) -> Path:
-    """A tiny random SegFormer with face-parsing's labels, saved with save_pretrained (+ its image processor)."""
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+# jonathandinu/face-parsing's 19 labels (CelebAMask-HQ order; ../shared/docs/real-photos.md)
+FACE_LABELS = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
+               "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"]
+
+
+def tiny_segformer_config(labels=FACE_LABELS):
+    from transformers import SegformerConfig
+
+    return SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[4, 2], hidden_sizes=[8, 16],
+                           num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+                           decoder_hidden_size=16, id2label=dict(enumerate(labels)),
+                           label2id={n: i for i, n in enumerate(labels)})
+
+
+def make_segformer(path, labels=FACE_LABELS, seed: int = 0, cls=None) -> Path:
+    """A tiny random SegFormer (2 encoder blocks, hidden 8/16) + its image processor (64 x 64 input), saved with
+    save_pretrained: config.json, model.safetensors, preprocessor_config.json."""
+    from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
 
     torch.manual_seed(seed)
-    cfg = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                          num_attention_heads=[1, 1], decoder_hidden_size=16, num_labels=len(FACE_PARSING_LABELS),
-                          id2label=dict(enumerate(FACE_PARSING_LABELS)),
-                          label2id={n: i for i, n in enumerate(FACE_PARSING_LABELS)})
-    SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
-    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return Path(folder)
+    model = (cls or SegformerForSemanticSegmentation)(tiny_segformer_config(labels)).eval()
+    with torch.no_grad():     # a sharper classifier, so a random model still paints many labels
+        if hasattr(model, "decode_head"):
+            model.decode_head.classifier.weight.mul_(20)
+    model.save_pretrained(path)
+    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
+    return Path(path)
+
+
+def tiny_face_parser(folder: Path, seed: int = 0) -> Path:
+    return make_segformer(folder, seed=seed)
 
 
 def serve_generator(fh, res: int, pickle_path: Path) -> str:

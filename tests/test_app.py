@@ -1,6 +1,7 @@
 """The studio's API with gradio_client, one client = one user session: every main endpoint, bad inputs with clear
 messages after which the session keeps working, stop mid-optimisation, and sessions that never see each other."""
 
+import json
 import os
 import threading
 import time
@@ -352,3 +353,37 @@ def test_leaving_a_training_stream_stops_the_training(app_module):
     stream.close()                       # what Gradio does when the client is gone
     assert s.stop_event.is_set() and time.time() - t0 < 10
     assert s.branch is not None          # the best so far is kept
+
+
+def test_annotation_proposals_come_from_the_branch_trained_so_far_and_labelers_are_checked(app_module, tmp_path):
+    """A model with no parser and no branch: nothing is proposed at first; once a branch is trained in the
+    session, it proposes the next image's mask (and says so). A labeler chosen by the user is checked: not a
+    segmentation model, or a class map naming unknown labels, is refused and changes nothing."""
+    from demo.session import Session
+    from standins import make_segformer
+
+    s = Session(app_module.STUDIO)
+    s.set_model(str(save_native(make_generator(), tmp_path / "plain")))
+    for seed in range(3):
+        s.sample(seed, 0.7)
+        i = s.add_annotation_image()
+        assert s.annotations[i].proposal is None and s.annotations[i].source.startswith("nothing")
+        s.set_annotation(i, (s.current.image.argmax(2) > 0).astype(np.uint8))
+    s.train_branch(max_steps=50)
+    s.sample(7, 0.7)
+    i = s.add_annotation_image()
+    a = s.annotations[i]
+    assert a.source == "the branch trained in this session" and a.proposal.shape == (32, 32)
+    assert np.array_equal(a.proposal, s.labels_of())
+    # a labeler of the user's choice
+    with pytest.raises(EditGANError, match="(?i)not a|segmentation"):
+        s.set_labeler(str(tmp_path / "plain"))                  # a StyleGAN folder is not a labeler
+    seg = make_segformer(tmp_path / "seg")
+    with pytest.raises(EditGANError, match="does not have: tail"):
+        s.set_labeler(str(seg), '{"tail": "skin"}')
+    assert s.labeler_choice is None                             # refused: nothing changed
+    names = s.current_branch().cfg.class_names
+    note = s.set_labeler(str(seg), json.dumps({"skin": names[1], "hair": names[2]}))
+    assert "labeler" in note and "unmapped (background)" in note
+    proposal, source = s.propose()
+    assert source.startswith("parser") and proposal.shape == (32, 32) and set(np.unique(proposal)) <= {0, 1, 2}

@@ -483,7 +483,7 @@ def test_failures_leave_no_empty_folder(tmp_path, capsys, monkeypatch, editable)
 
 @pytest.fixture(scope="module")
 def face_parser(tmp_path_factory):
-    from test_labeling import make_segformer
+    from standins import make_segformer
 
     return make_segformer(tmp_path_factory.mktemp("parser") / "face-parser")
 

@@ -20,35 +20,10 @@ from editgan_core.labeling import (ClassMap, Labeler, class_palette, fit_note, l
 from editgan_core.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
 from fake_hub import FakeHub
 
-# jonathandinu/face-parsing's labels (../shared/docs/real-photos.md)
-FACE_LABELS = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
-               "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"]
+from standins import FACE_LABELS, make_segformer  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal
+
 FACE_CLASSES = ["background", "skin", "nose", "eye_g", "eye", "brow", "ear", "mouth", "lips", "hair", "hat",
                 "ear_r", "neck_l", "neck", "cloth"]
-
-
-def tiny_segformer_config(labels=FACE_LABELS):
-    from transformers import SegformerConfig
-
-    return SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[4, 2], hidden_sizes=[8, 16],
-                           num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-                           decoder_hidden_size=16, id2label=dict(enumerate(labels)),
-                           label2id={n: i for i, n in enumerate(labels)})
-
-
-def make_segformer(path, labels=FACE_LABELS, seed: int = 0, cls=None) -> Path:
-    """A tiny random SegFormer (2 encoder blocks, hidden 8/16) + its image processor (64 x 64 input), saved with
-    save_pretrained: config.json, model.safetensors, preprocessor_config.json."""
-    from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
-
-    torch.manual_seed(seed)
-    model = (cls or SegformerForSemanticSegmentation)(tiny_segformer_config(labels)).eval()
-    with torch.no_grad():     # a sharper classifier, so a random model still paints many labels
-        if hasattr(model, "decode_head"):
-            model.decode_head.classifier.weight.mul_(20)
-    model.save_pretrained(path)
-    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
-    return Path(path)
 
 
 @pytest.fixture(scope="module")

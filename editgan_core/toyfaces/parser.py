@@ -242,6 +242,9 @@ def save_parser(model, cfg: ParserConfig, dst: Path = PARSER_DIR, *, half: bool 
         if training:
             conf["editgan_training"] = training
         (tmp / "config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+        tmp.chmod(0o755)                  # mkdtemp makes 0700: give the folder and its files normal permissions
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         old = dst.with_name(f".{dst.name}.old")
         if old.exists():
             shutil.rmtree(old)
