@@ -513,8 +513,9 @@ def history_tab() -> SimpleNamespace:
 
 def annotate_tab() -> SimpleNamespace:
     with gr.Tab("Annotate", id="annotate"):
-        gr.Markdown("For a model without a segmentation branch: generate or embed an image, add it here, paint its "
-                    "parts, save; repeat for a handful of images; train.")
+        gr.Markdown("To give a model a segmentation branch (or a better one): generate or embed an image and add it "
+                    "here. A parser that fits the model (or the branch trained so far) proposes its mask and says "
+                    "so; correct it with the brush, save; repeat for a handful of images; train.")
         with gr.Accordion("Labeler: the segmentation model that proposes masks, and its class map", open=False):
             labeler = gr.Textbox(label="Labeler (parser registry name, hf://org/repo or a save_pretrained folder; "
                                        "empty: the parser that fits the model)")

@@ -103,6 +103,8 @@ def main() -> None:
     p.add_argument("--labels", type=int, nargs="*", default=[16, 64, 256], help="parser-labelled samples per branch")
     p.add_argument("--assisted", type=int, default=64, help="embedded renders for the assisted rows (0: none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--branch-steps", type=int, default=None, help="max branch steps (default: the settings'; "
+                   "smaller only for a quick check)")
     p.add_argument("--parser", default=str(MODEL / "parser"))
     p.add_argument("--out", default=str(CACHE / "report.json"))
     args = p.parse_args()
@@ -175,7 +177,7 @@ def main() -> None:
     def trained(name, ws, labels):
         t0 = time.time()
         br, rep = train_branch(G, ws, labels, CLASS_NAMES, [tuple(int(v) for v in c) for c in PALETTE],
-                               generator_id=ident)
+                               generator_id=ident, **({"max_steps": args.branch_steps} if args.branch_steps else {}))
         times[name] = time.time() - t0
         reports[name] = {"steps": rep.steps, "best_step": rep.best_step, "val_miou": round(rep.val_miou, 4),
                          "seconds": round(rep.seconds, 1)}

@@ -77,12 +77,12 @@ class Studio:
 
     def assets(self, ref: str) -> ModelAssets:
         """The model with its encoder, branch, starter vectors and library (each loaded once per process)."""
-        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes
+        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes, vector_folders
         from editgan_core.embed import load_encoder
         from editgan_core.identity import model_identity
         from editgan_core.perceptual import FallbackDistance
         from editgan_core.segbranch import load_branch
-        from editgan_core.vectors import library_dir, list_library
+        from editgan_core.vectors import list_library
 
         ref = (ref or "").strip()
         loaded = self.model(ref)
@@ -100,12 +100,8 @@ class Studio:
             # The loaded branch's classes; default_classes would read the branch file a second time.
             a.classes = ((list(a.branch.cfg.class_names), list(a.branch.cfg.palette)) if a.branch is not None
                          else default_classes(loaded))
-            folders = []
-            if Path(loaded.path).is_dir():
-                folders.append(Path(loaded.path) / "vectors")
-            folders.append(library_dir(ident))
             seen = set()
-            for folder in folders:
+            for folder in vector_folders(loaded, ident):
                 vecs, problems = list_library(folder, expect_generator=ident)
                 a.problems += problems
                 for v in vecs:

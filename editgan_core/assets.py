@@ -37,3 +37,12 @@ def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
         cfg = load_branch(path).cfg
         return list(cfg.class_names), list(cfg.palette)
     return [n for n, _ in CLASSES], [c for _, c in CLASSES]
+
+
+def vector_folders(loaded, identity) -> List[Path]:
+    """Where a model's editing vectors are found, in order: the starter vectors beside a native model
+    (``vectors/``), then the user's library for that generator (:func:`editgan_core.vectors.library_dir`)."""
+    from .vectors import library_dir
+
+    d = model_dir(loaded)
+    return ([d / "vectors"] if d is not None else []) + [library_dir(identity)]

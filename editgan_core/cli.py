@@ -591,17 +591,9 @@ def parse_vector_arg(text: str) -> Tuple[str, float]:
     return text, 1.0
 
 
-def _vector_folders(loaded, ident) -> List[Path]:
-    """Where bare vector names are looked up: the starter vectors beside a native model, then the user's library."""
-    from .assets import model_dir
-    from .vectors import library_dir
-
-    d = model_dir(loaded)
-    return ([d / "vectors"] if d is not None else []) + [library_dir(ident)]
-
-
 def find_vector(loaded, ident, ref: str):
     """A vector by file path, or by name (``smile``, ``bigger eyes`` or ``bigger_eyes``) in the model's folders."""
+    from .assets import vector_folders
     from .vectors import file_stem, list_library, load_vector
 
     p = Path(ref)
@@ -614,7 +606,7 @@ def find_vector(loaded, ident, ref: str):
         stem = file_stem(ref).lower()
     except EditGANError:
         raise CLIError(f"{ref!r} is neither a vector file nor a vector name") from None
-    folders = _vector_folders(loaded, ident)
+    folders = vector_folders(loaded, ident)
     for folder in folders:
         path = folder / f"{file_stem(ref)}.safetensors"
         if path.is_file():

@@ -143,3 +143,61 @@ def test_distillation_part_weighting_uses_the_masks(tmp_path):
     d = D.Distiller(cfg, z, imgs, masks)
     assert np.isfinite(d.train_step()["loss"])
     assert dataclasses.asdict(d.cfg)["part_weight"] == 4.0
+
+
+def test_seed_ranges_are_disjoint():
+    """Every use of ToyFaces seeds (judge, benchmarks, annotated renders, encoder, parser) keeps to its own range:
+    starts SEED_SPAN apart, and every offset the code adds to a start stays well inside the span."""
+    import re
+    from pathlib import Path
+
+    from editgan_core.toyfaces.dataset import SEED_SPAN, SEEDS
+    from editgan_core.toyfaces.parser import VAL_OFFSET, ParserConfig
+
+    assert {"gan_train", "judge_train", "eval", "annotated", "encoder_train", "parser"} <= set(SEEDS)
+    starts = sorted(SEEDS.values())
+    assert all(b - a >= SEED_SPAN for a, b in zip(starts, starts[1:])), SEEDS
+    cfg = ParserConfig()
+    assert cfg.n_train <= VAL_OFFSET and VAL_OFFSET + cfg.n_val < SEED_SPAN
+    root = Path(__file__).resolve().parents[1]
+    offsets = []
+    for f in sorted(root.glob("editgan_core/**/*.py")) + sorted(root.glob("bench/*.py")):
+        text = f.read_text(encoding="utf-8")
+        for name, off in re.findall(r"SEEDS\[['\"](\w+)['\"]\]\s*\+\s*([0-9_]+)", text):
+            assert name in SEEDS, f"{f.name}: unknown seed range {name}"
+            offsets.append((f.name, name, int(off)))
+        if f.name == "parser.py" and f.parent.name == "bench":
+            for m in re.findall(r"^ASSISTED_OFFSET = ([0-9_]+)", text, re.M):
+                offsets.append((f.name, "annotated", int(m)))
+    assert any(o[1] == "eval" and o[2] == 500_000 for o in offsets)   # the scan finds the benchmarks' offsets
+    for where, name, off in offsets:   # room for 100,000 renders after the largest offset
+        assert off + 100_000 < SEED_SPAN, (where, name, off)
+
+
+def test_shipped_parser_loads_with_transformers_and_labels_held_out_renders():
+    """checkpoints/toyfaces/parser is a plain save_pretrained folder: the Auto classes load it (float32), its labels
+    are the ToyFaces classes in ToyFaces order, and it labels held-out renders close to their exact masks."""
+    pytest.importorskip("transformers")
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    from editgan_core.fewshot import miou
+    from editgan_core.toyfaces.dataset import SEEDS, render_set
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "toyfaces" / "parser"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "model.safetensors").stat().st_size < 5_000_000
+    model = AutoModelForSemanticSegmentation.from_pretrained(str(folder)).eval()
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == CLASS_NAMES
+    assert next(model.parameters()).dtype == torch.float32
+    imgs, masks, _ = render_set(range(SEEDS["eval"], SEEDS["eval"] + 4), 64, workers=1)
+    with torch.no_grad():
+        px = processor(images=list(imgs), return_tensors="pt")["pixel_values"]
+        logits = F.interpolate(model(pixel_values=px).logits, size=(64, 64), mode="bilinear", align_corners=False)
+    pred = logits.argmax(1).numpy()
+    score, _ = miou(pred, masks, NUM_CLASSES)
+    assert score > 0.8, score
