@@ -361,11 +361,11 @@ def on_annotate_save(session: Session, painted: dict, index: int):
     try:
         labels, note = _painted_labels(session, painted, base=base)
     except EditGANError:
-        if a.proposal is None:
+        if a.proposal is None:           # nothing painted and nothing proposed: say so
             raise
-        labels, note = base, ""
-    if note == "nothing was painted" or (not note and labels is base):
-        note = "the proposal was kept as it is" if a.proposal is not None else note
+        labels, note = base, "nothing was painted"
+    if note == "nothing was painted" and a.proposal is not None:
+        note = "the proposal was kept as it is"
     session.set_annotation(i, labels)
     done = sum(a.labels is not None for a in session.annotations)
     return f"annotation {i} saved ({done} annotated). {note}"

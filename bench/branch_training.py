@@ -54,8 +54,11 @@ def main() -> None:
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-dense", action="store_true", help="skip the earlier (dense) path")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     tune_allocator()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print("| resolution | generator forward, batch of the step's images | training step (sampled pixels) | ratio "
           "| training step (dense first layer, earlier) | speed-up |")
     print("|---|---|---|---|---|---|")

@@ -69,9 +69,11 @@ def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
         c = Client(demo.local_url, verbose=False)
         side = max(app.EDITOR_SIDE, res)
 
-        def payload(mask, tag):
+        from demo.session import Session
+
+        def payload(mask, tag, rgb):
             layer = np.zeros((side, side, 4), np.uint8)
-            layer[mask] = (255, 255, 255, 255)
+            layer[mask] = (*rgb, 255)
             p, bg = tmp / f"{tag}.png", tmp / "bg.png"
             Image.fromarray(layer).save(p)
             Image.fromarray(np.zeros((side, side, 4), np.uint8)).save(bg)
@@ -81,12 +83,16 @@ def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
         stroke = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 < (side // 6) ** 2
         t0 = time.perf_counter()
         timed("load the model from the registry (download + load)", lambda: c.predict(model=name, api_name="/load_model"))
+        probe = Session(app.STUDIO)          # the class table the page shows (same process)
+        probe.set_model(name)
+        names, palette = probe.class_table()
+        hair, skin = palette[names.index("hair")], palette[names.index("skin")]
 
         def annotate():
             for seed in range(labels):
                 c.predict(model=name, seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
                 _, idx, _ = c.predict(model=name, api_name="/annotate_add")
-                c.predict(painted=payload(stroke, f"s{seed}"), index=idx, api_name="/annotate_save")
+                c.predict(painted=payload(stroke, f"s{seed}", hair), index=idx, api_name="/annotate_save")
         timed(f"sample + parser proposal + hand correction, {labels} images", annotate)
         timed(f"train the branch (at most {train_steps} steps)", lambda: c.predict(steps=train_steps,
                                                                                   api_name="/train_branch"))
@@ -94,7 +100,7 @@ def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
                                                             overlay=False, api_name="/sample"))
         square = np.zeros((side, side), bool)
         square[side // 3: side // 2, side // 3: 2 * side // 3] = True
-        timed(f"mask edit ({edit_steps} steps)", lambda: c.predict(model=name, painted=payload(square, "edit"),
+        timed(f"mask edit ({edit_steps} steps)", lambda: c.predict(model=name, painted=payload(square, "edit", skin),
                                                                    steps=edit_steps, overlay=False, api_name="/edit"))
         rows.append({"step": "first mask edit reached (wall, from load)", "seconds": round(time.perf_counter() - t0, 1),
                      "peak_rss_mib": round(peak_mib())})

@@ -51,10 +51,10 @@ def image_src(page, label: str) -> str:
 def paint_stroke(page, rgb=(0, 200, 120), y_frac: float = 0.72, x_from: float = 0.38, x_to: float = 0.62) -> None:
     """Pick the palette colour ``rgb`` and draw a horizontal stroke across the sketch pad (default: "mouth" green
     across the lower face)."""
-    canvas = page.locator("canvas").first
+    canvas = page.locator("canvas").filter(visible=True).first       # the sketch pad of the open tab
     box = canvas.bounding_box()
-    page.get_by_label("Color").first.click()
-    page.locator(f"button.color[style*='rgb({rgb[0]}, {rgb[1]}, {rgb[2]})']").first.click()
+    page.get_by_label("Color").filter(visible=True).first.click()
+    page.locator(f"button.color[style*='rgb({rgb[0]}, {rgb[1]}, {rgb[2]})']").filter(visible=True).first.click()
     y = box["y"] + box["height"] * y_frac
     page.mouse.move(box["x"] + box["width"] * x_from, y)
     page.mouse.down()

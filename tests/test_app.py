@@ -113,7 +113,7 @@ def test_registry_hub_model_loads_samples_and_shows_its_card(server, app_module,
         c = client(server)
         out = c.predict(model="cifar10-32", api_name="/load_model")
         assert fh.requests >= 1
-    desc, card, class_box = out[0], out[16], out[-1]
+    desc, card, class_box = out[0], out[16], out[-2]     # [-1]: the Annotate tab's labeler box
     assert "**cifar10-32**" in desc and "conditional on 10 classes" in desc
     assert "CIFAR-10" in card and "hf://hysts/StyleGAN2/models/stylegan2-cifar10-32x32.pkl" in card
     assert class_box["visible"] is True and class_box["maximum"] == 9

@@ -88,3 +88,41 @@ def test_generate_paint_edit_save_slide(served, tmp_path):
             page.screenshot(path=str(shots / "4_slider.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_assisted_annotation_then_training(served, tmp_path):
+    """The bring-your-own-model path in the browser: each added image comes with a proposed mask (here from the
+    built-in ToyFaces parser, and the page says so); keeping or correcting it and saving; training a branch."""
+    from playwright.sync_api import sync_playwright
+
+    from demo.screenshot import open_page, paint_stroke, wait_new_image
+
+    shots = Path(os.environ.get("EDITGAN_SHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, served.local_url)
+        try:
+            image = ""
+            for k, seed in enumerate((3, 4)):
+                page.get_by_role("tab", name="Image").click()
+                page.get_by_label("Seed").fill(str(seed))
+                page.get_by_role("button", name="Generate").click()
+                image = wait_new_image(page, image)
+                page.get_by_role("tab", name="Annotate").click()
+                page.get_by_role("button", name="Add current image").click()
+                page.wait_for_selector(f"text=/image {k} added; proposed mask: parser toyfaces-parser/",
+                                       timeout=120_000)
+                if k == 1:      # correct the second proposal by hand: a stroke of hair colour
+                    page.wait_for_timeout(500)
+                    paint_stroke(page, rgb=(140, 70, 20), y_frac=0.2, x_from=0.3, x_to=0.7)
+                page.get_by_role("button", name="Save annotation").click()
+                page.wait_for_selector(f"text=/annotation {k} saved \\({k + 1} annotated\\)/", timeout=60_000)
+            page.screenshot(path=str(shots / "5_annotated.png"), full_page=True)
+            steps = page.get_by_label("Training steps (max)").first
+            steps.fill("100")
+            steps.press("Enter")
+            page.get_by_role("button", name="Train branch").click()
+            page.wait_for_selector("text=/branch trained: held-out mIoU/", timeout=180_000)
+            page.screenshot(path=str(shots / "6_trained.png"), full_page=True)
+        finally:
+            browser.close()

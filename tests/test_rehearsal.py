@@ -14,9 +14,9 @@ import standins
 from fake_hub import FakeHub
 
 
-def _layer(side, painted):
+def _layer(side, painted, rgb):
     layer = np.zeros((side, side, 4), np.uint8)
-    layer[painted] = (255, 255, 255, 255)
+    layer[painted] = (*rgb, 255)
     return layer
 
 
@@ -29,10 +29,11 @@ def _payload(tmp_path, layer, name):
     return {"background": handle_file(str(bg)), "layers": [handle_file(str(p))], "composite": None}
 
 
-def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_steps=10):
+def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_steps=30):
     from gradio_client import Client
 
     import app
+    from demo.session import Session
 
     pkl = standins.official_pickle(res, tmp_path / f"g{res}.pkl")
     parser = standins.tiny_face_parser(tmp_path / "parser")
@@ -48,13 +49,18 @@ def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_ste
             out = c.predict(model=name, api_name="/load_model")
             assert "no segmentation branch yet" in out[0] and f"{res}x{res}" in out[0]
             side = max(app.EDITOR_SIDE, res)
+            probe = Session(app.STUDIO)                 # the same process: the class table the page shows
+            probe.set_model(name)
+            names, palette = probe.class_table()
+            assert "eye" in names and "lips" in names   # face-parsing's labels through the default class map
+            hair, skin = palette[names.index("hair")], palette[names.index("skin")]
             for seed in range(n_labels):
                 c.predict(model=name, seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
                 _, idx, msg = c.predict(model=name, api_name="/annotate_add")
                 assert "parser face-parsing" in msg                           # the parser proposed the mask
                 yy, xx = np.mgrid[:side, :side]
                 stroke = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 < (side // 6) ** 2   # the user corrects
-                saved = c.predict(painted=_payload(tmp_path, _layer(side, stroke), f"s{seed}"), index=idx,
+                saved = c.predict(painted=_payload(tmp_path, _layer(side, stroke, hair), f"s{seed}"), index=idx,
                                   api_name="/annotate_save")
                 assert "saved" in saved
             msg, branch_file = c.predict(steps=train_steps, api_name="/train_branch")
@@ -62,7 +68,7 @@ def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_ste
             c.predict(model=name, seed=50, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
             square = np.zeros((side, side), bool)
             square[side // 3: side // 2, side // 3: 2 * side // 3] = True
-            res_edit = c.predict(model=name, painted=_payload(tmp_path, _layer(side, square), "edit"),
+            res_edit = c.predict(model=name, painted=_payload(tmp_path, _layer(side, square, skin), "edit"),
                                  steps=edit_steps, overlay=False, api_name="/edit")
             assert "edited" in res_edit[1] or "nothing better" in res_edit[1]
             c.predict(name="rehearsal", api_name="/save_vector")
