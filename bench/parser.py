@@ -1,7 +1,7 @@
 """The ToyFaces parser and branches trained from its labels, for docs/results.md (issue #12, item 6).
 
-    python bench/parser.py --n 200                    # the whole report (about 25 min on 2 busy cores)
-    python bench/parser.py --n 200 --labels 16 64     # fewer branch rows
+    python bench/parser.py --n 200 --threads 1        # the whole report (60 min on one thread, other core busy)
+    python bench/parser.py --n 200 --labels 16 64 --assisted 0   # the short version (about 20 min)
     python bench/parser.py --n 200 --assisted 0       # without the embedded-render rows
 
 Scored two ways, as bench/embedding.py scores the shipped branch:

@@ -118,18 +118,23 @@ def main() -> None:
     p.add_argument("--labels", type=int, default=16)
     p.add_argument("--train-steps", type=int, default=600)
     p.add_argument("--edit-steps", type=int, default=100)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
+        import torch
+
         from editgan_core.runtime import tune_allocator
 
         tune_allocator()
+        if args.threads:
+            torch.set_num_threads(args.threads)
         print("RESULT " + json.dumps(one(args.one, args.labels, args.train_steps, args.edit_steps)), flush=True)
         return
     table = {}
     for res in args.res:
         cmd = [sys.executable, __file__, "--one", str(res), "--labels", str(args.labels), "--train-steps",
-               str(args.train_steps), "--edit-steps", str(args.edit_steps)]
+               str(args.train_steps), "--edit-steps", str(args.edit_steps), "--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
