@@ -86,7 +86,9 @@ def _editor_value(s: Session, image=None, labels=None):
     side = max(EDITOR_SIDE, under.shape[0])
     idx = np.arange(side) * under.shape[0] // side
     bg = np.concatenate([under[idx][:, idx], np.full((side, side, 1), 255, np.uint8)], 2)
-    return {"background": bg, "layers": [np.zeros((side, side, 4), np.uint8)], "composite": None}
+    # No layer of our own: the sketch pad makes its stroke layer. (Sending the same blank layer to every user made
+    # concurrent sessions write one cache file at once.)
+    return {"background": bg, "layers": [], "composite": None}
 
 
 def _palette_md(s: Session) -> str:
