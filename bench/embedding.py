@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from editgan_core.runtime import tune_allocator  # noqa: E402
+from editgan_core.segbranch import segment  # noqa: E402
 
 MODEL = ROOT / "checkpoints" / "toyfaces"
 
@@ -52,15 +53,6 @@ def _iou_table(cm: np.ndarray, names) -> dict:
     return {"miou": float(np.nanmean(iou)), "per_class": {n: round(float(v), 4) for n, v in zip(names, iou)}}
 
 
-def _branch_masks(G, branch, ws, batch=50) -> np.ndarray:
-    out = []
-    with torch.no_grad():
-        for part in ws.split(batch):
-            _, feats = G.synthesis(part, return_features=True)
-            out.append(branch.predict(feats).numpy())
-    return np.concatenate(out)
-
-
 def _to_tensor(imgs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -84,7 +76,7 @@ def bench_quality(n: int, steps: int) -> None:
     psnr_r = torch.cat([r.psnr for r in results]).numpy()
     rec = np.concatenate([images_to_uint8(r.image).numpy() for r in results])
     print(f"embedded {n} renders in {time.time() - t0:.0f} s (batches of 50)", flush=True)
-    pred = _branch_masks(G, branch, ws)
+    pred = segment(G, branch, ws, batch=50)
     rows["branch_vs_exact_masks_renders"] = _iou_table(J.confusion(pred, masks), CLASS_NAMES)
     jm_rec = J.predict(judge, J.to_input(rec))[0]
     rows["embedding_renders"] = {"psnr_mean": float(psnr_r.mean()), "psnr_median": float(np.median(psnr_r)),
@@ -96,7 +88,7 @@ def bench_quality(n: int, steps: int) -> None:
         ws_s = G.mapping_ws(z)
         samples = np.concatenate([images_to_uint8(G.synthesis(p)).numpy() for p in ws_s.split(50)])
     jm_s = J.predict(judge, J.to_input(samples))[0]
-    pred_s = _branch_masks(G, branch, ws_s)
+    pred_s = segment(G, branch, ws_s, batch=50)
     rows["branch_vs_judge_samples"] = _iou_table(J.confusion(pred_s, jm_s), CLASS_NAMES)
     results_s = [embed(G, _to_tensor(samples[i:i + 50]), steps=steps, encoder=enc) for i in range(0, n, 50)]
     psnr_s = torch.cat([r.psnr for r in results_s]).numpy()

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from editgan_core.runtime import tune_allocator  # noqa: E402
+from editgan_core.segbranch import segment  # noqa: E402
 
 MODEL = ROOT / "checkpoints" / "toyfaces"
 CACHE = ROOT / "runs" / "bench_parser"
@@ -52,15 +53,6 @@ def log(msg: str) -> None:
 
 def to_tensor(imgs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def branch_masks(G, branch, ws: torch.Tensor, batch: int = 50) -> np.ndarray:
-    out = []
-    with torch.no_grad():
-        for part in ws.split(batch):
-            _, feats = G.synthesis(part, return_features=True)
-            out.append(branch.predict(feats).numpy())
-    return np.concatenate(out)
 
 
 def embedded(G, enc, imgs: np.ndarray, name: str, steps: int):
@@ -170,7 +162,7 @@ def main() -> None:
 
     # (b) the shipped branch (16 hand-annotated renders)
     score("shipped branch, 16 hand labels (exact masks of embedded renders)",
-          branch_masks(G, shipped, ws_r), branch_masks(G, shipped, ws_s))
+          segment(G, shipped, ws_r, batch=50), segment(G, shipped, ws_s, batch=50))
 
     reports = {}
 
@@ -182,7 +174,7 @@ def main() -> None:
         reports[name] = {"steps": rep.steps, "best_step": rep.best_step, "val_miou": round(rep.val_miou, 4),
                          "seconds": round(rep.seconds, 1)}
         log(f"  trained in {rep.seconds:.0f} s, {rep.steps} steps (best {rep.best_step}), val mIoU {rep.val_miou:.3f}")
-        score(name, branch_masks(G, br, ws_r), branch_masks(G, br, ws_s))
+        score(name, segment(G, br, ws_r, batch=50), segment(G, br, ws_s, batch=50))
 
     # (c) branches from parser labels of generator samples, on the samples' own W+
     if args.labels:
@@ -217,18 +209,13 @@ def main() -> None:
         cells = [f"{r[k]['miou']:.3f}" if r.get(k) else "-" for k in ("vs_exact_renders", "vs_judge_samples",
                                                                        "vs_target_samples")]
         log(f"| {name} | " + " | ".join(cells) + " |")
-    log("\n| per class (vs exact masks, embedded renders) | mIoU | " + " | ".join(CLASS_NAMES) + " |")
-    log("|---|---|" + "---|" * len(CLASS_NAMES))
-    for name, r in rows.items():
-        if r.get("vs_exact_renders"):
-            t = r["vs_exact_renders"]
-            log(f"| {name} | {t['miou']:.3f} | " + " | ".join(f"{v:.2f}" for v in t["per_class"].values()) + " |")
-    log("\n| per class (vs judge, samples) | mIoU | " + " | ".join(CLASS_NAMES) + " |")
-    log("|---|---|" + "---|" * len(CLASS_NAMES))
-    for name, r in rows.items():
-        if r.get("vs_judge_samples"):
-            t = r["vs_judge_samples"]
-            log(f"| {name} | {t['miou']:.3f} | " + " | ".join(f"{v:.2f}" for v in t["per_class"].values()) + " |")
+    for key, title in (("vs_exact_renders", "vs exact masks, embedded renders"), ("vs_judge_samples", "vs judge, samples")):
+        log(f"\n| per class ({title}) | mIoU | " + " | ".join(CLASS_NAMES) + " |")
+        log("|---|---|" + "---|" * len(CLASS_NAMES))
+        for name, r in rows.items():
+            if r.get(key):
+                t = r[key]
+                log(f"| {name} | {t['miou']:.3f} | " + " | ".join(f"{v:.2f}" for v in t["per_class"].values()) + " |")
     log("\nseconds: " + json.dumps(report["seconds"]))
 
 

@@ -330,9 +330,13 @@ def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
 # The pipeline step.
 
 
-def segment(G, branch: SegBranch, ws: torch.Tensor) -> np.ndarray:
-    """W+ [N, num_ws, w_dim] -> part labels [N, R, R] (uint8-valued int64 numpy) by the branch."""
+def segment(G, branch: SegBranch, ws: torch.Tensor, *, batch: Optional[int] = None) -> np.ndarray:
+    """W+ [N, num_ws, w_dim] -> part labels [N, R, R] by the branch; ``batch`` latents per generator pass (all at
+    once when None)."""
     ws = ws[None] if ws.ndim == 2 else ws
+    out = []
     with torch.no_grad():
-        _, feats = G.synthesis(ws.to(G.w_avg.device), return_features=True)
-        return branch.predict(feats).cpu().numpy()
+        for part in ws.split(batch or len(ws)):
+            _, feats = G.synthesis(part.to(G.w_avg.device), return_features=True)
+            out.append(branch.predict(feats).cpu().numpy())
+    return np.concatenate(out)

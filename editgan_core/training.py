@@ -150,14 +150,20 @@ def _check_trainer(path: Path, trainer: str, expect: Optional[str]) -> None:
         raise CheckpointError(f"{path.name} is a checkpoint of {trainer}, not of {expect}")
 
 
-def read_config(path: Path, trainer: Optional[str] = None) -> Dict[str, Any]:
-    """The config a checkpoint was trained with, without reading its tensors; ``trainer`` (e.g.
-    ``"editgan_core.train_gan"``) refuses a checkpoint of another trainer."""
+def _locate(path: Path) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file (it must exist)."""
     path = Path(path)
     if path.is_dir():
         path = checkpoint_path(path)
     if not path.is_file():
         raise EditGANError(f"no training checkpoint at {path}")
+    return path
+
+
+def read_config(path: Path, trainer: Optional[str] = None) -> Dict[str, Any]:
+    """The config a checkpoint was trained with, without reading its tensors; ``trainer`` (e.g.
+    ``"editgan_core.train_gan"``) refuses a checkpoint of another trainer."""
+    path = _locate(path)
     if zipfile.is_zipfile(path):
         ck = _read_legacy(path)
         _check_trainer(path, ck.trainer, trainer)
@@ -172,11 +178,7 @@ def read_config(path: Path, trainer: Optional[str] = None) -> Dict[str, Any]:
 def read_checkpoint(path: Path, trainer: Optional[str] = None) -> Checkpoint:
     """Read a training checkpoint (a run folder, ``ckpt.safetensors`` or an earlier version's ``ckpt.pt``);
     ``trainer`` refuses a checkpoint of another trainer."""
-    path = Path(path)
-    if path.is_dir():
-        path = checkpoint_path(path)
-    if not path.is_file():
-        raise EditGANError(f"no training checkpoint at {path}")
+    path = _locate(path)
     if zipfile.is_zipfile(path):
         ck = _read_legacy(path)
         _check_trainer(path, ck.trainer, trainer)
