@@ -23,9 +23,10 @@ import numpy as np
 from demo.model import Studio
 from demo.session import Session, timestamp
 from demo.streaming import Done
+from editgan_core import fast
 from editgan_core.errors import EditGANError
 from editgan_core.labeling import parser_for
-from editgan_core.runtime import tune_allocator
+from editgan_core.runtime import configure_threads, tune_allocator
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, REFINE, SAMPLE
 
 try:  # ZeroGPU on Spaces; elsewhere the decorator is a no-op
@@ -630,15 +631,16 @@ def main() -> None:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("EDITGAN_TORCH_THREADS", 0)),
-                   help="torch intra-op threads (0: torch's default). On 2 cores, 1 leaves a core to the sliders "
-                        "while an edit runs, at ~25%% slower edits; measured in docs/results.md, the gain was "
-                        "within the noise")
+    p.add_argument("--threads", default=None,
+                   help="torch threads: a number, or auto (the default, or $EDITGAN_THREADS): as many as the cores "
+                        "other processes leave free, re-read during the work (docs/results.md, issue #14)")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="render slider previews in float32 too (default: bf16 where the CPU or GPU has it; "
+                        "exports are always float32; also $EDITGAN_BF16=0)")
     args = p.parse_args()
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
+    if args.no_bf16:
+        fast.set_mode("off")
     demo = build_ui()
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(OUT)])

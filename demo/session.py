@@ -30,6 +30,7 @@ import torch
 from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
+from editgan_core.fast import fast_synthesis
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
 
 MAX_HISTORY = 200
@@ -44,6 +45,7 @@ class Step:
     labels: Optional[np.ndarray]                # [R, R] branch segmentation (None when the model has no branch)
     anchor: torch.Tensor                        # latent the sliders act on (ws minus the slider offsets)
     scales: Dict[str, float] = field(default_factory=dict)
+    exact: bool = True                          # False: image by the bf16 fast path (re-rendered for export)
 
 
 @dataclass
@@ -133,8 +135,17 @@ class Session:
         pass). None when the model has no branch."""
         step = self.current if step is None else step
         if step.labels is None and self.current_branch() is not None:
-            step.labels = self._render(step.ws)[1]
+            image, step.labels = self._render(step.ws)
+            if not step.exact:
+                step.image, step.exact = image, True
         return step.labels
+
+    def exact_image(self, step: Optional[Step] = None) -> np.ndarray:
+        """The step's image in float32 (a slider preview drawn by the bf16 fast path is re-rendered once)."""
+        step = self.current if step is None else step
+        if not step.exact:
+            step.image, step.exact = self._render(step.ws)[0], True
+        return step.image
 
     def _render(self, ws: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         a = self.assets
@@ -148,11 +159,12 @@ class Session:
         return images_to_uint8(img)[0].cpu().numpy(), labels
 
     def _push(self, what: str, ws: torch.Tensor, *, anchor: Optional[torch.Tensor] = None,
-              scales: Optional[Dict[str, float]] = None, image=None, labels=None, replace: bool = False) -> Step:
+              scales: Optional[Dict[str, float]] = None, image=None, labels=None, replace: bool = False,
+              exact: bool = True) -> Step:
         ws = ws.detach().to(self.assets.G.w_avg.device).float()
         if image is None:
-            image, labels = self._render(ws)
-        step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}))
+            image, labels, exact = *self._render(ws), True
+        step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}), exact)
         if replace and self.pos >= 0:
             self.steps[self.pos] = step
             del self.steps[self.pos + 1:]          # moving a slider again after an undo drops the redo branch
@@ -362,14 +374,18 @@ class Session:
         branch = self.current_branch()
         if refine and branch is None:
             raise EditGANError("refinement needs a segmentation branch")
-        out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None, refine_steps=refine)
+        # A plain slider move is a preview: the bf16 fast path where the CPU has it (exports re-render exactly);
+        # all sliders back at 0 is the image before them, exactly.
+        out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None, refine_steps=refine,
+                            fast=not refine and bool(merged))
         image = images_to_uint8(out.image)[0].cpu().numpy()
         what = ("sliders " + ", ".join(f"{k} {v:+.2f}" for k, v in merged.items()) if merged else "sliders reset")
         if refine:
             what += f" (+{refine} refinement)"
         # Consecutive slider moves are one step (undo goes back to before the drag).
         replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
-        return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None)
+        return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None,
+                          exact=out.exact)
 
     def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
@@ -383,8 +399,8 @@ class Session:
         seeds = range(APPLY.preview_seed, APPLY.preview_seed + count)
         c = 0 if G.c_dim else None
         ws = generate(G, seeds, class_idx=c, truncation_psi=APPLY.preview_psi, batch=count).ws
-        before = images_to_uint8(G.synthesis(ws)).cpu().numpy()
-        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], scale)]).image).cpu().numpy()
+        before = images_to_uint8(fast_synthesis(G, ws)).cpu().numpy()       # previews: the bf16 fast path
+        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], scale)], fast=True).image).cpu().numpy()
         return [(np.concatenate([b, a], 1), f"seed {seed}: before | {name} x{scale:g}")
                 for seed, b, a in zip(seeds, before, after)]
 
@@ -420,7 +436,7 @@ class Session:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = f"step{self.pos:03d}"
         out = [folder / f"{stamp}_result.png"]
-        Image.fromarray(s.image).save(out[0])
+        Image.fromarray(self.exact_image(s)).save(out[0])
         if self.labels_of(s) is not None:
             out.append(folder / f"{stamp}_mask.png")
             Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])

@@ -80,6 +80,12 @@ def parse_seeds(text: str) -> List[int]:
     return seeds
 
 
+def _threads(text: str) -> str:
+    if text.strip().lower() != "auto" and not (text.strip().isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a number of threads (1 or more)")
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -740,8 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
     def common(q, model_default=DEFAULT_MODEL):
         q.add_argument("--model", default=model_default, help="registry name, local path or hf://org/repo/file[@rev]")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-        q.add_argument("--threads", type=_positive_int, default=None,
-                       help="CPU threads for torch (default: torch's choice, one per core)")
+        q.add_argument("--threads", type=_threads, default=None,
+                       help="CPU threads for torch: a number, or auto (the default, or $EDITGAN_THREADS): as many "
+                            "as the cores other processes leave free, re-read during the work")
 
     g = sub.add_parser("generate", help="render one PNG per seed", formatter_class=fmt)
     common(g)
@@ -887,17 +894,15 @@ def _remove_empty(top: Optional[Path]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .runtime import tune_allocator
+    from .runtime import configure_threads, tune_allocator
 
     args = build_parser().parse_args(argv)
     tune_allocator()
     created = _first_missing(_output_folder(args))
     ok = False
     try:
-        if getattr(args, "threads", None):
-            import torch
-
-            torch.set_num_threads(args.threads)
+        if hasattr(args, "threads"):
+            configure_threads(args.threads)
         rc = args.func(args)
         ok = True
         return rc

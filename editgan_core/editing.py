@@ -35,6 +35,7 @@ from .errors import EditGANError
 from .generator import images_to_uint8
 from .perceptual import Distance, FallbackDistance
 from .segbranch import segment
+from .runtime import adapt_threads
 from .settings import EDIT, REFINE
 from .vectors import EditVector
 
@@ -113,6 +114,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         if should_stop is not None and should_stop():
             stopped = True
             break
+        adapt_threads()
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
         img, feats = G.synthesis(ws + delta, return_features=True, fused=False)

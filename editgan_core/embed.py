@@ -31,6 +31,7 @@ from . import files
 from .errors import EditGANError
 from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
+from .runtime import adapt_threads
 from .settings import EMBED
 
 
@@ -204,6 +205,7 @@ def embed(G, target: torch.Tensor, *, steps: int = EMBED.steps, lr: float = EMBE
         if should_stop is not None and should_stop():
             stopped = True
             break
+        adapt_threads()
         t = step / max(steps, 1)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, t / 0.05) * 0.5 * (1 + math.cos(math.pi * t))

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .errors import EditGANError
 from .segbranch import BranchConfig, SegBranch
+from .runtime import adapt_threads
 from .settings import BRANCH
 
 
@@ -108,6 +109,7 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
         if should_stop is not None and should_stop():
             stopped = True
             break
+        adapt_threads()
         branch.train()
         imgs = rng.choice(train_idx, size=min(len(train_idx), 4), replace=False)
         loss = 0.0

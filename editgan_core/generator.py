@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from . import ops
+from .runtime import adapt_threads
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "orig", "resnet")
@@ -187,6 +188,19 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
+    def _weight_sq(self) -> Optional[torch.Tensor]:
+        """sum over k x k of weight^2 [O, I] in float32 for demodulation, kept while the weight is unchanged
+        (None while the weight itself is being trained: then it is computed with its gradient)."""
+        w = self.weight
+        if w.requires_grad and torch.is_grad_enabled():
+            return None
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if getattr(self, "_wsq_key", None) != key:
+            with torch.no_grad():
+                self._wsq = w.float().square().sum(dim=[2, 3])
+            self._wsq_key = key
+        return self._wsq
+
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise_mode: str = "const", fused: bool = True,
                 gain: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         styles = self.affine(w)                                         # [N, I]
@@ -197,7 +211,7 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 taps=self.taps, fused=fused)
+                                 taps=self.taps, fused=fused, weight_sq=None if fused else self._weight_sq())
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, act="lrelu", gain=ops.SQRT2 * gain, clamp=clamp)
 
@@ -486,6 +500,7 @@ def generate(G: "Generator", seeds: Optional[Sequence[int]] = None, *,
     ws, images = [], []
     with torch.no_grad():
         for i in range(0, len(z), batch):
+            adapt_threads()
             part = G.mapping_ws(z[i:i + batch], None if c is None else c[i:i + batch].to(dev),
                                 truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
             ws.append(part)

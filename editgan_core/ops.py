@@ -130,6 +130,7 @@ def modulated_conv2d(
     taps: Optional[torch.Tensor] = None,  # 1-D filter taps for up=2
     demodulate: bool = True,
     fused: bool = True,                 # True: per-sample weights, grouped conv; False: scale activations
+    weight_sq: Optional[torch.Tensor] = None,  # [O, I] float32 sum over k x k of weight^2, if the caller keeps it
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution (NVIDIA ``modulated_conv2d``) for up in {1, 2}.
 
@@ -148,12 +149,15 @@ def modulated_conv2d(
     if x.dtype == torch.float16 and demodulate:
         weight = weight * (1 / math.sqrt(i * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight_sq = None            # kept for the raw weight, not the rescaled one
 
     if not fused:
         if demodulate:
             # sum_{i,k} (w[o,i,k] s[n,i])^2 = (s^2 @ sum_k w^2) -- one small matmul instead of building
             # N per-sample weight tensors; equal to NVIDIA's sum up to float rounding order.
-            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+            # Computed in float32 whatever the activations' dtype (the bf16 fast path).
+            wsq = weight.float().square().sum(dim=[2, 3]) if weight_sq is None else weight_sq
+            dcoefs = (styles.float().square() @ wsq.t() + 1e-8).rsqrt()                 # [N, O]
         x = _scale_channels(x, styles.to(x.dtype), inplace=False)
         x = _conv(x, weight.to(x.dtype), up=up, padding=padding, taps=taps, groups=1)
         if demodulate:

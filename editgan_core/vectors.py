@@ -28,6 +28,8 @@ import torch
 from . import files
 from .errors import CheckpointError, EditGANError
 from .identity import check_identity
+from .fast import enabled as fast_enabled, fast_synthesis
+from .runtime import adapt_threads
 from .settings import APPLY, REFINE
 
 _NAME_RE = re.compile(r"^[\w\- ]{1,64}$")
@@ -145,19 +147,22 @@ class Applied:
     image: torch.Tensor         # [N, 3, R, R]
     labels: Optional[np.ndarray]
     seconds: float
+    exact: bool = True          # False: rendered by the bf16 fast path (a preview; exports re-render in float32)
 
 
 def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]], *, branch=None,
                   refine_steps: int = 0, segment_result: bool = False, distance=None, refine_lr: float = REFINE.lr,
-                  batch: int = REFINE.batch) -> Applied:
+                  batch: int = REFINE.batch, fast: bool = False) -> Applied:
     """ws [N, num_ws, w_dim] + sum(scale * delta), in one generator pass; with ``refine_steps``, refined by
     :func:`editgan_core.editing.refine` (needs the branch) in the region of the vectors' classes; with
-    ``segment_result``, the branch's labels of the result too."""
+    ``segment_result``, the branch's labels of the result too. ``fast``: render the image by the bf16 fast path
+    (:mod:`editgan_core.fast`) where the device supports it -- for previews; the latents are the same."""
     from .editing import refine
 
     t0 = time.time()
     if refine_steps < 0:
         raise EditGANError("refine_steps must be >= 0")
+    adapt_threads()
     ws = ws.to(G.w_avg.device).float()
     if ws.ndim == 2:
         ws = ws[None]
@@ -173,6 +178,8 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
         if segment_result and branch is not None:
             img, feats = G.synthesis(edited, return_features=True)
             labels = branch.predict(feats).cpu().numpy()
+        elif fast and fast_enabled(G.w_avg.device):
+            return Applied(edited, fast_synthesis(G, edited), None, time.time() - t0, exact=False)
         else:
             img, labels = G.synthesis(edited), None
     return Applied(edited, img, labels, time.time() - t0)

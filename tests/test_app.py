@@ -387,3 +387,31 @@ def test_annotation_proposals_come_from_the_branch_trained_so_far_and_labelers_a
     assert "labeler" in note and "unmapped (background)" in note
     proposal, source = s.propose()
     assert source.startswith("parser") and proposal.shape == (32, 32) and set(np.unique(proposal)) <= {0, 1, 2}
+
+
+def test_slider_previews_take_the_fast_path_and_exports_are_exact(app_module, tmp_path):
+    """A slider move renders by the bf16 fast path (forced on here, so the test runs on any CPU); sliders back at
+    0 give the exact image before them; the export re-renders the step in float32."""
+    from PIL import Image
+
+    from demo.session import Session
+    from editgan_core import fast, images_to_uint8
+
+    s = Session(app_module.STUDIO)
+    s.set_model("toyfaces")
+    base = s.sample(3, 0.7)
+    name = s.vector_names()[0]
+    try:
+        fast.set_mode("on")
+        moved = s.set_scales({name: 1.0})
+        assert not moved.exact
+        with torch.no_grad():
+            exact = images_to_uint8(s.assets.G.synthesis(moved.ws))[0].numpy()
+        diff = np.abs(moved.image.astype(int) - exact.astype(int))
+        assert 0 < diff.max() <= 16 and diff.mean() < 1.0          # a close preview, not the float32 image
+        files = s.export(tmp_path / "out")
+        assert np.array_equal(np.asarray(Image.open(files[0]).convert("RGB")), exact) and moved.exact
+        back = s.set_scales({name: 0.0})
+        assert back.exact and np.array_equal(back.image, base.image)
+    finally:
+        fast.set_mode("auto")

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -195,3 +196,49 @@ def test_fp16_path_close_to_fp32():
     assert half.dtype == torch.float32                      # images always come back in float32
     assert feats[-1].dtype == torch.float16 and feats[2].dtype == torch.float32  # only the top 2 blocks
     assert ((half - ref).abs().max() / ref.abs().max()) < 2e-2
+
+
+def test_bf16_fast_path_is_close_to_float32_and_switchable():
+    """The preview path (editgan_core/fast.py): bf16 images within 40 dB PSNR of float32 (forced on, so it runs
+    on any CPU), float32 exactly when off; the bf16 copy does not touch the float32 generator."""
+    from editgan_core import fast
+    from editgan_core.generator import images_to_uint8
+
+    G = make_generator()
+    ws = G.mapping_ws(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
+    with torch.no_grad():
+        exact = G.synthesis(ws)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    try:
+        fast.set_mode("on")
+        assert fast.enabled("cpu")
+        quick = fast.fast_synthesis(G, ws)
+        assert quick.dtype == torch.float32 and quick.shape == exact.shape
+        a, b = images_to_uint8(exact).numpy().astype(float), images_to_uint8(quick).numpy().astype(float)
+        psnr = 10 * np.log10(255 ** 2 / max(np.mean((a - b) ** 2), 1e-12))
+        assert 40 < psnr < 200, psnr                   # close, and really computed in another precision
+        fast.set_mode("off")
+        assert not fast.enabled("cpu") and torch.equal(fast.fast_synthesis(G, ws), exact)
+        with pytest.raises(ValueError):
+            fast.set_mode("sometimes")
+    finally:
+        fast.set_mode("auto")
+    assert all(torch.equal(v, before[k]) for k, v in G.state_dict().items())
+    assert next(G.parameters()).dtype == torch.float32
+
+
+def test_cached_demodulation_weights_follow_weight_changes():
+    """The unfused path keeps sum(w^2) per layer while the weight is unchanged; changing the weight in place
+    (fine-tuning) must not reuse the stale value."""
+    G = make_generator()
+    ws = G.mapping_ws(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        G.synthesis(ws, fused=False)
+        for p in G.synthesis.parameters():
+            if p.ndim == 4:
+                p.mul_(1.5).add_(0.01)
+        cached = G.synthesis(ws, fused=False)
+        for m in G.synthesis.modules():
+            m.__dict__.pop("_wsq_key", None)
+        fresh = G.synthesis(ws, fused=False)
+    torch.testing.assert_close(cached, fresh)

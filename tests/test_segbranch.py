@@ -124,23 +124,40 @@ def test_few_shot_training_lowers_loss_and_beats_chance():
                                                  masks[_val_index(6)], 3)[0], abs=1e-6)
 
 
-def test_training_path_at_sampled_pixels_equals_the_dense_computation():
-    """Training evaluates the first layer at the sampled pixels' bilinear taps (cost ~ pixels, not area); the
-    values equal the dense projection's, also from float16 feature storage."""
+def _naive_members(b, feats, pix):
+    """Every member's logits at ``pix`` the naive way: upsample all features, concatenate, full MLP."""
+    R = b.cfg.out_resolution
+    up = [f if f.shape[-1] == R else torch.nn.functional.interpolate(f, size=(R, R), mode="bilinear",
+                                                                      align_corners=False) for f in feats]
+    x = torch.cat(up, 1).flatten(2)[:, :, pix].permute(0, 2, 1)                      # [N, P, D]
+    N, P = x.shape[:2]
+    return b._tail(b.fc1(x.reshape(N * P, -1))).view(N, P, b.cfg.members, b.cfg.num_classes)
+
+
+@pytest.mark.parametrize("kind", ["scattered", "region"])
+def test_first_layer_at_wanted_pixels_equals_the_naive_computation(kind):
+    """Training (scattered samples: features blended at the taps of large levels) and a mask edit (a contiguous
+    region: only the positions its taps touch are projected) read the first layer at the wanted pixels only; the
+    values and the gradients equal the naive upsample-everything computation, also from float16 features."""
     G = make_generator()
     b = _branch(G, members=3)
     _, feats = _feats(G)
-    pix = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(0))[:50]     # 50 < 8x8 ... 32x32
-    sparse = b.member_logits_at(feats, pix)
-    dense = b._members(b._project(feats), pix)
-    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
-    assert any(r == -1 for r, _, _ in b._project(feats, pix))        # the tap path was taken
+    if kind == "scattered":
+        pix = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(0))[:50]
+    else:   # a 9 x 12 box: touches few positions of every level
+        pix = torch.tensor([y * 32 + x for y in range(20, 29) for x in range(3, 15)])
+    f1 = [f.clone().requires_grad_(True) for f in feats]
+    f2 = [f.clone().requires_grad_(True) for f in feats]
+    fast, naive = b.member_logits_at(f1, pix), _naive_members(b, f2, pix)
+    torch.testing.assert_close(fast, naive, rtol=1e-5, atol=1e-5)
     half = b.member_logits_at([f.half() for f in feats], pix)
-    torch.testing.assert_close(half, dense, rtol=2e-2, atol=2e-2)
-    # and the gradient the trainer uses
-    g1 = torch.autograd.grad(sparse.square().sum(), b.fc1.weight)[0]
-    g2 = torch.autograd.grad(dense.square().sum(), b.fc1.weight)[0]
-    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(half, naive, rtol=2e-2, atol=2e-2)
+    # the gradients an edit (features) and the trainer (weights) use
+    g = torch.randn_like(fast)
+    gw1 = torch.autograd.grad((fast * g).sum(), [b.fc1.weight] + f1)
+    gw2 = torch.autograd.grad((naive * g).sum(), [b.fc1.weight] + f2)
+    for x, y in zip(gw1, gw2):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
 def test_training_is_seeded_without_touching_the_global_rng():

@@ -1,0 +1,137 @@
+"""How much competing CPU-bound processes slow the studio's work, per thread policy (issue #14).
+
+    python bench/contention.py                          # policies auto and 2 against 0, 1 and 2 competitors
+    python bench/contention.py --policies auto 1 2 --competitors 0 2
+
+Each competitor is a separate process running 2-thread float32 matrix products without a pause (another torch
+program on the same cores). Each measurement runs in a fresh process whose ``EDITGAN_THREADS`` is the policy
+(``auto`` or a number; see editgan_core/runtime.py) and times, on the built-in model:
+
+* ``embed``: a 100-step embedding of one render (the issue's measurement);
+* ``edit``: a 100-step mask edit (the smile stroke of the README);
+* ``slider``: the median of 20 slider moves (one vector applied, the image made and encoded as PNG).
+
+The slowdown of a task is its time with competitors over its time with none, for the same policy. A fair share
+with two 2-thread competitors is ~3x (the goal: at most 3.5x), with one ~2x. The competitors are started before
+and killed after each measurement, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+COMPETITOR = ("import torch\ntorch.set_num_threads(2)\na = torch.randn(768, 768)\n"
+              "while True:\n    a = (a @ a).tanh_()\n")
+
+
+def worker(task: str) -> dict:
+    from editgan_core.runtime import configure_threads
+
+    policy = configure_threads()
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from editgan_core import apply_vectors, edit_from_mask, embed, segment
+    from editgan_core.embed import load_encoder
+    from editgan_core.hub import load_model
+    from editgan_core.identity import model_identity
+    from editgan_core.segbranch import load_branch
+    from editgan_core.vectors import load_vector
+
+    model = ROOT / "checkpoints" / "toyfaces"
+    loaded = load_model("toyfaces")
+    G = loaded.G.eval()
+    ident = model_identity(loaded)
+    ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(7)), truncation_psi=0.7)
+    out = {"policy": policy.describe()}
+    if task == "embed":
+        enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
+        with torch.no_grad():
+            target = G.synthesis(ws)
+        t = time.perf_counter()
+        embed(G, target, encoder=enc, steps=100)
+        out["seconds"] = time.perf_counter() - t
+    elif task == "edit":
+        branch = load_branch(model / "branch.safetensors", expect_generator=ident)
+        old = segment(G, branch, ws)[0]
+        new = old.copy()
+        new[40:46, 22:42] = branch.cfg.class_names.index("mouth")
+        t = time.perf_counter()
+        edit_from_mask(G, branch, ws, new, steps=100)
+        out["seconds"] = time.perf_counter() - t
+    elif task == "slider":
+        vec = load_vector(sorted((model / "vectors").glob("*.safetensors"))[0])
+        times = []
+        for i in range(23):
+            t = time.perf_counter()
+            img = apply_vectors(G, ws, [(vec, 0.1 * i)]).images[0]
+            Image.fromarray(np.asarray(img)).save(io.BytesIO(), format="PNG")
+            times.append(time.perf_counter() - t)
+        out["seconds"] = float(np.median(times[3:]))
+    else:
+        raise SystemExit(f"unknown task {task}")
+    return out
+
+
+def measure(task: str, policy: str, competitors: int, timeout: float) -> dict:
+    env = dict(os.environ, EDITGAN_THREADS=policy)
+    env.pop("OMP_NUM_THREADS", None)
+    rivals = [subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(os.environ, OMP_NUM_THREADS="2"))
+              for _ in range(competitors)]
+    try:
+        time.sleep(1.0 if competitors else 0.0)     # let them reach their loop
+        r = subprocess.run([sys.executable, __file__, "--worker", task], env=env, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode:
+            raise RuntimeError(r.stderr[-2000:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return {"seconds": float("inf"), "policy": policy}
+    finally:
+        for p in rivals:
+            p.kill()
+        for p in rivals:
+            p.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--policies", nargs="+", default=["auto", "2"])
+    p.add_argument("--competitors", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--tasks", nargs="+", default=["embed", "edit", "slider"])
+    p.add_argument("--timeout", type=float, default=240.0, help="seconds per measurement (inf when exceeded)")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "contention.json")
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker)))
+        return
+    rows = []
+    for policy in args.policies:
+        for task in args.tasks:
+            base = None
+            for n in args.competitors:
+                m = measure(task, policy, n, args.timeout)
+                base = m["seconds"] if n == 0 else base
+                ratio = m["seconds"] / base if base else float("nan")
+                rows.append({"policy": policy, "task": task, "competitors": n, "seconds": m["seconds"],
+                             "slowdown": ratio, "threads": m.get("policy")})
+                print(f"policy {policy:>4}  {task:6}  competitors {n}: {m['seconds'] * 1e3:9.1f} ms  "
+                      f"x{ratio:5.2f}  ({m.get('policy')})", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

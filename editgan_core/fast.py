@@ -1,0 +1,98 @@
+"""The bf16 fast path for what is interactive: slider previews, the preview grid.
+
+The float32 generator already runs at the CPU's float32 peak (docs/results.md, issue #2), so the next factor can
+only come from lower precision. ``fast_synthesis(G, ws)`` renders with a bfloat16 copy of the synthesis network
+(made once per generator, half the size of the float32 one) on CPUs whose instruction set has bf16 dot
+products (AVX512-BF16 or AMX) and on CUDA devices that support bf16; it returns float32 images and the float32
+path everywhere else. What must be exact -- CLI ``generate``, exports, the parity with official outputs, every
+optimisation -- never comes through here.
+
+Switch: ``EDITGAN_BF16=0`` (or ``python app.py --no-bf16``) turns it off for the process, ``EDITGAN_BF16=1``
+forces it on even without bf16 instructions (slower there; tests use it); unset, it is automatic. ``enabled()``
+says whether it is on for a device. Speed and the image difference to float32 (PSNR) at 64, 256 and 512 px:
+``python bench/precision.py`` (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import threading
+import weakref
+
+import torch
+
+BF16_ENV = "EDITGAN_BF16"          # "0": float32 everywhere; "1": bf16 everywhere; unset: where the hardware has it
+
+_copies: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _mode_from_env() -> str:
+    value = os.environ.get(BF16_ENV, "").strip().lower()
+    return "off" if value in ("0", "off", "false", "no") else "on" if value in ("1", "on", "true", "yes") else "auto"
+
+
+_switch = {"mode": _mode_from_env()}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    """True when this CPU has bf16 dot-product instructions (Linux: /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def set_mode(mode: str) -> None:
+    """The fast path for the whole process: "auto" (where the hardware has bf16), "off" (the app's --no-bf16) or
+    "on" (everywhere)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"bf16 mode must be auto, on or off, not {mode!r}")
+    _switch["mode"] = mode
+
+
+def enabled(device: torch.device) -> bool:
+    """Whether ``fast_synthesis`` uses bf16 on ``device``."""
+    if _switch["mode"] != "auto":
+        return _switch["mode"] == "on"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def bf16_synthesis(G):
+    """The bf16 copy of G.synthesis (made once, kept while G lives)."""
+    with _lock:
+        net = _copies.get(G)
+        if net is None:
+            net = copy.deepcopy(G.synthesis).to(torch.bfloat16).eval().requires_grad_(False)
+            _copies[G] = net
+        return net
+
+
+def fast_synthesis(G, ws: torch.Tensor) -> torch.Tensor:
+    """Images [N, C, R, R] (float32) of W+ ``ws``: bf16 where :func:`enabled`, else exactly ``G.synthesis``.
+
+    The bf16 copy is made on first use and kept while G lives; a generator whose weights change afterwards
+    (pivotal tuning) must call :func:`forget` first."""
+    dev = G.w_avg.device
+    with torch.no_grad():
+        if not enabled(dev):
+            return G.synthesis(ws.to(dev))
+        # Activation scaling (not per-sample weights) also at batch 1: in bf16 it is the faster form.
+        return bf16_synthesis(G)(ws.to(dev, torch.bfloat16), fused=False).float()
+
+
+def forget(G) -> None:
+    """Drop G's bf16 copy (after its weights changed)."""
+    with _lock:
+        _copies.pop(G, None)
