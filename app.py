@@ -599,7 +599,7 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
                   api_name="save_vector")
     gr.on([sl.input for sl in vec.sliders] + [vec.refine.change], on_scales, [state, vec.refine, *vec.sliders],
           [top.current, top.caption], api_name="set_scales", trigger_mode="always_last", show_progress="hidden",
-          concurrency_limit=None)
+          queue=False)
     vec.scales_json.change(on_apply_vectors, [state, vec.scales_json, vec.refine], [top.current, top.caption],
                            api_name="apply_vectors", concurrency_limit=None)
     vec.reset.click(on_reset, [state], [state, top.current, top.caption, hi.table, *vec.sliders],

@@ -11,7 +11,8 @@ program on the same cores). Each measurement runs in a fresh process whose ``EDI
 * ``edit``: a 100-step mask edit (the smile stroke of the README);
 * ``slider``: the median of 20 slider moves (one vector applied, the image made and encoded as PNG).
 
-The slowdown of a task is its time with competitors over its time with none, for the same policy. A fair share
+The slowdown of a task is its time with competitors over its time with none, for the same policy (with
+``--repeats``, medians of that many fresh measurements: this machine's speed varies from run to run). A fair share
 with two 2-thread competitors is ~3x (the goal: at most 3.5x), with one ~2x. The competitors are started before
 and killed after each measurement, also on errors.
 """
@@ -42,7 +43,7 @@ def worker(task: str) -> dict:
     import torch
     from PIL import Image
 
-    from editgan_core import apply_vectors, edit_from_mask, embed, segment
+    from editgan_core import apply_vectors, edit_from_mask, embed, images_to_uint8, segment
     from editgan_core.embed import load_encoder
     from editgan_core.hub import load_model
     from editgan_core.identity import model_identity
@@ -54,7 +55,7 @@ def worker(task: str) -> dict:
     G = loaded.G.eval()
     ident = model_identity(loaded)
     ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(7)), truncation_psi=0.7)
-    out = {"policy": policy.describe()}
+    out = {}
     if task == "embed":
         enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
         with torch.no_grad():
@@ -75,19 +76,34 @@ def worker(task: str) -> dict:
         times = []
         for i in range(23):
             t = time.perf_counter()
-            img = apply_vectors(G, ws, [(vec, 0.1 * i)]).images[0]
-            Image.fromarray(np.asarray(img)).save(io.BytesIO(), format="PNG")
+            img = images_to_uint8(apply_vectors(G, ws, [(vec, 0.1 * i)], fast=True).image)[0].numpy()
+            Image.fromarray(img).save(io.BytesIO(), format="PNG")
             times.append(time.perf_counter() - t)
         out["seconds"] = float(np.median(times[3:]))
     else:
         raise SystemExit(f"unknown task {task}")
+    out["policy"] = policy.describe()
     return out
 
 
+OMP_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
 def measure(task: str, policy: str, competitors: int, timeout: float) -> dict:
-    env = dict(os.environ, EDITGAN_THREADS=policy)
-    env.pop("OMP_NUM_THREADS", None)
-    rivals = [subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(os.environ, OMP_NUM_THREADS="2"))
+    """``policy``: an EDITGAN_THREADS value, optionally with OpenMP settings for the measured process only:
+    ``auto:passive`` (OMP_WAIT_POLICY=PASSIVE), ``2:spin=10000`` (GOMP_SPINCOUNT). Competitors always run with
+    OpenMP's defaults."""
+    clean = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
+    threads, *omp = policy.split(":")
+    env = dict(clean, EDITGAN_THREADS=threads)
+    for o in omp:
+        if o == "passive":
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+        elif o.startswith("spin="):
+            env["GOMP_SPINCOUNT"] = o[5:]
+        else:
+            raise SystemExit(f"unknown OpenMP setting {o!r} in policy {policy!r}")
+    rivals = [subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(clean, OMP_NUM_THREADS="2"))
               for _ in range(competitors)]
     try:
         time.sleep(1.0 if competitors else 0.0)     # let them reach their loop
@@ -112,6 +128,7 @@ def main() -> None:
     p.add_argument("--competitors", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tasks", nargs="+", default=["embed", "edit", "slider"])
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per measurement (inf when exceeded)")
+    p.add_argument("--repeats", type=int, default=1, help="measurements per cell; the median is reported")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "contention.json")
     args = p.parse_args()
     if args.worker:
@@ -122,7 +139,8 @@ def main() -> None:
         for task in args.tasks:
             base = None
             for n in args.competitors:
-                m = measure(task, policy, n, args.timeout)
+                runs = [measure(task, policy, n, args.timeout) for _ in range(args.repeats)]
+                m = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
                 base = m["seconds"] if n == 0 else base
                 ratio = m["seconds"] / base if base else float("nan")
                 rows.append({"policy": policy, "task": task, "competitors": n, "seconds": m["seconds"],

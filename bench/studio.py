@@ -31,10 +31,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cold_start(port: int, threads: int = 0) -> tuple:
+def cold_start(port: int, threads: str = "auto") -> tuple:
     """Seconds from `python app.py` to the first HTTP 200 of the page; the process is left running."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port),
-           "EDITGAN_TORCH_THREADS": str(threads)}
+           "EDITGAN_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--moves", type=int, default=15)
     p.add_argument("--no-edit", action="store_true")
-    p.add_argument("--threads", type=int, default=0, help="the app's torch threads (0: torch's default)")
+    p.add_argument("--threads", default="auto", help="the app's torch threads: auto (the default) or a number")
     p.add_argument("--browser", action="store_true",
                    help="one more user in headless chromium: key presses on a slider, timed to the new image")
     args = p.parse_args()
@@ -157,14 +157,14 @@ def main() -> None:
         if blat:
             blat.sort()
             print(f"browser user (chromium, slider key press -> new image shown), app torch threads "
-                  f"{args.threads or 'default'}, with {args.clients} API clients"
+                  f"{args.threads}, with {args.clients} API clients"
                   f"{'' if args.no_edit else ' and an edit running'}: median {1000 * statistics.median(blat):.0f} ms, "
                   f"p90 {1000 * blat[int(0.9 * len(blat))]:.0f} ms over {len(blat)} moves", flush=True)
         if not lat:
             return
         lat.sort()
         print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}"
-              f", app torch threads {args.threads or 'default'}: "
+              f", app torch threads {args.threads}: "
               f"median {1000 * statistics.median(lat):.0f} ms, p90 {1000 * lat[int(0.9 * len(lat))]:.0f} ms, "
               f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
     finally:

@@ -31,6 +31,7 @@ from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
 from editgan_core.fast import fast_synthesis
+from editgan_core.runtime import interactive
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
 
 MAX_HISTORY = 200
@@ -375,9 +376,10 @@ class Session:
         if refine and branch is None:
             raise EditGANError("refinement needs a segmentation branch")
         # A plain slider move is a preview: the bf16 fast path where the CPU has it (exports re-render exactly);
-        # all sliders back at 0 is the image before them, exactly.
-        out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None, refine_steps=refine,
-                            fast=not refine and bool(merged))
+        # all sliders back at 0 is the image before them, exactly. A person waits for it: long work yields a core.
+        with interactive():
+            out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None,
+                                refine_steps=refine, fast=not refine and bool(merged))
         image = images_to_uint8(out.image)[0].cpu().numpy()
         what = ("sliders " + ", ".join(f"{k} {v:+.2f}" for k, v in merged.items()) if merged else "sliders reset")
         if refine:
@@ -398,9 +400,11 @@ class Session:
         G = self.assets.G
         seeds = range(APPLY.preview_seed, APPLY.preview_seed + count)
         c = 0 if G.c_dim else None
-        ws = generate(G, seeds, class_idx=c, truncation_psi=APPLY.preview_psi, batch=count).ws
-        before = images_to_uint8(fast_synthesis(G, ws)).cpu().numpy()       # previews: the bf16 fast path
-        after = images_to_uint8(apply_vectors(G, ws, [(self.vectors[name], scale)], fast=True).image).cpu().numpy()
+        with interactive():
+            ws = generate(G, seeds, class_idx=c, truncation_psi=APPLY.preview_psi, batch=count).ws
+            before = images_to_uint8(fast_synthesis(G, ws)).cpu().numpy()       # previews: the bf16 fast path
+            after = apply_vectors(G, ws, [(self.vectors[name], scale)], fast=True).image
+            after = images_to_uint8(after).cpu().numpy()
         return [(np.concatenate([b, a], 1), f"seed {seed}: before | {name} x{scale:g}")
                 for seed, b, a in zip(seeds, before, after)]
 

@@ -9,8 +9,9 @@ a class that changed anywhere, grown by ``margin`` pixels. Only the offset ``del
 ToyFaces (docs/results.md): the CE is a weighted mean in which the repainted pixels together weigh ``focus`` (1)
 times the rest of the region -- painting a mouth over skin puts all skin in the region, and a plain mean let a
 small stroke vanish (smile accuracy 35 % -> 96 %); and the learning rate warms up over the first 10 steps, because
-Adam's first steps from delta = 0 are full-size sign steps on every coordinate. The best iterate (lowest loss)
-is kept. ``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every``
+Adam's first steps from delta = 0 are full-size sign steps on every coordinate. A region larger than
+``EDIT.ce_samples`` pixels has its CE estimated each step from that many weighted draws (unbiased), so a step
+costs about the same whatever the region's area. The best iterate (lowest loss) is kept. ``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every``
 steps; ``should_stop()`` ends early and returns the best so far. ``result.vector`` is the editing vector
 (:mod:`editgan_core.vectors`) ready to save or apply.
 
@@ -81,13 +82,19 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
                     rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight,
                     distance: Optional[Distance] = None, delta0: Optional[torch.Tensor] = None, progress=None,
                     should_stop=None, preview_every: int = EDIT.preview_every, warmup: int = EDIT.warmup,
-                    pixel_weight: Optional[np.ndarray] = None):
+                    pixel_weight: Optional[np.ndarray] = None, ce_samples: int = EDIT.ce_samples, seed: int = 0):
     """The shared optimisation of mask edits and refinement -> (best delta [N, num_ws, w_dim], history, stopped).
 
     ``ws`` [N, num_ws, w_dim]; ``target_labels`` and ``region`` [R, R] (shared) or [N, R, R] (one per image).
     Each image has its own loss and its own best iterate; the batch loss is their sum, so with Adam (which acts
     per coordinate) a batch of N gives the same deltas as N separate runs, in a fraction of the time.
-    ``history`` holds the mean loss per step."""
+    ``history`` holds the mean loss per step.
+
+    The cross-entropy is a weighted mean over the region. A region of more than ``ce_samples`` pixels (painting
+    over background puts the whole background in it) is estimated each step from ``ce_samples`` pixels drawn in
+    proportion to their weight (with replacement, a fresh draw per step from a generator seeded by ``seed``):
+    an unbiased estimate of the same loss, so the cost of a step follows ``ce_samples``, not the region's area.
+    Regions up to ``ce_samples`` pixels are evaluated whole, exactly as before."""
     dev = ws.device
     N, R = ws.shape[0], G.img_resolution
     distance = (distance or FallbackDistance()).to(dev)
@@ -105,6 +112,12 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     if pixel_weight is not None:    # extra CE weight per pixel (inside the region only)
         wt = wt * np.broadcast_to(np.asarray(pixel_weight, np.float32), (N, R, R)).reshape(N, -1)[:, pix_np]
     wt = torch.from_numpy(np.ascontiguousarray(wt)).to(dev)
+    total = wt.sum(1).clamp_min(1e-8)                         # [N] each image's full weight
+    sampled = 0 < ce_samples < len(pix_np)
+    if sampled:   # importance sampling over the union of the regions, q ~ the images' summed weights
+        q = (wt / total[:, None]).sum(0)
+        q = (q / q.sum()).cpu()
+        draw = torch.Generator().manual_seed(seed)
     n_out = outside.sum((1, 2, 3)).clamp_min(1.0)
     delta = (delta0.clone() if delta0 is not None else torch.zeros_like(ws)).requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr)
@@ -120,7 +133,12 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         img, feats = G.synthesis(ws + delta, return_features=True, fused=False)
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
         loss = rgb_weight * l_rgb
-        if len(pix_np):
+        if sampled:
+            idx, count = torch.multinomial(q, ce_samples, replacement=True, generator=draw).unique(return_counts=True)
+            idx = idx.to(dev)
+            w = wt[:, idx] * (count.to(dev, torch.float32) / (ce_samples * q[idx.cpu()].to(dev)))[None]
+            loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix[idx], tgt[:, idx], w, total=total)
+        elif len(pix_np):
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix, tgt, wt)
         best_loss = keep_best(loss, best_loss, best, delta)
         opt.zero_grad(set_to_none=True)
@@ -142,7 +160,7 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight, focus: float = EDIT.focus,
                    distance: Optional[Distance] = None, progress: Optional[Callable] = None,
                    should_stop: Optional[Callable[[], bool]] = None,
-                   preview_every: int = EDIT.preview_every) -> EditResult:
+                   preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
     -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``."""
     t0 = time.time()
@@ -173,7 +191,7 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
     best, history, stopped = optimise_region(
         G, branch, ws, new_mask, region, steps=steps, lr=lr, rgb_weight=rgb_weight, ce_weight=ce_weight,
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
-        pixel_weight=weight)
+        pixel_weight=weight, ce_samples=ce_samples)
     with torch.no_grad():
         before = images_to_uint8(G.synthesis(ws))[0].cpu().numpy()
         edited = ws + best
@@ -193,7 +211,8 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
 def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[int], *,
            steps: int = REFINE.steps, lr: float = REFINE.lr, rgb_weight: float = REFINE.rgb_weight,
            ce_weight: float = REFINE.ce_weight, margin: int = REFINE.margin, batch: int = REFINE.batch,
-           distance: Optional[Distance] = None, should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+           distance: Optional[Distance] = None, should_stop: Optional[Callable[[], bool]] = None,
+           ce_samples: int = REFINE.ce_samples) -> torch.Tensor:
     """Refine edited latents: ``ws`` [N, num_ws, w_dim] the originals, ``edited`` the same after vectors were added,
     ``classes`` the indices of the vectors' part classes. Inside the region of those classes (before or after the
     edit, grown by ``margin``) the target is the edited image's own segmentation; outside it, the original image.
@@ -211,6 +230,6 @@ def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[
             reference = G.synthesis(w0)
         best, _, _ = optimise_region(G, branch, w1, target, region, reference=reference, steps=steps, lr=lr,
                                      rgb_weight=rgb_weight, ce_weight=ce_weight, distance=distance,
-                                     should_stop=should_stop)
+                                     should_stop=should_stop, ce_samples=ce_samples)
         out.append(w1 + best)
     return torch.cat(out)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Optional, Union
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Union
 
 _tuned = False
 
@@ -52,11 +53,13 @@ class ThreadPolicy:
     mode: str                       # "auto" or "fixed"
     threads: int                    # fixed: the number; auto: the current choice
     cores: int
+    steps: Dict[int, int] = field(default_factory=dict)     # auto: steps run with each thread count
 
     def describe(self) -> str:
         if self.mode == "fixed":
             return f"{self.threads} threads (fixed)"
-        return f"auto: {current_threads()} of {self.cores} cores now"
+        used = ", ".join(f"{n} thread{'s' if n > 1 else ''} x{k}" for n, k in sorted(self.steps.items()))
+        return f"auto over {self.cores} cores: {used or 'no steps yet'}"
 
 
 class _LoadMonitor(threading.Thread):
@@ -131,12 +134,42 @@ def current_threads() -> int:
     return torch.get_num_threads()
 
 
+_interactive = {"active": 0, "until": 0.0}
+_interactive_lock = threading.Lock()
+INTERACTIVE_HOLD = 0.5      # seconds after an interactive call during which long work keeps a core free
+
+
+@contextlib.contextmanager
+def interactive():
+    """Marks work a person is waiting for (a slider move, a preview). Under the auto policy, while such work runs
+    in this process (and for INTERACTIVE_HOLD seconds after), the long loops of other threads (an edit, an
+    embedding, branch training) run on one core fewer, so the interactive call is not queued behind them."""
+    _local.interactive = True
+    with _interactive_lock:
+        _interactive["active"] += 1
+    try:
+        yield
+    finally:
+        _local.interactive = False
+        with _interactive_lock:
+            _interactive["active"] -= 1
+            _interactive["until"] = time.monotonic() + INTERACTIVE_HOLD
+
+
+def _someone_waiting() -> bool:
+    return _interactive["active"] > 0 or time.monotonic() < _interactive["until"]
+
+
 def adapt_threads() -> None:
     """Called by the pipeline's loops before each step: under the auto policy, this thread's torch threads follow
-    the cores other processes leave free. Free when no policy is set (library use): nothing changes."""
+    the cores other processes leave free, one fewer while :func:`interactive` work runs in another thread. Free
+    when no policy is set (library use): nothing changes."""
     if _monitor is None or _policy is None or _policy.mode != "auto":
         return
     want = _monitor.free()
+    if want > 1 and not getattr(_local, "interactive", False) and _someone_waiting():
+        want -= 1
+    _policy.steps[want] = _policy.steps.get(want, 0) + 1
     if getattr(_local, "threads", None) != want:
         import torch
 

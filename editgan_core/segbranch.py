@@ -247,8 +247,10 @@ class SegBranch(nn.Module):
         return self.cross_entropy_per_image(feats, pixels, target, chunk=chunk).mean()
 
     def cross_entropy_per_image(self, feats: Sequence[torch.Tensor], pixels: torch.Tensor, target: torch.Tensor,
-                                weight: Optional[torch.Tensor] = None, chunk: int = 16384) -> torch.Tensor:
-        """Per image n: sum_p weight[n, p] * CE(mean logits at pixels[p], target[n, p]) / sum_p weight[n, p] -> [N].
+                                weight: Optional[torch.Tensor] = None, chunk: int = 16384,
+                                total: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per image n: sum_p weight[n, p] * CE(mean logits at pixels[p], target[n, p]) / total[n] -> [N], where
+        ``total`` defaults to sum_p weight[n, p] (a weighted mean; a sampled estimate passes the full sum).
 
         ``target`` is [P] (the same for every image) or [N, P]; ``weight`` [N, P] (default all ones) lets each
         image count only its own pixels of a shared pixel list. Chunks bigger than ``chunk_budget`` are
@@ -261,7 +263,7 @@ class SegBranch(nn.Module):
         N, P, C = feats[0].shape[0], pixels.numel(), self.cfg.num_classes
         target = target.expand(N, P) if target.ndim == 1 else target
         weight = torch.ones(N, P, device=pixels.device) if weight is None else weight.to(torch.float32)
-        total = None
+        out = None
         for s in range(0, P, chunk):
             pix, tgt, wt = pixels[s:s + chunk], target[:, s:s + chunk], weight[:, s:s + chunk]
 
@@ -272,8 +274,9 @@ class SegBranch(nn.Module):
 
             big = N * len(pix) * self.fc1.out_features > self.chunk_budget
             value = checkpoint(part, use_reentrant=False) if big and torch.is_grad_enabled() else part()
-            total = value if total is None else total + value
-        return total / weight.sum(1).clamp_min(1e-8)
+            out = value if out is None else out + value
+        denominator = weight.sum(1) if total is None else total.to(weight)
+        return out / denominator.clamp_min(1e-8)
 
     def forward(self, feats: Sequence[torch.Tensor], chunk: int = 16384) -> torch.Tensor:
         """Dense mean logits [N, C, R, R], ``chunk`` pixels at a time."""

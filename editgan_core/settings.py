@@ -28,6 +28,7 @@ class EditSettings:
     focus: float = 1.0                  # the repainted pixels together weigh focus x the rest of the region
     warmup: int = 10                    # linear learning-rate warm-up steps
     preview_every: int = 10             # steps between intermediate images
+    ce_samples: int = 1024              # a larger region's cross-entropy is estimated from this many draws a step
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class RefineSettings:
     ce_weight: float = 1.0
     margin: int = 5
     batch: int = 16                     # images refined together
+    ce_samples: int = 1024              # as EditSettings.ce_samples, over the union of the batch's regions
 
 
 @dataclass(frozen=True)

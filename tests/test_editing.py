@@ -249,3 +249,44 @@ def test_batched_refinement_equals_one_image_at_a_time(setup):
     b = apply_vectors(G, many, [(vec, 1.0)], branch=branch, refine_steps=5, refine_lr=0.05, batch=1)
     assert torch.allclose(a.ws, b.ws, atol=1e-5)
     assert not torch.allclose(a.ws, many + vec.delta)   # refinement moved something
+
+
+def test_large_regions_estimate_the_same_cross_entropy_from_samples(setup):
+    """A region larger than ce_samples is evaluated at pixels drawn in proportion to their weight: on average
+    the estimate equals the full weighted cross-entropy (unbiased), each draw is cheaper, and an edit with
+    sampling still reaches the painted target; a region within the budget is evaluated whole (exact)."""
+    G, branch, ws = setup
+    R = G.img_resolution
+    with torch.no_grad():
+        _, feats = G.synthesis(ws, return_features=True)
+    rng = np.random.default_rng(0)
+    pix = torch.arange(R * R)
+    tgt = torch.from_numpy(rng.integers(0, 3, (1, R * R)))
+    wt = torch.from_numpy(rng.uniform(0.5, 3.0, (1, R * R)).astype(np.float32))
+    full = branch.cross_entropy_per_image(feats, pix, tgt, wt)
+    total = wt.sum(1)
+    q = (wt[0] / total).double()
+    draws = torch.Generator().manual_seed(1)
+    est = []
+    for _ in range(200):
+        idx, count = torch.multinomial(q.float(), 128, replacement=True, generator=draws).unique(return_counts=True)
+        w = wt[:, idx] * (count / (128 * q[idx])).float()[None]
+        with torch.no_grad():
+            est.append(float(branch.cross_entropy_per_image(feats, pix[idx], tgt[:, idx], w, total=total)))
+    assert abs(np.mean(est) - float(full)) < 4 * np.std(est) / np.sqrt(len(est)) + 1e-4
+    # the edit itself: sampled (64 draws a step; the region is most of the image) and whole both move the mask
+    old = segment(G, branch, ws)[0]
+    y, x, was = _uniform_box(old)
+    cls = (was + 1) % 3
+    new = _paint(old, cls, (y, y + 6, x, x + 6))
+    box = torch.from_numpy(np.flatnonzero(_paint(np.zeros_like(old), 1, (y, y + 6, x, x + 6))))
+
+    def prob_in_box(w):
+        with torch.no_grad():
+            _, f = G.synthesis(w, return_features=True)
+            return branch.logits_at(f, box)[0].softmax(0)[cls].mean().item()
+
+    for budget in (64, 0):
+        res = edit_from_mask(G, branch, ws, new, steps=60, lr=0.1, margin=2, ce_samples=budget)
+        assert res.region.sum() > 64
+        assert prob_in_box(res.ws) > prob_in_box(ws) + 0.08, budget
