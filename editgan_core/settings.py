@@ -28,7 +28,7 @@ class EditSettings:
     focus: float = 1.0                  # the repainted pixels together weigh focus x the rest of the region
     warmup: int = 10                    # linear learning-rate warm-up steps
     preview_every: int = 10             # steps between intermediate images
-    ce_samples: int = 1024              # a larger region's cross-entropy is estimated from this many draws a step
+    ce_samples: int = 512               # a larger region's cross-entropy is estimated from this many draws a step
 
 
 @dataclass(frozen=True)
