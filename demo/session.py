@@ -486,7 +486,7 @@ class Session:
         if lab is not None:
             labeler, class_map = lab
             try:
-                return label_images(labeler, step.image[None], class_map, names)[0], f"parser {labeler.ref}"
+                return label_images(labeler, self.exact_image(step)[None], class_map, names)[0], f"parser {labeler.ref}"
             except EditGANError as e:
                 why = f" (the parser failed: {e})"
         else:
@@ -500,7 +500,7 @@ class Session:
         """Queue the current image for annotation, with a proposed mask to correct. -> its index."""
         s = self.current
         proposal, source = self.propose(s)
-        self.annotations.append(Annotation(s.ws, s.image, proposal=proposal, source=source))
+        self.annotations.append(Annotation(s.ws, self.exact_image(s), proposal=proposal, source=source))
         return len(self.annotations) - 1
 
     def set_annotation(self, index: int, labels: np.ndarray) -> None:

@@ -537,6 +537,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from . import files
     from .editing import edit_from_mask
     from .identity import model_identity
     from .imageio import open_image
@@ -573,10 +574,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
         stem = file_stem(name)
         _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
         _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
+        files.write_json(out / f"{stem}_quality.json", {"vector": name, "classes": res.vector.classes,
+                                                        "steps": res.steps, **res.quality.as_dict()})
     except BaseException:
         _remove_empty(created)
         raise
     print(f"{path}  classes {', '.join(res.vector.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
+    print(f"quality: {res.quality.summary()}")
     if not args.out:
         print(f"saved in the model's library: apply it by name, e.g. {_prog()} apply {_quoted(name)}:1 --inputs ...")
     return 0

@@ -11,8 +11,9 @@ times the rest of the region -- painting a mouth over skin puts all skin in the 
 small stroke vanish (smile accuracy 35 % -> 96 %); and the learning rate warms up over the first 10 steps, because
 Adam's first steps from delta = 0 are full-size sign steps on every coordinate. A region larger than
 ``EDIT.ce_samples`` pixels has its CE estimated each step from that many weighted draws (unbiased), so a step
-costs about the same whatever the region's area. The best iterate (lowest loss) is kept. ``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every``
-steps; ``should_stop()`` ends early and returns the best so far. ``result.vector`` is the editing vector
+costs about the same whatever the region's area. The best iterate (lowest loss) is kept.
+``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every`` steps;
+``should_stop()`` ends early and returns the best so far. ``result.vector`` is the editing vector
 (:mod:`editgan_core.vectors`) ready to save or apply.
 
 ``refine(G, branch, ws, edited, classes)`` is the same optimisation after vectors are applied: the edited image's own
@@ -59,6 +60,24 @@ class EditResult:
     seconds: float
     history: List[float] = field(default_factory=list)
     vector: Optional[EditVector] = None   # delta as an editing vector (classes by name, before/after thumbnails)
+    quality: Optional["EditQuality"] = None   # how well it worked (edit_quality)
+
+
+@dataclass
+class EditQuality:
+    """How well a mask edit worked, from the result's own segmentation and images (no judge, no reference)."""
+    reached: float              # fraction of the repainted pixels whose label in the result is the painted one
+    region_iou: float           # mean over the changed classes of IoU(result == c, target == c) inside the region
+    psnr_outside: float         # dB: the image outside the edit region, after vs before (inf: unchanged)
+
+    def summary(self) -> str:
+        psnr = "unchanged" if math.isinf(self.psnr_outside) else f"{self.psnr_outside:.1f} dB"
+        return (f"reached {self.reached:.0%} of the painted pixels, region IoU {self.region_iou:.2f}, "
+                f"PSNR outside the region {psnr}")
+
+    def as_dict(self) -> dict:
+        return {"reached": round(self.reached, 4), "region_iou": round(self.region_iou, 4),
+                "psnr_outside_db": None if math.isinf(self.psnr_outside) else round(self.psnr_outside, 2)}
 
 
 def changed_classes(old: np.ndarray, new: np.ndarray) -> List[int]:
@@ -75,6 +94,24 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
         t = torch.from_numpy(r.astype(np.float32))[None, None]
         r = F.max_pool2d(t, 2 * margin + 1, stride=1, padding=margin)[0, 0].numpy() > 0
     return r
+
+
+def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, result: np.ndarray,
+                 region: np.ndarray, painted: np.ndarray, classes: Sequence[int]) -> EditQuality:
+    """``before``/``after`` images [1, 3, R, R] in [-1, 1]; ``target`` the painted mask, ``result`` the branch's
+    labels of ``after``, ``region`` the edit region and ``painted`` the repainted pixels, all [R, R]."""
+    reached = float((result[painted] == target[painted]).mean()) if painted.any() else 1.0
+    ious = []
+    for c in classes:
+        a, b = (result == c) & region, (target == c) & region
+        union = (a | b).sum()
+        if union:
+            ious.append((a & b).sum() / union)
+    outside = torch.from_numpy(~region).to(after.device, torch.float32)[None, None]
+    n = float(outside.sum()) * after.shape[1]
+    mse = float(((after.float() - before.float()).square() * outside).sum()) / n if n else 0.0
+    psnr = math.inf if mse == 0 else 10 * math.log10(4.0 / mse)          # peak-to-peak 2 in [-1, 1]
+    return EditQuality(reached, float(np.mean(ious)) if ious else 1.0, psnr)
 
 
 def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, region: np.ndarray, *,
@@ -193,19 +230,22 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
         pixel_weight=weight, ce_samples=ce_samples)
     with torch.no_grad():
-        before = images_to_uint8(G.synthesis(ws))[0].cpu().numpy()
+        before_img = G.synthesis(ws)
+        before = images_to_uint8(before_img)[0].cpu().numpy()
         edited = ws + best
         img, feats = G.synthesis(edited, return_features=True)
         labels = branch.predict(feats)[0].cpu().numpy()
     loss = min(history) if history else math.inf
+    quality = edit_quality(before_img, img, new_mask, labels, region, painted, classes)
     names = branch.cfg.class_names
     vector = EditVector(name=name, delta=best[0].detach().cpu().float(),
                         generator=dict(generator if generator is not None else branch.cfg.generator),
                         classes=[names[c] for c in classes], thumb_before=before,
                         thumb_after=images_to_uint8(img)[0].cpu().numpy(),
-                        extra={"steps": len(history), "loss": round(float(loss), 6), "margin": margin})
+                        extra={"steps": len(history), "loss": round(float(loss), 6), "margin": margin,
+                               "quality": quality.as_dict()})
     return EditResult(edited, best[0].detach(), img, labels, region, classes, loss, len(history), stopped,
-                      time.time() - t0, history, vector)
+                      time.time() - t0, history, vector, quality)
 
 
 def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[int], *,

@@ -51,7 +51,7 @@ THREADS_ENV = "EDITGAN_THREADS"     # "auto" (the default) or a fixed number of 
 @dataclass
 class ThreadPolicy:
     mode: str                       # "auto" or "fixed"
-    threads: int                    # fixed: the number; auto: the current choice
+    threads: int                    # fixed: the number; auto: the most it will use (the cores)
     cores: int
     steps: Dict[int, int] = field(default_factory=dict)     # auto: steps run with each thread count
 
@@ -126,12 +126,6 @@ def configure_threads(threads: Union[int, str, None] = None) -> ThreadPolicy:
         _policy = ThreadPolicy("fixed", n, cores)
         torch.set_num_threads(n)
     return _policy
-
-
-def current_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 _interactive = {"active": 0, "until": 0.0}

@@ -133,6 +133,7 @@ def test_sample_edit_save_slide_undo_export(server, app_module, tmp_path):
     res = c.predict("toyfaces", editor_payload(tmp_path, mouth_layer(app_module)), 30, False, api_name="/edit")
     status, edited = res[1], img(res[-1])
     assert "edited" in status and not np.array_equal(edited, first)
+    assert "of the painted pixels" in status and "PSNR outside the region" in status     # the quality readout
     msg = c.predict("wide mouth", api_name="/save_vector")[0]
     assert "saved vector **wide mouth**" in msg
     # Sliders: the vectors are (starter x5, then ours); move ours to 1.5.

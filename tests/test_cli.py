@@ -301,6 +301,7 @@ def test_edit_writes_the_vector_of_the_edit_then_apply_replays_it(tmp_path, caps
     for i in range(3):
         save_latent(lat / f"img{i}.latent.safetensors", ws_of(G, i), ident)
     labels = segment(G, branch, ws_of(G, 0))[0]
+    old = labels.copy()
     labels[10:20, 10:20] = 2
     Image.fromarray(encode_mask(labels, PALETTE3)).save(tmp_path / "edited.png")
     rc = main(["edit", str(lat / "img0.latent.safetensors"), str(tmp_path / "edited.png"), "--model", str(model),
@@ -317,6 +318,14 @@ def test_edit_writes_the_vector_of_the_edit_then_apply_replays_it(tmp_path, caps
     assert not np.array_equal(edited, vec.thumb_before)
     assert np.array_equal(png(tmp_path / "vectors" / "blue_box_edited_mask.png"),
                           encode_mask(segment(G, branch, ws0 + vec.delta)[0], PALETTE3))
+    # the quality readout: what the result's own segmentation reached of the painted box
+    q = json.loads((tmp_path / "vectors" / "blue_box_quality.json").read_text())
+    result = segment(G, branch, ws0 + vec.delta)[0]
+    painted = old != labels
+    assert q["reached"] == pytest.approx((result[painted] == 2).mean(), abs=1e-4)
+    assert 0 <= q["region_iou"] <= 1 and (q["psnr_outside_db"] is None or q["psnr_outside_db"] > 0)
+    assert vec.extra["quality"] == {k: q[k] for k in ("reached", "region_iou", "psnr_outside_db")}
+    assert "quality: reached" in capsys.readouterr().out
 
     rc = main(["apply", f"{vec_path}:2", "--inputs", str(lat), "--model", str(model), "--out", str(tmp_path / "ap")])
     assert rc == 0

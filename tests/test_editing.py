@@ -290,3 +290,30 @@ def test_large_regions_estimate_the_same_cross_entropy_from_samples(setup):
         res = edit_from_mask(G, branch, ws, new, steps=60, lr=0.1, margin=2, ce_samples=budget)
         assert res.region.sum() > 64
         assert prob_in_box(res.ws) > prob_in_box(ws) + 0.08, budget
+
+
+def test_edit_quality_reads_what_the_result_reached_and_what_changed_outside():
+    """The readout on hand-made cases: a result that took half of the painted pixels, and an image that changed
+    only inside the region (PSNR outside infinite) or by a known amount outside it."""
+    from editgan_core.editing import edit_quality
+
+    target = np.zeros((8, 8), np.uint8)
+    target[2:6, 2:6] = 1
+    painted = target == 1
+    result = np.zeros_like(target)
+    result[2:4, 2:6] = 1                                   # half of the painted square
+    region = np.zeros((8, 8), bool)
+    region[1:7, 1:7] = True
+    before = torch.zeros(1, 3, 8, 8)
+    after = before.clone()
+    after[..., 3, 3] = 0.5                                  # inside the region only
+    q = edit_quality(before, after, target, result, region, painted, [0, 1])
+    assert q.reached == 0.5 and q.psnr_outside == float("inf") and "unchanged" in q.summary()
+    iou1 = 8 / 16
+    iou0 = ((result == 0) & (target == 0) & region).sum() / (((result == 0) | (target == 0)) & region).sum()
+    assert q.region_iou == pytest.approx((iou1 + iou0) / 2)
+    after[..., 0, 0] = 0.2                                  # one pixel outside, all three channels
+    q = edit_quality(before, after, target, result, region, painted, [0, 1])
+    n_out = (~region).sum() * 3
+    assert q.psnr_outside == pytest.approx(10 * np.log10(4 / (3 * 0.04 / n_out)))
+    assert q.as_dict()["psnr_outside_db"] == round(q.psnr_outside, 2)
