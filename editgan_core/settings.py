@@ -81,6 +81,13 @@ class LabelSettings:
     batch: int = 4                      # images per pass of the labeler
 
 
+@dataclass(frozen=True)
+class PasteSettings:
+    """Handing an edit back at the photo's size (editgan_core/photo.py), as fractions of the crop box's side."""
+    dilate: float = 0.02                # the edit region grows by this before blending
+    feather: float = 0.03               # then fades out over this
+
+
 EMBED = EmbedSettings()
 EDIT = EditSettings()
 REFINE = RefineSettings()
@@ -88,6 +95,7 @@ APPLY = ApplySettings()
 SAMPLE = SampleSettings()
 BRANCH = BranchTrainSettings()
 LABEL = LabelSettings()
+PASTE = PasteSettings()
 # The app trains while the user waits: fewer steps, evaluated more often (progress every 50 steps).
 INTERACTIVE_BRANCH = BranchTrainSettings(max_steps=600, eval_every=50)
 

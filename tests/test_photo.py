@@ -1,0 +1,55 @@
+"""Paste-back (editgan_core/photo.py): an edit handed back at the photo's size, nothing outside its region."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from editgan_core.errors import EditGANError
+from editgan_core.imageio import prepare_image
+from editgan_core.photo import paste_back, region_alpha
+
+R = 32
+
+
+def _grown(region, box, size, px):
+    """The region in photo pixels grown by ``px`` (what may change), for checking."""
+    a = region_alpha(region, box, size, dilate=0.0, feather=1e-9)       # nearest-mapped region, a 1-px ramp
+    t = torch.from_numpy((a > 0).astype(np.float32))[None, None]
+    return F.max_pool2d(t, 2 * px + 1, stride=1, padding=px)[0, 0].numpy() > 0
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_paste_back_changes_only_the_dilated_region_at_the_photos_size(fit):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)          # 300 x 200, not square
+    prep = prepare_image(photo, R, fit=fit)
+    edited = prep.array.copy()
+    region = np.zeros((R, R), bool)
+    region[10:20, 12:22] = True
+    edited[region] = (255, 0, 0)                                          # the edit: a red patch
+    out = paste_back(photo, edited, region, prep.box, dilate=0.02, feather=0.03)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    side = prep.box[2] - prep.box[0]
+    may_change = _grown(region, prep.box, (300, 200), round(0.05 * side) + 1)
+    assert np.array_equal(out[~may_change], photo[~may_change])           # untouched, bit for bit
+    # inside the region (away from its edge, where the resize rings) the edit arrives: the red patch
+    a = region_alpha(region, prep.box, (300, 200))
+    inside = torch.from_numpy(_grown(region, prep.box, (300, 200), 0).astype(np.float32))[None, None]
+    core = (-F.max_pool2d(-inside, 7, stride=1, padding=3))[0, 0].numpy() > 0
+    assert core.sum() > 100 and (a[core] == 1).all()
+    assert (out[core][:, 0] > 200).mean() > 0.9 and (out[core][:, 1] < 60).mean() > 0.9
+    assert ((0 <= a) & (a <= 1)).all() and (a[~may_change] == 0).all()
+
+
+def test_paste_back_refuses_what_does_not_fit():
+    photo = np.zeros((40, 40, 3), np.uint8)
+    with pytest.raises(EditGANError, match="square"):
+        paste_back(photo, np.zeros((R, R, 3), np.uint8), np.zeros((R, R), bool), (0, 0, 40, 30))
+    with pytest.raises(EditGANError, match="RGB uint8"):
+        paste_back(photo[..., 0], np.zeros((R, R, 3), np.uint8), np.zeros((R, R), bool), (0, 0, 40, 40))
+    with pytest.raises(EditGANError, match="model's square"):
+        paste_back(photo, np.zeros((R, R, 3), np.uint8), np.zeros((16, 16), bool), (0, 0, 40, 40))
+    # an empty region gives the photo back unchanged
+    assert np.array_equal(paste_back(photo, np.full((R, R, 3), 255, np.uint8), np.zeros((R, R), bool),
+                                     (0, 0, 40, 40)), photo)
