@@ -67,6 +67,8 @@ class Session:
         self.steps: List[Step] = []
         self.pos = -1
         self.photo: Optional[np.ndarray] = None          # the prepared photo being embedded (for PSNR)
+        self.source: Optional[tuple] = None              # (the photo as uploaded, RGB, prepare_image's box)
+        self.photo_step: Optional[Step] = None           # the step that embedded it (paste-back's reference)
         self.vectors: Dict[str, object] = {}             # name -> EditVector (starter, library and own)
         self.last_edit = None                            # EditResult of the last mask edit (for "save vector")
         self.refine_steps = 0
@@ -91,6 +93,7 @@ class Session:
         assets = self.studio.assets(ref)          # raises a clear error before anything is changed
         self.model_ref = assets.ref
         self.steps, self.pos, self.photo, self.last_edit = [], -1, None, None
+        self.source = self.photo_step = None
         self.annotations, self.branch, self.labeler_choice = [], None, None
         self.vectors = {v.name: v for v in assets.vectors}
         return self.studio.describe(assets.ref)
@@ -199,7 +202,7 @@ class Session:
         else:
             class_idx = None
         ws = generate(a.G, [seed], class_idx=class_idx, truncation_psi=psi).ws
-        self.photo = None
+        self.photo = self.source = self.photo_step = None
         what = f"sample seed {seed}, psi {psi:.2f}" + (f", class {class_idx}" if class_idx is not None else "")
         return self._push(what, ws)
 
@@ -213,6 +216,7 @@ class Session:
         prep = prepare_image(image, self.assets.G.img_resolution, fit=fit)
         self.photo = prep.array
         original = to_rgb(open_image(image))[0]
+        self.source, self.photo_step = (np.asarray(original, np.uint8).copy(), prep.box), None
         scale = 256 / max(original.size)
         thumb = original.resize((max(1, round(original.width * scale)), max(1, round(original.height * scale))))
         left, top, right, bottom = (round(v * scale) for v in prep.box)
@@ -231,7 +235,8 @@ class Session:
         res = embed(a.G, target.to(a.G.w_avg.device), steps=int(steps), encoder=a.encoder, progress=progress,
                     should_stop=self.stop_event.is_set)
         what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB)"
-        return self._push(what, res.ws)
+        self.photo_step = self._push(what, res.ws)
+        return self.photo_step
 
     def embed_stream(self, *, steps: int = EMBED.steps) -> Iterator:
         def work(report):
@@ -430,8 +435,26 @@ class Session:
     def history_rows(self) -> List[List[object]]:
         return [[i, ("> " if i == self.pos else "") + s.what] for i, s in enumerate(self.steps)]
 
+    def photo_result(self, step: Optional[Step] = None) -> Optional[np.ndarray]:
+        """The step handed back at the uploaded photo's own size (paste-back): only the region where its segmentation
+        differs from the embedded photo's (grown by the edit margin, then dilated and feathered) changes; every
+        other pixel is the photo's. None when the image did not come from an uploaded photo."""
+        from editgan_core.photo import grow, paste_back
+
+        step = self.current if step is None else step
+        if self.source is None or self.photo_step is None or self.photo_step not in self.steps:
+            return None
+        photo, box = self.source
+        before, after = self.labels_of(self.photo_step), self.labels_of(step)
+        if before is None:      # no branch: the whole crop comes back
+            region = np.ones(self.exact_image(step).shape[:2], bool)
+        else:                   # the pixels whose part changed, grown by the edit margin
+            region = grow(before != after, EDIT.margin)
+        return paste_back(photo, self.exact_image(step), region, box)
+
     def export(self, folder: Path) -> List[Path]:
-        """The current step as result.png, mask.png (if segmented) and latent.safetensors in ``folder``."""
+        """The current step as photo.png (at the uploaded photo's size, when it came from one), result.png (the
+        model's size), mask.png (if segmented) and latent.safetensors in ``folder``."""
         from PIL import Image
 
         from editgan_core.latents import save_latent
@@ -439,8 +462,13 @@ class Session:
         s = self.current
         folder.mkdir(parents=True, exist_ok=True)
         stamp = f"step{self.pos:03d}"
-        out = [folder / f"{stamp}_result.png"]
-        Image.fromarray(self.exact_image(s)).save(out[0])
+        out = []
+        pasted = self.photo_result(s)
+        if pasted is not None:
+            out.append(folder / f"{stamp}_photo.png")
+            Image.fromarray(pasted).save(out[-1])
+        out.append(folder / f"{stamp}_result.png")
+        Image.fromarray(self.exact_image(s)).save(out[-1])
         if self.labels_of(s) is not None:
             out.append(folder / f"{stamp}_mask.png")
             Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])

@@ -20,6 +20,15 @@ from .errors import EditGANError
 from .settings import PASTE
 
 
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """A bool mask [H, W] grown by ``px`` pixels (square neighbourhood)."""
+    mask = np.asarray(mask, bool)
+    if px <= 0 or not mask.any():
+        return mask.copy()
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.max_pool2d(t, 2 * px + 1, stride=1, padding=px)[0, 0].numpy() > 0
+
+
 def region_alpha(region: np.ndarray, box: Sequence[int], photo_size: Tuple[int, int], *,
                  dilate: float = PASTE.dilate, feather: float = PASTE.feather) -> np.ndarray:
     """The blend weight [H, W] float32 of an edit ``region`` [R, R] (bool, model pixels) in a photo of

@@ -53,3 +53,42 @@ def test_paste_back_refuses_what_does_not_fit():
     # an empty region gives the photo back unchanged
     assert np.array_equal(paste_back(photo, np.full((R, R, 3), 255, np.uint8), np.zeros((R, R), bool),
                                      (0, 0, 40, 40)), photo)
+
+
+def test_a_photos_export_comes_back_at_its_own_size_changed_only_where_the_parts_changed(tmp_path):
+    """The studio: upload a wide photo, embed it, move a slider, export: photo.png is the uploaded photo's size and
+    equals it outside the (grown) region where the segmentation changed; result.png stays the model's size."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from demo.model import Studio
+    from demo.session import Session
+    from editgan_core.generator import images_to_uint8
+    from editgan_core.photo import grow
+
+    s = Session(Studio())
+    s.set_model("toyfaces")
+    G = s.assets.G
+    ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), truncation_psi=0.7)
+    with torch.no_grad():
+        face = images_to_uint8(G.synthesis(ws))[0].numpy()
+    wide = np.full((100, 160, 3), 40, np.uint8)                      # the face inside a wider photo, 1.5x scale
+    wide[2:98, 32:128] = np.asarray(Image.fromarray(face).resize((96, 96), Image.BICUBIC))
+    s.prepare_photo(wide, "crop")
+    base = s.embed(steps=5)
+    s.set_scales({s.vector_names()[0]: 2.0})
+    files = s.export(tmp_path)
+    names = [f.name for f in files]
+    assert names[0].endswith("_photo.png") and any(n.endswith("_result.png") for n in names)
+    photo = np.asarray(Image.open(files[0]).convert("RGB"))
+    assert photo.shape == wide.shape
+    changed = s.labels_of(base) != s.labels_of()
+    assert changed.any()
+    side = 100                                                       # the crop box's side in photo pixels
+    box = s.source[1]
+    may = region_alpha(grow(changed, 5 + 3), box, (160, 100), dilate=0.02 + 2 / side, feather=0.03 + 2 / side) > 0
+    assert np.array_equal(photo[~may], wide[~may]) and not np.array_equal(photo, wide)
+    assert np.asarray(Image.open([f for f in files if f.name.endswith("_result.png")][0])).shape == (64, 64, 3)

@@ -13,6 +13,7 @@ from editgan_core.errors import EditGANError
 @pytest.fixture
 def restore():
     before = (torch.get_num_threads(), runtime._policy, runtime._monitor)
+    runtime._interactive.update(active=0, until=0.0)        # no slider move of an earlier test still held
     yield
     torch.set_num_threads(before[0])
     runtime._policy, runtime._monitor = before[1], before[2]
