@@ -442,8 +442,8 @@ class Session:
         from editgan_core.photo import grow, paste_back
 
         step = self.current if step is None else step
-        if self.source is None or self.photo_step is None or self.photo_step not in self.steps:
-            return None
+        if self.source is None or not any(st is self.photo_step for st in self.steps):   # by identity: Steps
+            return None                                                                # hold tensors
         photo, box = self.source
         before, after = self.labels_of(self.photo_step), self.labels_of(step)
         if before is None:      # no branch: the whole crop comes back
