@@ -439,7 +439,8 @@ class Session:
         """The step handed back at the uploaded photo's own size (paste-back): only the region where its segmentation
         differs from the embedded photo's (grown by the edit margin, then dilated and feathered) changes; every
         other pixel is the photo's. None when the image did not come from an uploaded photo."""
-        from editgan_core.photo import grow, paste_back
+        from editgan_core.masks import grow
+        from editgan_core.photo import paste_back
 
         step = self.current if step is None else step
         if self.source is None or not any(st is self.photo_step for st in self.steps):   # by identity: Steps

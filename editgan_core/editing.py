@@ -30,11 +30,11 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .embed import keep_best
 from .errors import EditGANError
 from .generator import images_to_uint8
+from .masks import grow
 from .perceptual import Distance, FallbackDistance
 from .segbranch import segment
 from .runtime import adapt_threads
@@ -89,11 +89,7 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
                 margin: int = EDIT.margin) -> np.ndarray:
     """Pixels whose old or new label is one of ``classes`` (default: the changed ones), grown by ``margin``."""
     classes = changed_classes(old, new) if classes is None else list(classes)
-    r = np.isin(old, classes) | np.isin(new, classes)
-    if margin > 0 and r.any():
-        t = torch.from_numpy(r.astype(np.float32))[None, None]
-        r = F.max_pool2d(t, 2 * margin + 1, stride=1, padding=margin)[0, 0].numpy() > 0
-    return r
+    return grow(np.isin(old, classes) | np.isin(new, classes), margin)
 
 
 def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, result: np.ndarray,

@@ -28,6 +28,18 @@ def decode_mask(rgb: np.ndarray, palette, alpha: Optional[np.ndarray] = None,
                     f"nearest class")
 
 
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """A bool mask [H, W] grown by ``px`` pixels (square neighbourhood)."""
+    import torch
+    import torch.nn.functional as F
+
+    mask = np.asarray(mask, bool)
+    if px <= 0 or not mask.any():
+        return mask.copy()
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.max_pool2d(t, 2 * px + 1, stride=1, padding=px)[0, 0].numpy() > 0
+
+
 def encode_mask(labels: np.ndarray, palette) -> np.ndarray:
     """Labels [H, W] -> RGB [H, W, 3] uint8 with the palette's colours."""
     return colorize(np.asarray(labels), np.asarray(palette, dtype=np.uint8).reshape(-1, 3))

@@ -17,16 +17,26 @@ import torch
 import torch.nn.functional as F
 
 from .errors import EditGANError
+from .masks import grow
 from .settings import PASTE
 
 
-def grow(mask: np.ndarray, px: int) -> np.ndarray:
-    """A bool mask [H, W] grown by ``px`` pixels (square neighbourhood)."""
-    mask = np.asarray(mask, bool)
-    if px <= 0 or not mask.any():
-        return mask.copy()
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return F.max_pool2d(t, 2 * px + 1, stride=1, padding=px)[0, 0].numpy() > 0
+def _square_box(box: Sequence[int]) -> Tuple[int, int, int, int]:
+    left, top, right, bottom = (int(v) for v in box)
+    if right - left <= 0 or bottom - top != right - left:
+        raise EditGANError(f"the crop box {tuple(box)} is not a square")
+    return left, top, right, bottom
+
+
+def _into_photo(square: np.ndarray, box: Tuple[int, int, int, int], H: int, W: int) -> np.ndarray:
+    """A box-sized array [side, side, ...] placed at ``box`` in a zero [H, W, ...] photo canvas (float32); the part
+    of the box outside the photo (padding) is dropped."""
+    left, top, right, bottom = box
+    canvas = np.zeros((H, W) + square.shape[2:], np.float32)
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
+    if y1 > y0 and x1 > x0:
+        canvas[y0:y1, x0:x1] = square[y0 - top:y1 - top, x0 - left:x1 - left]
+    return canvas
 
 
 def region_alpha(region: np.ndarray, box: Sequence[int], photo_size: Tuple[int, int], *,
@@ -35,22 +45,13 @@ def region_alpha(region: np.ndarray, box: Sequence[int], photo_size: Tuple[int, 
     ``photo_size`` (width, height) through ``box``: 1 inside the region grown by ``dilate`` x the box side, falling
     to 0 over ``feather`` x the box side, and exactly 0 outside the grown region."""
     W, H = photo_size
-    left, top, right, bottom = (int(v) for v in box)
-    side = right - left
-    if side <= 0 or bottom - top != side:
-        raise EditGANError(f"the crop box {tuple(box)} is not a square")
+    box = _square_box(box)
+    side = box[2] - box[0]
     region = np.asarray(region, bool)
-    canvas = np.zeros((H, W), np.float32)
-    # model pixels -> box pixels (nearest), then the part of the box inside the photo
-    idx = (np.arange(side) * region.shape[0]) // side
-    up = region[idx][:, idx]
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(bottom, H), min(right, W)
-    if y1 > y0 and x1 > x0:
-        canvas[y0:y1, x0:x1] = up[y0 - top:y1 - top, x0 - left:x1 - left]
-    grow, ramp = max(1, round(dilate * side)), max(1, round(feather * side))
-    t = torch.from_numpy(canvas)[None, None]
-    grown = F.max_pool2d(t, 2 * (grow + ramp) + 1, stride=1, padding=grow + ramp)
+    idx = (np.arange(side) * region.shape[0]) // side             # model pixels -> box pixels (nearest)
+    canvas = _into_photo(region[idx][:, idx], box, H, W) > 0
+    spread, ramp = max(1, round(dilate * side)), max(1, round(feather * side))
+    grown = torch.from_numpy(grow(canvas, spread + ramp).astype(np.float32))[None, None]
     # the ramp: the mean of ``ramp`` successive erosions of the grown region -> 1 deep inside, 1/ramp at its edge
     alpha, cur = torch.zeros_like(grown), grown
     for _ in range(ramp):
@@ -75,12 +76,9 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, box: S
                            "model's square")
     H, W = photo.shape[:2]
     alpha = region_alpha(region, box, (W, H), dilate=dilate, feather=feather)
-    left, top, right, bottom = (int(v) for v in box)
-    side = right - left
-    big = np.asarray(Image.fromarray(edited).resize((side, side), Image.LANCZOS), np.float32)
-    full = np.zeros((H, W, 3), np.float32)
-    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
-    full[y0:y1, x0:x1] = big[y0 - top:y1 - top, x0 - left:x1 - left]
+    box = _square_box(box)
+    side = box[2] - box[0]
+    full = _into_photo(np.asarray(Image.fromarray(edited).resize((side, side), Image.LANCZOS)), box, H, W)
     out = photo.copy()
     inside = alpha > 0
     a = alpha[inside][:, None]

@@ -114,12 +114,10 @@ class SegBranch(nn.Module):
                                f"{len(got)}: {got[:3]}...")
 
     # -- the exact, memory-saving evaluation ----------------------------------------------------------------
-    def _project(self, feats: Sequence[torch.Tensor], pixels: Optional[torch.Tensor] = None
-                 ) -> List[Tuple[int, torch.Tensor, torch.Tensor]]:
+    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[int, torch.Tensor, torch.Tensor]]:
         """Per resolution r: (r, rows, w) -- the level's features as rows [N, r*r, C] (channels-last views, any float
         dtype; several tensors of one resolution concatenated) and the matching columns of the first layer's weight
-        [K*h1, C]. Nothing is projected here: :meth:`_hidden1` projects only what the wanted pixels read.
-        (``pixels`` is accepted for callers that pass it; the choice per level is made in :meth:`_hidden1`.)"""
+        [K*h1, C]. Nothing is projected here: :meth:`_hidden1` projects only what the wanted pixels read."""
         weight = self.fc1.weight
         by_res: Dict[int, List[int]] = {}
         for i, r in enumerate(self.cfg.feature_resolutions):
@@ -229,7 +227,7 @@ class SegBranch(nn.Module):
         evaluated at the pixels' bilinear taps for every level larger than the pixel count, so a step's cost
         follows the sampled pixels, not the image area (1024 px costs about what 256 px does)."""
         self.check_features(feats)
-        return self._members(self._project(feats, pixels), pixels)
+        return self._members(self._project(feats), pixels)
 
     def _members(self, levels, pixels: torch.Tensor) -> torch.Tensor:
         h = self._hidden1(levels, pixels)
@@ -259,7 +257,7 @@ class SegBranch(nn.Module):
         from torch.utils.checkpoint import checkpoint
 
         self.check_features(feats)
-        levels = self._project(feats, pixels)
+        levels = self._project(feats)
         N, P, C = feats[0].shape[0], pixels.numel(), self.cfg.num_classes
         target = target.expand(N, P) if target.ndim == 1 else target
         weight = torch.ones(N, P, device=pixels.device) if weight is None else weight.to(torch.float32)
