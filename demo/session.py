@@ -50,6 +50,46 @@ class Step:
 
 
 @dataclass
+class Upload:
+    """The photo as uploaded (RGB, upright) and what was found in it; cut again whenever the crop is moved."""
+    original: np.ndarray                        # [H, W, 3] uint8
+    read_note: str                              # what reading it took (EXIF turn, mode, ...), in words
+    faces: list                                 # editgan_core.align.Face, largest first
+    cut: str                                    # 'face' or 'box'
+    note: str = ""                              # why there are no faces, when alignment could not run
+
+
+def _draw_crops(photo: np.ndarray, crop, others, visible, R: int, side: int = 384) -> np.ndarray:
+    """A preview of ``photo`` (long side ``side``) with ``crop`` outlined in red (its top edge thicker, so a turn
+    shows), the part the model draws when ``visible``, and ``others`` ((face number, crop) of the other faces) in
+    yellow, numbered as the face picker numbers them."""
+    from PIL import Image, ImageDraw
+
+    H, W = photo.shape[:2]
+    scale = side / max(H, W)
+    thumb = Image.fromarray(photo).resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR)
+    draw = ImageDraw.Draw(thumb)
+
+    def poly(c, colour, width):
+        pts = [tuple(p * scale) for p in c.corners()]
+        draw.line(pts + pts[:1], fill=colour, width=width)
+        draw.line(pts[:2], fill=colour, width=width + 2)          # the top edge
+        return pts
+
+    for i, c in others:
+        pts = poly(c, (255, 220, 0), 2)
+        draw.text(pts[0], f" face {i}", fill=(255, 220, 0))
+    poly(crop, (255, 0, 0), 2)
+    if visible is not None:
+        top, bottom, left, right = visible
+        m = crop.matrix(R)
+        pts = [tuple((m[:, :2] @ (u, v) + m[:, 2]) * scale) for u, v in
+               ((left, top), (right, top), (right, bottom), (left, bottom))]
+        draw.line(pts + pts[:1], fill=(255, 120, 120), width=1)
+    return np.asarray(thumb)
+
+
+@dataclass
 class Annotation:
     ws: torch.Tensor
     image: np.ndarray
@@ -67,7 +107,8 @@ class Session:
         self.steps: List[Step] = []
         self.pos = -1
         self.photo: Optional[np.ndarray] = None          # the prepared photo being embedded (for PSNR)
-        self.source: Optional[tuple] = None              # (the photo as uploaded, RGB, prepare_image's box)
+        self.upload: Optional[Upload] = None             # the uploaded photo and its faces (re-cut on moves)
+        self.source: Optional[tuple] = None              # (the photo as uploaded, RGB, the Crop embedded)
         self.photo_step: Optional[Step] = None           # the step that embedded it (paste-back's reference)
         self.vectors: Dict[str, object] = {}             # name -> EditVector (starter, library and own)
         self.last_edit = None                            # EditResult of the last mask edit (for "save vector")
@@ -93,7 +134,7 @@ class Session:
         assets = self.studio.assets(ref)          # raises a clear error before anything is changed
         self.model_ref = assets.ref
         self.steps, self.pos, self.photo, self.last_edit = [], -1, None, None
-        self.source = self.photo_step = None
+        self.source = self.photo_step = self.upload = None
         self.annotations, self.branch, self.labeler_choice = [], None, None
         self.vectors = {v.name: v for v in assets.vectors}
         return self.studio.describe(assets.ref)
@@ -206,22 +247,79 @@ class Session:
         what = f"sample seed {seed}, psi {psi:.2f}" + (f", class {class_idx}" if class_idx is not None else "")
         return self._push(what, ws)
 
-    def prepare_photo(self, image, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
-        """Any image (array, PIL, path or bytes) -> (the model-sized square that will be embedded, a note, a
-        preview of the original with the used box outlined in red)."""
-        from PIL import ImageDraw
+    def photo_cut(self) -> str:
+        """How uploads are cut for this model: 'face' (FFHQ alignment, registry ``align="ffhq"``) or 'box'."""
+        from editgan_core.registry import get_spec
 
-        from editgan_core.imageio import open_image, prepare_image, to_rgb
+        spec = get_spec(self.model_ref)
+        return "face" if spec is not None and spec.align == "ffhq" else "box"
 
-        prep = prepare_image(image, self.assets.G.img_resolution, fit=fit)
+    def prepare_photo(self, image, fit: str = "crop", *, cut: Optional[str] = None
+                      ) -> Tuple[np.ndarray, str, np.ndarray]:
+        """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
+        default is the model's, ``photo_cut()``), and cut it. -> (the model-sized square that will be embedded, a
+        note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
+        from editgan_core.align import AlignmentError, detect_faces
+        from editgan_core.imageio import prepare_image
+
+        cut = cut or self.photo_cut()
+        if cut not in ("face", "box"):
+            raise EditGANError(f"a photo is cut as 'face' or 'box', not {cut!r}")
+        prep = prepare_image(image, self.assets.G.img_resolution, fit=fit, visible=self._visible())
+        faces, note = [], ""
+        if cut == "face":
+            try:
+                faces = detect_faces(prep.original)
+            except AlignmentError as e:
+                note = f"{e}; using the plain crop"
+        self.upload = Upload(prep.original, prep.read_note, faces, cut, note)
+        self.photo = self.source = self.photo_step = None
+        return self.adjust_crop(fit=fit)
+
+    def adjust_crop(self, *, face: int = 0, dx: float = 0.0, dy: float = 0.0, zoom: float = 1.0,
+                    turn: float = 0.0, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
+        """Cut the uploaded photo again: face number ``face`` (largest first), the crop shifted by (dx, dy)
+        fractions of its side, scaled by ``zoom`` and turned by ``turn`` degrees. Same returns as prepare_photo."""
+        import math
+
+        from editgan_core.align import align_photo
+        from editgan_core.imageio import prepare_image
+        from editgan_core.photo import centre_crop
+
+        u = self.upload
+        if u is None:
+            raise EditGANError("upload a photo first")
+        R = self.assets.G.img_resolution
+        H, W = u.original.shape[:2]
+        notes = [u.read_note] if u.read_note else []
+        base, crops, chosen = None, [], None
+        if u.cut == "face" and u.faces:
+            if not 0 <= int(face) < len(u.faces):
+                raise EditGANError(f"there are {len(u.faces)} faces in the photo: choose 0 to {len(u.faces) - 1}")
+            found = align_photo(u.original, R, faces=u.faces, choose=int(face))
+            base, chosen = found.crop, found.chosen
+            crops = [align_photo(u.original, R, faces=u.faces, choose=i).crop for i in range(len(u.faces))]
+            notes.append(found.note)
+        elif u.cut == "face":
+            notes.append(u.note or "no face found: using the plain crop (move the box to the face)")
+        if base is None:
+            base = centre_crop((W, H), fit, self._visible(), R)
+        crop = base.moved(float(dx), float(dy), float(zoom), math.radians(float(turn)))
+        prep = prepare_image(u.original, R, fit=fit, crop=None if crop == base and chosen is None else crop,
+                             visible=self._visible())
+        notes.append(prep.note)
         self.photo = prep.array
-        original = to_rgb(open_image(image))[0]
-        self.source, self.photo_step = (np.asarray(original, np.uint8).copy(), prep.box), None
-        scale = 256 / max(original.size)
-        thumb = original.resize((max(1, round(original.width * scale)), max(1, round(original.height * scale))))
-        left, top, right, bottom = (round(v * scale) for v in prep.box)
-        ImageDraw.Draw(thumb).rectangle([left, top, right - 1, bottom - 1], outline=(255, 0, 0), width=2)
-        return prep.array, prep.note, np.asarray(thumb)
+        self.source, self.photo_step = (u.original, prep.crop), None
+        preview = _draw_crops(u.original, prep.crop, [(i, c) for i, c in enumerate(crops) if i != chosen],
+                              self._visible(), R)
+        return prep.array, "; ".join(n for n in notes if n), preview
+
+    def _visible(self):
+        """The part of the model's square it really draws (the registry's crop, e.g. cars), or None."""
+        from editgan_core.registry import get_spec
+
+        spec = get_spec(self.model_ref)
+        return spec.crop if spec is not None else None
 
     def embed(self, *, steps: int = EMBED.steps, progress: Optional[Callable] = None) -> Step:
         """Embed the prepared photo (encoder guess, then W+ optimisation); stop() ends it with the best so far."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,9 +29,16 @@ class PreparedImage:
     tensor: torch.Tensor               # [1, 3, R, R] float in [-1, 1]
     array: np.ndarray                  # [R, R, 3] uint8, the same pixels
     note: str                          # what was done, in words
-    box: Tuple[int, int, int, int]     # region of the original used (left, top, right, bottom); beyond it if padded
+    crop: "Crop"                       # the square of the original used (editgan_core.photo.Crop)  # noqa: F821
     original_size: Tuple[int, int]     # (width, height)
     original_mode: str
+    original: np.ndarray               # [H, W, 3] uint8: the photo as RGB, what paste-back returns into
+    read_note: str = ""                # what reading it took (EXIF orientation, mode conversion), in words
+
+    @property
+    def box(self) -> Tuple[int, int, int, int]:
+        """The crop's bounds (left, top, right, bottom); beyond the photo where it was padded."""
+        return self.crop.bounds()
 
 
 def open_image(src: ImageLike):
@@ -77,11 +85,18 @@ def _from_array(a: np.ndarray):
 
 
 def to_rgb(im, background=(255, 255, 255)) -> Tuple["PIL.Image.Image", str]:  # noqa: F821
-    """Any PIL mode -> RGB. Transparency is composited over ``background``; 16/32-bit and float are rescaled."""
+    """Any PIL mode -> RGB, upright. EXIF orientation is applied; transparency is composited over ``background``;
+    16/32-bit and float are rescaled."""
     from PIL import Image
 
-    mode = im.mode
+    from PIL import ImageOps
+
     notes = []
+    turn = im.getexif().get(0x0112, 1)          # EXIF orientation: how the camera was held
+    if turn not in (None, 1):
+        im = ImageOps.exif_transpose(im)
+        notes.append(f"turned upright (EXIF orientation {turn})")
+    mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or (a.size and a.max() > 255) else 255.0
@@ -104,39 +119,41 @@ def to_rgb(im, background=(255, 255, 255)) -> Tuple["PIL.Image.Image", str]:  # 
     return im, "; ".join(notes)
 
 
-def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", background=(255, 255, 255)
+def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", background=(255, 255, 255),
+                  crop: Optional["Crop"] = None, visible: Optional[Tuple[int, int, int, int]] = None  # noqa: F821
                   ) -> PreparedImage:
-    """Fit any image to a ``resolution`` square: center-crop (``fit='crop'``) or pad (``'pad'``), then resize."""
-    from PIL import Image
+    """Fit any image to a ``resolution`` square: center-crop (``fit='crop'``) or pad with ``background``
+    (``'pad'``), then resize. ``crop`` (a :class:`editgan_core.photo.Crop`: a moved box, a face alignment) cuts that
+    square instead, reflecting the photo where it leaves it; ``visible`` is the part of the square the model draws
+    (the registry's ``crop``, e.g. cars), fitted to the photo by the default crop."""
+    from .photo import centre_crop, cut
 
-    if fit not in ("crop", "pad"):
-        raise ValueError(f"fit must be 'crop' or 'pad', got {fit!r}")
     im = open_image(src)
-    w, h = im.size
-    if w < MIN_SIDE or h < MIN_SIDE:
-        raise ImageInputError(f"image is only {w}x{h} pixels; need at least {MIN_SIDE}x{MIN_SIDE}")
+    if min(im.size) < MIN_SIDE:
+        raise ImageInputError(f"image is only {im.size[0]}x{im.size[1]} pixels; need at least {MIN_SIDE}x{MIN_SIDE}")
     mode = im.mode
     rgb, note = to_rgb(im, background)
+    w, h = rgb.size                              # upright (EXIF)
     notes = [note] if note else []
-    if w != h:
-        if fit == "crop":
-            s = min(w, h)
-            box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
-            rgb = rgb.crop(box)
-            notes.append(f"center-cropped {w}x{h} to {s}x{s} (box {box})")
-        else:
-            s = max(w, h)
-            canvas = Image.new("RGB", (s, s), tuple(background))
-            canvas.paste(rgb, ((s - w) // 2, (s - h) // 2))
-            box = (-(s - w) // 2, -(s - h) // 2, -(s - w) // 2 + s, -(s - h) // 2 + s)
-            rgb = canvas
-            notes.append(f"padded {w}x{h} to {s}x{s}")
+    arr = np.asarray(rgb, np.uint8)
+    fill = tuple(background) if fit == "pad" else None
+    if crop is None:
+        crop = centre_crop((w, h), fit, visible, resolution)
+        if w != h or visible is not None:
+            notes.append(f"{'center-cropped' if fit == 'crop' else 'padded'} {w}x{h} to the square "
+                         f"{_describe(crop)}")
     else:
-        box = (0, 0, w, h)
-    if rgb.size != (resolution, resolution):
-        side = rgb.size[0]
-        rgb = rgb.resize((resolution, resolution), Image.LANCZOS)
-        notes.append(f"resized {side}x{side} {'down' if resolution < side else 'up'} to {resolution}x{resolution}")
-    arr = np.asarray(rgb, dtype=np.uint8).copy()
-    t = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 127.5 - 1
-    return PreparedImage(t, arr, "; ".join(notes) or "used as is", box, (w, h), mode)
+        notes.append(f"cut the square {_describe(crop)} from {w}x{h}")
+    out = cut(arr, crop, resolution, fill=fill)
+    if round(crop.side) != resolution:
+        notes.append(f"resized {round(crop.side)} px {'down' if resolution < crop.side else 'up'} to "
+                     f"{resolution}x{resolution}")
+    t = torch.from_numpy(out).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return PreparedImage(t, out, "; ".join(notes) or "used as is", crop, (w, h), mode, arr, note)
+
+
+def _describe(crop) -> str:
+    if crop.angle == 0:
+        left, top, right, bottom = crop.bounds()
+        return f"(box {left}, {top}, {right}, {bottom})"
+    return f"(centre {crop.cx:.0f}, {crop.cy:.0f}, side {crop.side:.0f}, turned {math.degrees(crop.angle):.1f} deg)"

@@ -50,6 +50,7 @@ class ModelSpec:
     crop: Optional[Tuple[int, int, int, int]] = None  # (top, bottom, left, right) display crop, e.g. cars
     tags: Tuple[str, ...] = field(default_factory=tuple)
     domain: Optional[str] = None         # what it draws ('faces', 'cars', ...): which parser can label it
+    align: Optional[str] = None          # how photos are cut for it: 'ffhq' (face alignment), None (a box)
 
     @property
     def hub_ref(self) -> Optional[str]:
@@ -67,17 +68,20 @@ _ENTRIES = [
     # NVIDIA stylegan2-ada-pytorch / stylegan3-repo pickles mirrored on the Hub (hysts/StyleGAN2 mirrors the
     # NGC set under models/). Exact file names confirmed from public code that downloads them.
     ModelSpec("ffhq-1024", "nvidia-pkl", 1024, "FFHQ faces 1024x1024 (NVIDIA StyleGAN2, config-f)",
-              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-1024x1024.pkl", license=_NGC, domain="faces"),
+              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-1024x1024.pkl", license=_NGC,
+              domain="faces", align="ffhq"),
     ModelSpec("ffhq-512", "nvidia-pkl", 512, "FFHQ faces 512x512 (NVIDIA StyleGAN2)",
-              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-512x512.pkl", license=_NGC, domain="faces"),
+              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-512x512.pkl", license=_NGC,
+              domain="faces", align="ffhq"),
     ModelSpec("ffhq-256", "nvidia-pkl", 256, "FFHQ faces 256x256 (NVIDIA StyleGAN2)",
-              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-256x256.pkl", license=_NGC, domain="faces"),
+              repo_id="hysts/StyleGAN2", filename="models/stylegan2-ffhq-256x256.pkl", license=_NGC,
+              domain="faces", align="ffhq"),
     ModelSpec("celebahq-256", "nvidia-pkl", 256, "CelebA-HQ faces 256x256 (NVIDIA StyleGAN2)",
               repo_id="hysts/StyleGAN2", filename="models/stylegan2-celebahq-256x256.pkl", license=_NGC,
               domain="faces"),
     ModelSpec("metfaces-1024", "nvidia-pkl", 1024, "MetFaces portraits 1024x1024 (NVIDIA StyleGAN2-ADA)",
               repo_id="hysts/StyleGAN2", filename="models/stylegan2-metfaces-1024x1024.pkl", license=_NGC,
-              domain="faces"),
+              domain="faces", align="ffhq"),
     ModelSpec("afhqcat-512", "nvidia-pkl", 512, "AFHQ cats 512x512 (NVIDIA StyleGAN2-ADA)",
               repo_id="hysts/StyleGAN2", filename="models/stylegan2-afhqcat-512x512.pkl", license=_NGC, domain="cats"),
     ModelSpec("afhqdog-512", "nvidia-pkl", 512, "AFHQ dogs 512x512 (NVIDIA StyleGAN2-ADA)",
@@ -94,7 +98,7 @@ _ENTRIES = [
               repo_id="hysts/StyleGAN2", filename="models/stylegan2-cifar10-32x32.pkl", license=_NGC, domain="cifar10"),
     ModelSpec("ffhq-512-draggan", "nvidia-pkl", 512, "FFHQ 512x512 (copy used by DragGAN)",
               repo_id="DragGan/DragGan-Models", filename="stylegan2-ffhq-512x512.pkl",
-              revision="20dedd0259ff3009fceefa531c3be8ae4f11cd82", license=_NGC, domain="faces"),
+              revision="20dedd0259ff3009fceefa531c3be8ae4f11cd82", license=_NGC, domain="faces", align="ffhq"),
     ModelSpec("stylegan-human-1024", "nvidia-pkl", 1024, "StyleGAN-Human full bodies (1024x512 in a 1024 net)",
               repo_id="public-data/StyleGAN-Human", filename="models/stylegan_human_v2_1024.pkl",
               license="StyleGAN-Human licence (research)", domain="bodies"),
@@ -109,7 +113,7 @@ _ENTRIES = [
     ModelSpec("horse-256", "rosinality-pt", 256, "LSUN horses, config-f (rosinality conversion)",
               repo_id="aaronb/StyleGAN2", filename="stylegan2-horse-config-f.pt", license=_NGC, domain="horses"),
     ModelSpec("ffhq-1024-rosinality", "rosinality-pt", 1024, "FFHQ config-f (rosinality conversion)",
-              repo_id="aaronb/StyleGAN2", filename="stylegan2-ffhq-config-f.pt", license=_NGC, domain="faces"),
+              repo_id="aaronb/StyleGAN2", filename="stylegan2-ffhq-config-f.pt", license=_NGC, domain="faces", align="ffhq"),
 ]
 
 REGISTRY: Dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}

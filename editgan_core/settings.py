@@ -88,6 +88,14 @@ class PasteSettings:
     feather: float = 0.03               # then fades out over this
 
 
+@dataclass(frozen=True)
+class AlignSettings:
+    """Finding and cutting faces in photos (editgan_core/align.py)."""
+    detect_side: int = 1024             # the face detector runs on a copy at most this long (landmarks: full size)
+    min_score: float = 0.3              # weaker detections are not faces (dlib's HOG finds weak false ones)
+    small_face: float = 0.5             # a face square under this x the model's side gets a "soft result" note
+
+
 EMBED = EmbedSettings()
 EDIT = EditSettings()
 REFINE = RefineSettings()
@@ -96,6 +104,7 @@ SAMPLE = SampleSettings()
 BRANCH = BranchTrainSettings()
 LABEL = LabelSettings()
 PASTE = PasteSettings()
+ALIGN = AlignSettings()
 # The app trains while the user waits: fewer steps, evaluated more often (progress every 50 steps).
 INTERACTIVE_BRANCH = BranchTrainSettings(max_steps=600, eval_every=50)
 

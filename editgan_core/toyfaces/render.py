@@ -321,6 +321,36 @@ def _labels_and_colours(p: FaceParams, n: int) -> Tuple[np.ndarray, np.ndarray]:
     return label, np.clip(colour, 0, 1)
 
 
+def landmarks(p: FaceParams, res: int) -> Dict[str, Tuple[float, float]]:
+    """The face's alignment landmarks in a ``res``-pixel render, in continuous pixel coordinates (pixel i covers
+    [i, i + 1]): the eye centres (image left and right) and the mouth corners, exactly where render() draws them."""
+    g = _geometry(p)
+    turn = g["turn"]
+    hx, hy = g["ox"], g["oy"] - 0.02
+    ct, st = math.cos(g["tilt"]), math.sin(g["tilt"])
+    sm = (p.smile - 0.5) * 2
+
+    def canvas(fx: float, y: float) -> Tuple[float, float]:
+        x = fx + 0.07 * turn                   # face frame (features slide with the turn) -> canvas -> pixels
+        X = hx + g["scale"] * (ct * x - st * y)
+        Y = hy + g["scale"] * (st * x + ct * y)
+        return ((X + 1) / 2 * res, (Y + 1) / 2 * res)
+
+    eye = lambda side: canvas(side * g["eye_dx"] * (1 - 0.12 * side * turn), g["eye_y"])  # noqa: E731
+    corner = lambda side: canvas(side * g["mouth_w"], g["mouth_y"] - sm * 0.055)          # noqa: E731
+    return {"eye_left": eye(-1), "eye_right": eye(1), "mouth_left": corner(-1), "mouth_right": corner(1)}
+
+
+def alignment_framing() -> Tuple[float, Tuple[float, float]]:
+    """(zoom, shift) that reframe FFHQ's alignment square (editgan_core.align.ffhq_crop) to ToyFaces' own frame: a
+    face with neutral geometry (FaceParams' defaults: upright, centred, no turn) is then cut as the render itself."""
+    from ..align import ffhq_crop
+
+    lm = landmarks(FaceParams(), 1)
+    c = ffhq_crop(lm["eye_left"], lm["eye_right"], lm["mouth_left"], lm["mouth_right"])
+    return 1.0 / c.side, (0.5 - c.cx, 0.5 - c.cy)
+
+
 def render(p: FaceParams, res: int = 128, *, supersample: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     """FaceParams -> (RGB uint8 [res, res, 3], labels uint8 [res, res]); res a power of two >= 8."""
     if res < 8 or res & (res - 1):
