@@ -186,11 +186,25 @@ def on_sample(session: Session, model: str, seed: int, truncation: float, class_
 
 
 @ui_action
-def on_upload(session: Session, model: str, photo: str, fit: str):
+def on_upload(session: Session, model: str, photo: str, fit: str, cut: str):
+    """A new photo: faces found (when cut as a face), the crop controls back at their start."""
     if photo is None:
         raise EditGANError("choose an image file to upload")
-    prepared, note, boxed = session.use_model(model).prepare_photo(photo, fit)
+    session.use_model(model)
+    prepared, note, boxed = session.prepare_photo(photo, fit, cut=CUTS.get(cut))
+    faces = len(session.upload.faces)
+    return (session, _show(prepared), boxed, f"Prepared for the model: {note}",
+            gr.update(value=0, maximum=max(0, faces - 1), visible=faces > 1), 0, 0, 1, 0)
+
+
+@ui_action
+def on_adjust(session: Session, fit: str, face, dx: float, dy: float, zoom: float, turn: float):
+    """The crop moved, scaled or turned, or another face chosen: cut the photo again."""
+    prepared, note, boxed = session.adjust_crop(face=int(face or 0), dx=dx, dy=dy, zoom=zoom, turn=turn, fit=fit)
     return session, _show(prepared), boxed, f"Prepared for the model: {note}"
+
+
+CUTS = {"the model's": None, "aligned face": "face", "box": "box"}     # the Cut radio's labels -> prepare_photo
 
 
 @ui_action
@@ -440,8 +454,17 @@ def image_tab() -> SimpleNamespace:
             boxed = gr.Image(label="Your photo: the red box is what is used", type="numpy", interactive=False,
                              height=220)
             prepared = gr.Image(label="What the model sees", type="numpy", interactive=False, height=220)
+        with gr.Accordion("Crop: what of the photo the model sees", open=True):
+            with gr.Row():
+                cut = gr.Radio(list(CUTS), value=next(iter(CUTS)), label="Cut (faces: aligned like FFHQ)")
+                fit = gr.Radio(["crop", "pad"], value="crop", label="Box fit")
+                face = gr.Number(value=0, precision=0, minimum=0, label="Face (0 = the largest)", visible=False)
+            with gr.Row():
+                dx = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move right")
+                dy = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move down")
+                zoom = gr.Slider(0.5, 2.0, value=1, step=0.01, label="Scale")
+                turn = gr.Slider(-45, 45, value=0, step=0.5, label="Turn (degrees)")
         with gr.Row():
-            fit = gr.Radio(["crop", "pad"], value="crop", label="Fit")
             embed_steps = gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps")
             embed = gr.Button("Embed photo", variant="primary")
             stop = gr.Button("Stop", variant="stop")
@@ -581,10 +604,12 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     demo.load(on_load_model, [state, model], loaded, api_visibility="private")
     im.go.click(on_sample, [state, model, im.seed, im.psi, im.class_idx, im.overlay],
                 [state, *view, ed.editor, *vec.sliders], api_name="sample")
-    im.photo.upload(on_upload, [state, model, im.photo, im.fit], [state, im.prepared, im.boxed, im.status],
-                    api_name="upload")
-    im.fit.change(on_upload, [state, model, im.photo, im.fit], [state, im.prepared, im.boxed, im.status],
-                  api_visibility="private")
+    crop_controls = [im.face, im.dx, im.dy, im.zoom, im.turn]
+    uploaded = [state, im.prepared, im.boxed, im.status, *crop_controls]
+    im.photo.upload(on_upload, [state, model, im.photo, im.fit, im.cut], uploaded, api_name="upload")
+    im.cut.input(on_upload, [state, model, im.photo, im.fit, im.cut], uploaded, api_visibility="private")
+    gr.on([im.fit.input, im.face.input] + [c.release for c in crop_controls[1:]], on_adjust,
+          [state, im.fit, *crop_controls], [state, im.prepared, im.boxed, im.status], api_name="adjust_crop")
     im.embed.click(gpu(on_embed), [state, model, im.embed_steps, im.overlay],
                    [state, *view, im.status, ed.editor, *vec.sliders], api_name="embed",
                    show_progress_on=[im.status], **long)

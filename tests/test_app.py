@@ -193,13 +193,14 @@ def test_bad_inputs_are_clear_and_the_session_keeps_working(server, app_module, 
     assert "outside the palette" in res[1]
     # ... and after all that the session still works: a wide photo is cropped and embedded.
     Image.fromarray((np.random.default_rng(0).random((90, 160, 3)) * 255).astype(np.uint8)).save(tmp_path / "w.png")
-    prepared, boxed, note = c.predict("toyfaces", handle_file(str(tmp_path / "w.png")), "crop", api_name="/upload")
+    prepared, boxed, note = c.predict("toyfaces", handle_file(str(tmp_path / "w.png")), "crop",
+                                      api_name="/upload")[:3]
     assert "crop" in note.lower() and img(prepared).shape[:2] == (SHOW, SHOW)
     box = img(boxed)
-    assert box.shape[:2] == (144, 256)                          # 160x90 shown at 256 wide
+    assert box.shape[:2] == (216, 384)                          # 160x90 shown at 384 wide
     red = (box[..., 0] == 255) & (box[..., 1] == 0) & (box[..., 2] == 0)
     cols = np.nonzero(red.any(0))[0]
-    assert cols.min() > 30 and cols.max() < 225                 # the central square is outlined, not the edges
+    assert cols.min() > 50 and cols.max() < 335                 # the central square is outlined, not the edges
     out = c.predict("toyfaces", 5, False, api_name="/embed")
     assert "embedded photo (5 steps" in out[2] and "PSNR" in out[3]
 
