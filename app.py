@@ -530,7 +530,7 @@ def history_tab() -> SimpleNamespace:
         with gr.Row():
             undo = gr.Button("Undo")
             redo = gr.Button("Redo")
-            export = gr.Button("Download result, mask and latent")
+            export = gr.Button("Download: your photo edited (at its size), the model's crop, mask and latent")
         gr.Markdown("Click a step to go back to it; the downloads are of the current step.")
         table = gr.Dataframe(headers=["step", "what"], interactive=False, wrap=True)
         files = gr.File(label="Downloads", file_count="multiple")

@@ -247,22 +247,15 @@ class Session:
         what = f"sample seed {seed}, psi {psi:.2f}" + (f", class {class_idx}" if class_idx is not None else "")
         return self._push(what, ws)
 
-    def photo_cut(self) -> str:
-        """How uploads are cut for this model: 'face' (FFHQ alignment, registry ``align="ffhq"``) or 'box'."""
-        from editgan_core.registry import get_spec
-
-        spec = get_spec(self.model_ref)
-        return "face" if spec is not None and spec.align == "ffhq" else "box"
-
     def prepare_photo(self, image, fit: str = "crop", *, cut: Optional[str] = None
                       ) -> Tuple[np.ndarray, str, np.ndarray]:
         """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
-        default is the model's, ``photo_cut()``), and cut it. -> (the model-sized square that will be embedded, a
+        default is the model's, ``align.cut_for``), and cut it. -> (the model-sized square that will be embedded, a
         note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
-        from editgan_core.align import AlignmentError, detect_faces
+        from editgan_core.align import AlignmentError, cut_for, detect_faces
         from editgan_core.imageio import prepare_image
 
-        cut = cut or self.photo_cut()
+        cut = cut or cut_for(self.model_ref)
         if cut not in ("face", "box"):
             raise EditGANError(f"a photo is cut as 'face' or 'box', not {cut!r}")
         prep = prepare_image(image, self.assets.G.img_resolution, fit=fit, visible=self._visible())
@@ -282,37 +275,23 @@ class Session:
         fractions of its side, scaled by ``zoom`` and turned by ``turn`` degrees. Same returns as prepare_photo."""
         import math
 
-        from editgan_core.align import align_photo
+        from editgan_core.align import choose_crop
         from editgan_core.imageio import prepare_image
-        from editgan_core.photo import centre_crop
 
         u = self.upload
         if u is None:
             raise EditGANError("upload a photo first")
         R = self.assets.G.img_resolution
-        H, W = u.original.shape[:2]
-        notes = [u.read_note] if u.read_note else []
-        base, crops, chosen = None, [], None
-        if u.cut == "face" and u.faces:
-            if not 0 <= int(face) < len(u.faces):
-                raise EditGANError(f"there are {len(u.faces)} faces in the photo: choose 0 to {len(u.faces) - 1}")
-            found = align_photo(u.original, R, faces=u.faces, choose=int(face))
-            base, chosen = found.crop, found.chosen
-            crops = [align_photo(u.original, R, faces=u.faces, choose=i).crop for i in range(len(u.faces))]
-            notes.append(found.note)
-        elif u.cut == "face":
-            notes.append(u.note or "no face found: using the plain crop (move the box to the face)")
-        if base is None:
-            base = centre_crop((W, H), fit, self._visible(), R)
+        base, crops, chosen, note = choose_crop(u.original, R, cut=u.cut, faces=u.faces, face=int(face), fit=fit,
+                                                visible=self._visible())
         crop = base.moved(float(dx), float(dy), float(zoom), math.radians(float(turn)))
         prep = prepare_image(u.original, R, fit=fit, crop=None if crop == base and chosen is None else crop,
                              visible=self._visible())
-        notes.append(prep.note)
         self.photo = prep.array
         self.source, self.photo_step = (u.original, prep.crop), None
         preview = _draw_crops(u.original, prep.crop, [(i, c) for i, c in enumerate(crops) if i != chosen],
                               self._visible(), R)
-        return prep.array, "; ".join(n for n in notes if n), preview
+        return prep.array, "; ".join(n for n in (u.read_note, u.note or note, prep.note) if n), preview
 
     def _visible(self):
         """The part of the model's square it really draws (the registry's crop, e.g. cars), or None."""
@@ -537,19 +516,15 @@ class Session:
         """The step handed back at the uploaded photo's own size (paste-back): only the region where its segmentation
         differs from the embedded photo's (grown by the edit margin, then dilated and feathered) changes; every
         other pixel is the photo's. None when the image did not come from an uploaded photo."""
-        from editgan_core.masks import grow
-        from editgan_core.photo import paste_back
+        from editgan_core.photo import changed_region, paste_back
 
         step = self.current if step is None else step
         if self.source is None or not any(st is self.photo_step for st in self.steps):   # by identity: Steps
             return None                                                                # hold tensors
-        photo, box = self.source
-        before, after = self.labels_of(self.photo_step), self.labels_of(step)
-        if before is None:      # no branch: the whole crop comes back
-            region = np.ones(self.exact_image(step).shape[:2], bool)
-        else:                   # the pixels whose part changed, grown by the edit margin
-            region = grow(before != after, EDIT.margin)
-        return paste_back(photo, self.exact_image(step), region, box)
+        photo, crop = self.source
+        image = self.exact_image(step)
+        region = changed_region(self.labels_of(self.photo_step), self.labels_of(step), image.shape[:2])
+        return paste_back(photo, image, region, crop)
 
     def export(self, folder: Path) -> List[Path]:
         """The current step as photo.png (at the uploaded photo's size, when it came from one), result.png (the
@@ -571,8 +546,11 @@ class Session:
         if self.labels_of(s) is not None:
             out.append(folder / f"{stamp}_mask.png")
             Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])
+        extra = {"what": s.what, "scales": s.scales}
+        if pasted is not None:       # where in the photo it came from (the CLI's embed records the same)
+            extra.update(photo_size=[pasted.shape[1], pasted.shape[0]], crop=self.source[1].as_dict())
         out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
-                               extra={"what": s.what, "scales": s.scales}))
+                               extra=extra))
         return out
 
     # -- annotate and train a branch ------------------------------------------------------------------------

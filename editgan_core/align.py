@@ -158,3 +158,28 @@ def align_photo(photo: np.ndarray, resolution: int, *, style: str = "ffhq", choo
         notes.append(f"the face is small: its {crop.side:.0f} px square is enlarged to {resolution} px, so expect a "
                      "soft result")
     return Alignment(faces, i, crop, "; ".join(notes))
+
+
+def cut_for(model_ref: str) -> str:
+    """How photos are cut for a model: 'face' when the registry tags it ``align="ffhq"``, else 'box'."""
+    from .registry import get_spec
+
+    spec = get_spec(model_ref) if model_ref else None
+    return "face" if spec is not None and spec.align == "ffhq" else "box"
+
+
+def choose_crop(original: np.ndarray, resolution: int, *, cut: str = "box", faces: Sequence[Face] = (),
+                face: int = 0, fit: str = "crop", visible=None) -> Tuple[Crop, List[Crop], Optional[int], str]:
+    """The crop a photo starts from -> (crop, every face's crop, the chosen face or None, note). ``cut='face'``
+    with ``faces`` found: face number ``face``'s alignment; otherwise (a box, or no face) the default box of
+    ``photo.centre_crop``."""
+    from .photo import centre_crop
+
+    if cut not in ("face", "box"):
+        raise AlignmentError(f"a photo is cut as 'face' or 'box', not {cut!r}")
+    if cut == "face" and faces:
+        found = align_photo(original, resolution, faces=faces, choose=face)
+        return found.crop, [face_crop(f) for f in faces], found.chosen, found.note
+    H, W = original.shape[:2]
+    note = "no face found: using the plain crop (move the box to the face)" if cut == "face" else ""
+    return centre_crop((W, H), fit, visible, resolution), [], None, note

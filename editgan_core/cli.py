@@ -28,7 +28,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SUFFIX = ".latent.safetensors"
 # PNGs the CLI writes beside its results, never inputs of their own: segment's NAME_mask.png, edit's
 # NAME_edited.png and NAME_edited_mask.png. (embed's NAME_input.png / NAME_recon.png go with NAME's latent.)
-SIDE_SUFFIXES = ("_mask", "_edited", "_edited_mask")
+SIDE_SUFFIXES = ("_mask", "_edited", "_edited_mask", "_edited_crop", "_crop")
 EMBED_SIDE_SUFFIXES = ("_input", "_recon")
 CLASSES_FILE = "classes.json"      # [{"name", "color"}] of a folder's masks: label writes it, train-branch reads it
 CLASS_MAP_FILE = "class_map.json"  # the class map label used: edit it and pass it back as --map
@@ -182,18 +182,47 @@ def _branch_for(loaded, path: Optional[str]):
         return load_branch(bpath, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
 
 
-def _embed_images(loaded, paths, args):
-    """Each image: prepared (cropped or padded to the model), then embedded. Yields (path, prepared, result, distance name)."""
-    from .embed import embed
+def _prepare_photo(loaded, path, args):
+    """An image read and cut for the model: aligned as a face (``--cut face``, the default for FFHQ-style models;
+    face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
+    from .align import AlignmentError, choose_crop, cut_for, detect_faces
     from .imageio import prepare_image
+    from .registry import get_spec
+
+    R = loaded.G.img_resolution
+    spec = get_spec(args.model)
+    visible = spec.crop if spec is not None else None
+    cut = cut_for(args.model) if args.cut == "auto" else args.cut
+    with _about(path):
+        prep = prepare_image(path, R, fit=args.fit, visible=visible)
+    if cut == "face":
+        try:
+            faces = detect_faces(prep.original)
+        except AlignmentError as e:
+            print(f"note: {Path(path).name}: {e}; using the plain crop", file=sys.stderr)
+            faces = []
+        try:
+            crop, _, chosen, note = choose_crop(prep.original, R, cut="face", faces=faces, face=args.face,
+                                                fit=args.fit, visible=visible)
+        except AlignmentError as e:
+            raise CLIError(f"{path}: {e}") from None
+        if chosen is not None:
+            prep = prepare_image(prep.original, R, fit=args.fit, crop=crop)
+        print(f"{Path(path).name}: {note}", file=sys.stderr)
+    print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
+    return prep
+
+
+def _embed_images(loaded, paths, args):
+    """Each image: cut for the model (aligned, cropped or padded), then embedded. Yields (path, prepared, result,
+    distance name)."""
+    from .embed import embed
 
     G = loaded.G
     enc = _encoder_for(loaded, args.encoder)
     dist = _distance_for(loaded, args.perceptual)
     for path in paths:
-        with _about(path):
-            prep = prepare_image(path, G.img_resolution, fit=args.fit)
-        print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
+        prep = _prepare_photo(loaded, path, args)
 
         def progress(step, steps, loss, name=Path(path).name):
             if step == steps or step % max(1, steps // 10) == 0:
@@ -204,11 +233,65 @@ def _embed_images(loaded, paths, args):
         yield Path(path), prep, res, dist.name
 
 
-def _load_latent(path, ident):
+def _photo_meta(path: Path, prep) -> dict:
+    """What a latent records of the photo it came from, so that edits of it can be handed back at its size."""
+    from .checkpoints import sha256_file
+
+    return {"photo": str(Path(path).resolve()), "photo_sha256": sha256_file(path),
+            "photo_size": list(prep.original_size), "crop": prep.crop.as_dict()}
+
+
+def _photo_of(meta: dict, name: str):
+    """(photo RGB array, Crop) from a latent's record, or None (with a note) when the photo is gone or changed."""
+    import numpy as np
+
+    from .checkpoints import sha256_file
+    from .imageio import open_image, to_rgb
+    from .photo import Crop
+
+    if not meta.get("photo"):
+        return None
+    path = Path(meta["photo"])
+    try:
+        if not path.is_file() or sha256_file(path) != meta.get("photo_sha256"):
+            print(f"note: {name}: its photo {path} is gone or changed: writing the model-size image only",
+                  file=sys.stderr)
+            return None
+        photo = np.asarray(to_rgb(open_image(path))[0], np.uint8)
+        return photo, Crop.from_dict(meta["crop"])
+    except EditGANError as e:
+        print(f"note: {name}: its photo cannot be used ({e}): writing the model-size image only", file=sys.stderr)
+        return None
+
+
+def _hand_back(G, branch, source, ws_before, ws_after, image):
+    """The edited model-size ``image`` pasted back into ``source`` = (photo, crop): only where the branch's parts
+    changed between ``ws_before`` and ``ws_after`` (the whole square without a branch)."""
+    from .photo import changed_region, paste_back
+    from .segbranch import segment
+
+    photo, crop = source
+    before = after = None
+    if branch is not None:
+        before, after = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
+    return paste_back(photo, image, changed_region(before, after, image.shape[:2]), crop)
+
+
+def _branch_or_none(loaded, path):
+    """The branch for paste-back regions, or None (the whole square comes back) when the model has none."""
+    try:
+        return _branch_for(loaded, path)
+    except CLIError as e:
+        print(f"note: {e}: a photo gets the whole edited square back", file=sys.stderr)
+        return None
+
+
+def _load_latent(path, ident, *, meta: bool = False):
     from .latents import load_latent
 
     with _about(path):
-        return load_latent(path, expect_generator=ident)[0]
+        ws, m = load_latent(path, expect_generator=ident)
+    return (ws, m) if meta else ws
 
 
 def _is_latent_file(name: str) -> bool:
@@ -302,7 +385,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         stem = path.stem
         latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
                              {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
-                              "perceptual": dname, "prepare": prep.note})
+                              "perceptual": dname, "prepare": prep.note, **_photo_meta(path, prep)})
         _save_png(out / f"{stem}_input.png", prep.array)
         _save_png(out / f"{stem}_recon.png", images_to_uint8(res.image)[0].cpu().numpy())
         print(f"{latent}  PSNR {res.psnr.item():.2f} dB  ({res.seconds:.1f} s)")
@@ -548,7 +631,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     loaded = _load(args)
     ident = model_identity(loaded)
     branch = _branch_for(loaded, args.branch)
-    ws = _load_latent(args.latent, ident)
+    ws, meta = _load_latent(args.latent, ident, meta=True)
+    source = _photo_of(meta, Path(args.latent).name)
     R = loaded.G.img_resolution
     with _about(args.mask):
         m = open_image(args.mask).convert("RGBA")
@@ -572,7 +656,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
     try:
         path = save_vector(res.vector, out)
         stem = file_stem(name)
-        _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
+        if source is not None:     # the photo at its own size, the model-size crop beside it
+            _save_png(out / f"{stem}_edited.png", _hand_back(loaded.G, branch, source, ws[:1], res.ws,
+                                                              res.vector.thumb_after))
+            _save_png(out / f"{stem}_edited_crop.png", res.vector.thumb_after)
+        else:
+            _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
         _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
         files.write_json(out / f"{stem}_quality.json", {"vector": name, "classes": res.vector.classes,
                                                         "steps": res.steps, **res.quality.as_dict()})
@@ -700,18 +789,28 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"note: skipped {len(skipped)} file(s) in {args.inputs}: {'; '.join(skipped)}", file=sys.stderr)
     if not latents and not images:
         raise CLIError(f"{args.inputs}: no latents (.latent.safetensors, .npy) or images to apply the vectors to")
-    jobs = [(name, _load_latent(path, ident)) for name, path in latents]
+    jobs = []              # (name, ws, the photo and its crop or None)
+    for name, path in latents:
+        ws, meta = _load_latent(path, ident, meta=True)
+        jobs.append((name, ws, _photo_of(meta, path.name)))
     if images:
-        jobs += [(name, res.ws) for (name, _), (_, _, res, _) in
+        jobs += [(name, res.ws, (prep.original, prep.crop)) for (name, _), (_, prep, res, _) in
                  zip(images, _embed_images(loaded, [p for _, p in images], args))]
+    regions = branch if branch is not None else (
+        _branch_or_none(loaded, args.branch) if any(src is not None for _, _, src in jobs) else None)
     out, used = Path(args.out), set()
     print("applying " + ", ".join(f"{v.name} x{s:g}" for v, s in pairs), file=sys.stderr)
-    for i, (name, ws) in enumerate(jobs):
+    for i, (name, ws, source) in enumerate(jobs):
         while name in used:           # a latent and an unrelated image of the same name
             name += "_"
         used.add(name)
         res = apply_vectors(G, ws[:1], pairs, branch=branch, refine_steps=args.refine)
-        path = _save_png(out / f"{name}.png", images_to_uint8(res.image)[0].cpu().numpy())
+        image = images_to_uint8(res.image)[0].cpu().numpy()
+        if source is None:
+            path = _save_png(out / f"{name}.png", image)
+        else:                         # the photo at its own size, the model-size crop beside it
+            path = _save_png(out / f"{name}.png", _hand_back(G, regions, source, ws[:1], res.ws, image))
+            _save_png(out / f"{name}_crop.png", image)
         print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0
 
@@ -787,6 +886,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "discriminator", "fallback"],
                        help="perceptual term of the embedding loss ('lpips' downloads VGG16 weights once)")
         q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how to make an image square")
+        q.add_argument("--cut", default="auto", choices=["auto", "face", "box"], help="cut photos as an aligned "
+                       "face (FFHQ's recipe, dlib landmarks) or a box (--fit); auto: face for FFHQ-style models")
+        q.add_argument("--face", type=int, default=0, help="which face when a photo has several (0 = the largest)")
 
     def embed_steps(q, default=EMBED.steps):
         q.add_argument("--steps", type=int, default=default, help="embedding steps after the encoder's guess")

@@ -140,7 +140,8 @@ def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", backgro
     if crop is None:
         crop = centre_crop((w, h), fit, visible, resolution)
         if w != h or visible is not None:
-            notes.append(f"{'center-cropped' if fit == 'crop' else 'padded'} {w}x{h} to the square "
+            side = round(crop.side)
+            notes.append(f"{'center-cropped' if fit == 'crop' else 'padded'} {w}x{h} to {side}x{side} "
                          f"{_describe(crop)}")
     else:
         notes.append(f"cut the square {_describe(crop)} from {w}x{h}")

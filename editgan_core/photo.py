@@ -269,3 +269,13 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
     view = out[top:bottom, left:right]
     view[inside] = np.clip(np.rint(a * full[inside] + (1 - a) * view[inside].astype(np.float32)), 0, 255)
     return out
+
+
+def changed_region(before: Optional[np.ndarray], after: Optional[np.ndarray], shape: Tuple[int, int]) -> np.ndarray:
+    """Where an edit may show in the photo: the pixels whose part changed between the segmentations ``before`` and
+    ``after`` [R, R], grown by the edit margin (``EDIT.margin``); the whole square when there is no segmentation."""
+    from .settings import EDIT
+
+    if before is None or after is None:
+        return np.ones(shape, bool)
+    return grow(np.asarray(before) != np.asarray(after), EDIT.margin)

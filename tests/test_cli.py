@@ -451,7 +451,7 @@ def test_apply_on_a_folder_skips_side_files(tmp_path, capsys, editable):
     rc = main(["apply", str(d / "smile.safetensors"), "--inputs", str(d), "--model", str(model), "--steps", "1",
                "--encoder", "none", "--out", str(tmp_path / "out2")])
     assert rc == 0
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["face.png", "other.png"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["face.png", "other.png", "other_crop.png"]
     # embed outputs without their latent: the input is the image, the reconstruction is skipped
     (d / "face.latent.safetensors").unlink()
     (d / "face.png").unlink()
@@ -652,3 +652,55 @@ def test_list_shows_the_parsers(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "face-parsing" in out and "hf://jonathandinu/face-parsing" in out and "toyfaces-parser" in out
+
+
+def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
+    """embed records the photo; apply on the photo (or on its latent) and edit of its latent write NAME.png at the
+    photo's size, the model-size crop beside it, and outside the (grown) region where the parts changed every pixel
+    is the photo's own."""
+    from editgan_core.masks import grow
+    from editgan_core.photo import Crop, region_alpha
+
+    G, model, ident, branch = editable
+    R = G.img_resolution
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (90, 140, 3), dtype=np.uint8)       # 140 x 90, not the model's size
+    Image.fromarray(photo).save(tmp_path / "me.png")
+    vec = a_vector(G, ident, "smile")
+    save_vector(vec, tmp_path / "vecs")
+    rc = main(["apply", str(tmp_path / "vecs" / "smile.safetensors"), "--inputs", str(tmp_path / "me.png"),
+               "--model", str(model), "--steps", "2", "--encoder", "none", "--out", str(tmp_path / "ap")])
+    assert rc == 0, capsys.readouterr().err
+    out, crop_img = png(tmp_path / "ap" / "me.png"), png(tmp_path / "ap" / "me_crop.png")
+    assert out.shape == photo.shape and crop_img.shape == (R, R, 3)
+    box = Crop.from_box((25, 0, 115, 90))                           # the centre square of 140 x 90
+    changed = np.any(out != photo, axis=2)
+    assert changed.any() and not changed[:, :20].any() and not changed[:, 120:].any()
+    # embed -> its latent remembers the photo; edit of that latent hands back the photo's size
+    rc = main(["embed", str(tmp_path / "me.png"), "--model", str(model), "--steps", "2", "--encoder", "none",
+               "--out", str(tmp_path / "emb")])
+    assert rc == 0
+    meta = load_latent(tmp_path / "emb" / "me.latent.safetensors")[1]
+    assert Crop.from_dict(meta["crop"]) == box and meta["photo_size"] == [140, 90]
+    ws0 = load_latent(tmp_path / "emb" / "me.latent.safetensors")[0]
+    labels = segment(G, branch, ws0)[0]
+    painted = labels.copy()
+    painted[8:16, 8:16] = 2
+    Image.fromarray(encode_mask(painted, PALETTE3)).save(tmp_path / "edited.png")
+    rc = main(["edit", str(tmp_path / "emb" / "me.latent.safetensors"), str(tmp_path / "edited.png"),
+               "--model", str(model), "--name", "patch", "--steps", "3", "--out", str(tmp_path / "ed")])
+    assert rc == 0, capsys.readouterr().err
+    big, small = png(tmp_path / "ed" / "patch_edited.png"), png(tmp_path / "ed" / "patch_edited_crop.png")
+    assert big.shape == photo.shape and small.shape == (R, R, 3)
+    vec2 = load_vector(tmp_path / "ed" / "patch.safetensors")
+    after = segment(G, branch, ws0 + vec2.delta)[0]
+    from editgan_core.settings import EDIT
+    region = grow(labels != after, EDIT.margin)
+    allowed = grow(region_alpha(region, box, (140, 90)) > 0, 1)
+    assert np.array_equal(big[~allowed], photo[~allowed])
+    # the photo moved away: the model-size image only, and a note
+    (tmp_path / "me.png").rename(tmp_path / "gone.png")
+    rc = main(["apply", str(tmp_path / "vecs" / "smile.safetensors"), "--inputs",
+               str(tmp_path / "emb" / "me.latent.safetensors"), "--model", str(model), "--out", str(tmp_path / "ap2")])
+    assert rc == 0 and "gone or changed" in capsys.readouterr().err
+    assert png(tmp_path / "ap2" / "me.png").shape == (R, R, 3)
