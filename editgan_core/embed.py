@@ -9,6 +9,11 @@ together as one batch with independent latents (and independent best iterates).
 ``progress(step, steps, loss)`` is called every step; ``should_stop()`` returning True ends the run early and
 the best latents found so far are returned (``result.stopped`` says so).
 
+``pivotal_tune(G, ws, target)`` is the higher-fidelity option (PTI, Roich et al. 2021): the embedded latent is kept
+as a pivot and a copy of the synthesis network's weights is tuned so that the pivot renders the photo, while
+latents near it keep rendering what they rendered (PTI's locality term), so editing vectors and the branch go on
+working. The tuned weights travel as a delta from the model's (``Tuning``; ``save_tuning`` / ``load_tuning``).
+
 The encoder (``Encoder``) is a small convolutional network with one linear head for all W+ layers, trained by
 ``train_encoder`` on generator samples (latent L2 against truncated W, psi in [0.5, 1], plus image
 reconstruction) and on renders or real images (image reconstruction only), as the paper trains its encoder.
@@ -32,7 +37,7 @@ from .errors import EditGANError
 from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
 from .runtime import adapt_threads
-from .settings import EMBED
+from .settings import EMBED, PIVOTAL
 
 
 
@@ -242,3 +247,128 @@ def stop_after(seconds: float) -> Callable[[], bool]:
     """A ``should_stop`` that fires after a wall-clock budget."""
     end = time.time() + seconds
     return lambda: time.time() > end
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pivotal tuning.
+
+
+@dataclass
+class Tuning:
+    """A generator tuned on one photo: ``G`` (a copy; the model's own is untouched) and ``delta`` (parameter name
+    -> tuned minus original, float16: what is saved), with the PSNR of the pivot's render before and after."""
+    G: torch.nn.Module
+    delta: Dict[str, torch.Tensor]
+    psnr_before: float
+    psnr: float
+    steps: int
+    stopped: bool
+    seconds: float
+
+
+def pivotal_tune(G, ws: torch.Tensor, target: torch.Tensor, *, steps: int = PIVOTAL.steps, lr: float = PIVOTAL.lr,
+                 distance: Optional[Distance] = None, perceptual_weight: float = PIVOTAL.perceptual_weight,
+                 locality_weight: float = PIVOTAL.locality_weight, locality_reach: float = PIVOTAL.locality_reach,
+                 seed: int = 0, progress: Optional[Callable[[int, int, float], None]] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> Tuning:
+    """Tune a copy of ``G``'s synthesis weights so that ``ws`` [1, num_ws, w_dim] (the pivot, from ``embed``)
+    renders ``target`` [1, 3, R, R]. Loss: L2 + ``perceptual_weight`` x distance to the photo, plus
+    ``locality_weight`` x the same distance between the tuned and the original render of a latent a fraction
+    ``locality_reach`` of the way from the pivot to a random sample. The best weights (lowest photo loss) are kept;
+    ``should_stop()`` ends early with them."""
+    import copy
+
+    t0 = time.time()
+    R = G.img_resolution
+    if ws.ndim != 3 or ws.shape[0] != 1 or target.shape != (1, 3, R, R):
+        raise EditGANError(f"pivotal tuning takes one latent [1, num_ws, w_dim] and one image [1, 3, {R}, {R}]; "
+                           f"got {tuple(ws.shape)} and {tuple(target.shape)}")
+    dev = G.w_avg.device
+    target, ws = target.to(dev, torch.float32), ws.to(dev, torch.float32).detach()
+    distance = (distance or FallbackDistance()).to(dev)
+    G.requires_grad_(False)
+    tuned = copy.deepcopy(G).eval()
+    params = dict(tuned.synthesis.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def photo_loss(img):
+        return ((img - target).square().mean() + perceptual_weight * distance(img, target).mean())
+
+    with torch.no_grad():
+        before = G.synthesis(ws)
+        best_loss, best = float(photo_loss(before)), {k: v.detach().clone() for k, v in params.items()}
+    stopped, done = False, 0
+    for step in range(steps):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        adapt_threads()
+        loss = photo_loss(tuned.synthesis(ws, fused=False))
+        if loss.item() < best_loss:                   # the weights that gave this loss, before the step
+            best_loss, best = loss.item(), {k: v.detach().clone() for k, v in params.items()}
+        total = loss
+        if locality_weight > 0:
+            with torch.no_grad():
+                z = torch.randn(1, G.z_dim, generator=gen).to(dev)
+                w_r = ws + locality_reach * (G.mapping_ws(z) - ws)
+                ref = G.synthesis(w_r)
+            img_r = tuned.synthesis(w_r, fused=False)
+            total = total + locality_weight * ((img_r - ref).square().mean() + distance(img_r, ref).mean())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        done = step + 1
+        if progress is not None:
+            progress(done, steps, loss.item())
+    with torch.no_grad():
+        if float(photo_loss(tuned.synthesis(ws))) >= best_loss:
+            for k, v in params.items():
+                v.copy_(best[k])
+        tuned.requires_grad_(False)
+    originals = dict(G.synthesis.named_parameters())
+    delta = {k: (v.detach() - originals[k]).half().cpu() for k, v in params.items()}
+    # the copy carries the float16-rounded delta, so that the session's generator and a reloaded one are the same
+    _add_delta(tuned, G, delta)
+    with torch.no_grad():
+        after = tuned.synthesis(ws)
+    return Tuning(tuned, delta, float(psnr(before, target)), float(psnr(after, target)), done, stopped,
+                  time.time() - t0)
+
+
+def _add_delta(tuned, G, delta: Dict[str, torch.Tensor]) -> None:
+    originals = dict(G.synthesis.named_parameters())
+    with torch.no_grad():
+        for k, p in tuned.synthesis.named_parameters():
+            p.copy_(originals[k] + delta[k].to(p.device, p.dtype))
+
+
+def tuned_generator(G, delta: Dict[str, torch.Tensor]):
+    """A copy of ``G`` with a saved tuning's delta added to its synthesis weights (``G`` is untouched)."""
+    import copy
+
+    names = dict(G.synthesis.named_parameters())
+    wrong = [k for k, v in delta.items() if k not in names or tuple(v.shape) != tuple(names[k].shape)]
+    if wrong or set(delta) != set(names):
+        raise EditGANError(f"this tuning does not fit the generator's synthesis network "
+                           f"({len(wrong)} tensors of other names or shapes, {len(set(names) - set(delta))} missing)")
+    tuned = copy.deepcopy(G).eval().requires_grad_(False)
+    _add_delta(tuned, G, delta)
+    return tuned
+
+
+def save_tuning(path: os.PathLike, tuning: Tuning, generator: Dict[str, object], extra: Optional[dict] = None
+                ) -> Path:
+    meta = {"generator": generator, "psnr_before": round(tuning.psnr_before, 2), "psnr": round(tuning.psnr, 2),
+            "steps": tuning.steps, **(extra or {})}
+    return files.save(path, files.TUNING, {f"delta.{k}": v for k, v in tuning.delta.items()}, meta)
+
+
+def load_tuning(path: os.PathLike, G, *, expect_generator: Optional[Dict[str, object]] = None):
+    """-> (the tuned copy of ``G``, metadata). Refuses a tuning of another generator."""
+    tensors, meta = files.load(path, files.TUNING)
+    check_identity(meta.get("generator", {}), expect_generator, f"tuning {Path(path).name}")
+    delta = {k[len("delta."):]: v for k, v in tensors.items() if k.startswith("delta.")}
+    return tuned_generator(G, delta), meta

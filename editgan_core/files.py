@@ -13,6 +13,7 @@ mid-save leaves the old file or the new one, never a broken one.
 | encoder              | embed.save_encoder                 | editgan-studio/encoder                 |
 | editing vector       | vectors.save_vector                | editgan-studio/editing-vector          |
 | latent               | latents.save_latent                | editgan-studio/latent                  |
+| generator tuning     | embed.save_tuning                  | editgan-studio/generator-tuning        |
 | discriminator        | training / train_gan export        | editgan-studio/discriminator           |
 | judge                | toyfaces.judge.save_judge          | editgan-studio/toyfaces-judge          |
 | training state       | training.TrainingLoop.save         | editgan-studio/training-state          |
@@ -54,10 +55,11 @@ BRANCH = Format("editgan-studio/segmentation-branch", 1, "segmentation branch")
 ENCODER = Format("editgan-studio/encoder", 1, "encoder")
 VECTOR = Format("editgan-studio/editing-vector", 1, "editing vector")
 LATENT = Format("editgan-studio/latent", 1, "latent file")
+TUNING = Format("editgan-studio/generator-tuning", 1, "generator tuning (pivotal tuning of one photo)")
 DISCRIMINATOR = Format("editgan-studio/discriminator", 1, "discriminator")
 JUDGE = Format("editgan-studio/toyfaces-judge", 1, "ToyFaces judge")
 TRAINING_STATE = Format("editgan-studio/training-state", 1, "training checkpoint")
-FORMATS = (GENERATOR, BRANCH, ENCODER, VECTOR, LATENT, DISCRIMINATOR, JUDGE, TRAINING_STATE)
+FORMATS = (GENERATOR, BRANCH, ENCODER, VECTOR, LATENT, TUNING, DISCRIMINATOR, JUDGE, TRAINING_STATE)
 
 
 def atomic_write(path: os.PathLike, write: Callable[[str], object]) -> Path:

@@ -147,7 +147,8 @@ def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", backgro
         notes.append(f"cut the square {_describe(crop)} from {w}x{h}")
     out = cut(arr, crop, resolution, fill=fill)
     if round(crop.side) != resolution:
-        notes.append(f"resized {round(crop.side)} px {'down' if resolution < crop.side else 'up'} to "
+        side = round(crop.side)
+        notes.append(f"resized {side}x{side} {'down' if resolution < crop.side else 'up'} to "
                      f"{resolution}x{resolution}")
     t = torch.from_numpy(out).permute(2, 0, 1)[None].float() / 127.5 - 1
     return PreparedImage(t, out, "; ".join(notes) or "used as is", crop, (w, h), mode, arr, note)

@@ -18,6 +18,16 @@ class EmbedSettings:
 
 
 @dataclass(frozen=True)
+class PivotalSettings:
+    """Pivotal tuning (PTI, Roich et al. 2021): the synthesis weights tuned on one photo around its embedding."""
+    steps: int = 100                    # Adam steps on the weights (PTI: 350 at 1024 px on a GPU)
+    lr: float = 3e-4                    # PTI's learning rate
+    perceptual_weight: float = 1.0      # loss = L2 + weight * perceptual distance, as the embedding
+    locality_weight: float = 0.1        # PTI's locality term: renders of latents near the pivot stay as they were
+    locality_reach: float = 0.3         # those latents: pivot + reach x (a random sample's w - pivot)
+
+
+@dataclass(frozen=True)
 class EditSettings:
     """A mask edit (paper: weights 15 and 1, Adam lr 0.02, 100 steps)."""
     steps: int = 100
@@ -97,6 +107,7 @@ class AlignSettings:
 
 
 EMBED = EmbedSettings()
+PIVOTAL = PivotalSettings()
 EDIT = EditSettings()
 REFINE = RefineSettings()
 APPLY = ApplySettings()
