@@ -27,7 +27,7 @@ from editgan_core import fast
 from editgan_core.errors import EditGANError
 from editgan_core.labeling import parser_for
 from editgan_core.runtime import configure_threads, tune_allocator
-from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, REFINE, SAMPLE
+from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, PIVOTAL, REFINE, SAMPLE
 
 try:  # ZeroGPU on Spaces; elsewhere the decorator is a no-op
     import spaces  # type: ignore
@@ -208,9 +208,9 @@ CUTS = {"the model's": None, "aligned face": "face", "box": "box"}     # the Cut
 
 
 @ui_action
-def on_embed(session: Session, model: str, steps: int, overlay: bool):
+def on_embed(session: Session, model: str, steps: int, overlay: bool, tune_steps: int = 0):
     """Streams the progress into the status line; ends with the full view. Closing the page stops it."""
-    for item in session.use_model(model).embed_stream(steps=int(steps)):
+    for item in session.use_model(model).embed_stream(steps=int(steps), tune_steps=int(tune_steps or 0)):
         if isinstance(item, Done):
             break
         yield (session, *[gr.skip()] * 6, item.text, gr.skip(), *[gr.skip()] * MAX_SLIDERS)
@@ -466,6 +466,8 @@ def image_tab() -> SimpleNamespace:
                 turn = gr.Slider(-45, 45, value=0, step=0.5, label="Turn (degrees)")
         with gr.Row():
             embed_steps = gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps")
+            tune_steps = gr.Slider(0, 3 * PIVOTAL.steps, value=0, step=10,
+                                   label=f"Pivotal tuning steps (0 = off; {PIVOTAL.steps}: a more faithful photo)")
             embed = gr.Button("Embed photo", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         status = gr.Markdown()
@@ -610,7 +612,7 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     im.cut.input(on_upload, [state, model, im.photo, im.fit, im.cut], uploaded, api_visibility="private")
     gr.on([im.fit.input, im.face.input] + [c.release for c in crop_controls[1:]], on_adjust,
           [state, im.fit, *crop_controls], [state, im.prepared, im.boxed, im.status], api_name="adjust_crop")
-    im.embed.click(gpu(on_embed), [state, model, im.embed_steps, im.overlay],
+    im.embed.click(gpu(on_embed), [state, model, im.embed_steps, im.overlay, im.tune_steps],
                    [state, *view, im.status, ed.editor, *vec.sliders], api_name="embed",
                    show_progress_on=[im.status], **long)
     im.stop.click(on_stop, [state], [im.status], api_name="stop", concurrency_limit=None)

@@ -3,6 +3,7 @@
     python bench/embedding.py quality --n 200     # branch mIoU, embedding PSNR / mask IoU on the default model
     python bench/embedding.py speed               # seconds per image: default settings and encoder only
     python bench/embedding.py memory --res 256 512  # peak memory, memory-saving branch vs naive (config-f, 32 classes)
+    python bench/embedding.py pivotal --n 200     # pivotal tuning vs the plain embedding (fidelity, editability)
 
 Held-out renders come from seeds SEEDS['eval'] + 200,000 onwards and generator samples from RandomState seeds
 5,000 onwards: neither was used to train the generator, the encoder or the branch. The judge only scores.
@@ -189,19 +190,90 @@ def bench_memory(resolutions) -> None:
             print(f"| {res} | {label} | {cells[0]} | {cells[1]} |", flush=True)
 
 
+def bench_pivotal(n: int, steps: int, tune_steps: int, lr: float, out: str) -> None:
+    """Each of n held-out renders: embedded (encoder + ``steps``), then tuned one by one (``tune_steps`` at ``lr``).
+    Fidelity: PSNR and the judge's mask of the reconstruction against the exact mask. Editability on the tuned
+    generator: the branch's segmentation against the exact mask, and the starter vector "smile" at 1 (the judge's
+    smile change and the change of the other attributes), each against the plain embedding."""
+    from editgan_core import images_to_uint8
+    from editgan_core.embed import embed, pivotal_tune
+    from editgan_core.identity import model_identity
+    from editgan_core.hub import load_model
+    from editgan_core.toyfaces import judge as J
+    from editgan_core.toyfaces.dataset import SEEDS, render_set
+    from editgan_core.toyfaces.palette import CLASS_NAMES, NUM_CLASSES
+    from editgan_core.toyfaces.render import ATTRIBUTES
+    from editgan_core.vectors import list_library
+
+    G, enc, branch, judge = _setup()
+    ident = model_identity(load_model("toyfaces"))
+    smile = next(v for v in list_library(MODEL / "vectors", expect_generator=ident)[0] if v.name == "smile")
+    si = ATTRIBUTES.index("smile")
+    base = SEEDS["eval"] + 200_000
+    imgs, masks, _ = render_set(range(base, base + n), G.img_resolution)
+    results = [embed(G, _to_tensor(imgs[i:i + 50]), steps=steps, encoder=enc) for i in range(0, n, 50)]
+    ws = torch.cat([r.ws for r in results])
+    u8 = lambda x: images_to_uint8(x).numpy()  # noqa: E731
+    cm = {k: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for k in ("judge_plain", "judge_tuned", "branch_plain",
+                                                                       "branch_tuned")}
+    psnr = {"plain": [], "tuned": []}
+    attrs = {k: [] for k in ("plain_before", "plain_after", "tuned_before", "tuned_after")}
+    secs = []
+    for i in range(n):
+        target = _to_tensor(imgs[i:i + 1])
+        t = time.perf_counter()
+        tu = pivotal_tune(G, ws[i:i + 1], target, steps=tune_steps, lr=lr)
+        secs.append(time.perf_counter() - t)
+        psnr["plain"].append(tu.psnr_before)
+        psnr["tuned"].append(tu.psnr)
+        for name, g in (("plain", G), ("tuned", tu.G)):
+            with torch.no_grad():
+                rec, edited = u8(g.synthesis(ws[i:i + 1])), u8(g.synthesis(ws[i:i + 1] + smile.delta))
+            jm, a0, _ = J.predict(judge, J.to_input(rec))
+            a1 = J.predict(judge, J.to_input(edited))[1]
+            cm[f"judge_{name}"] += J.confusion(jm, masks[i:i + 1])
+            cm[f"branch_{name}"] += J.confusion(segment(g, branch, ws[i:i + 1]), masks[i:i + 1])
+            attrs[f"{name}_before"].append(a0[0])
+            attrs[f"{name}_after"].append(a1[0])
+        if (i + 1) % 10 == 0:
+            print(f"{i + 1}/{n}: PSNR {np.mean(psnr['plain']):.2f} -> {np.mean(psnr['tuned']):.2f} dB, "
+                  f"{np.mean(secs):.1f} s/photo", flush=True)
+    others = [j for j in range(len(ATTRIBUTES)) if j != si]
+    rows = {}
+    for name in ("plain", "tuned"):
+        b, a = np.array(attrs[f"{name}_before"]), np.array(attrs[f"{name}_after"])
+        rows[name] = {"psnr_db": float(np.mean(psnr[name])),
+                      "judge_mask_miou_recon_vs_exact": _iou_table(cm[f"judge_{name}"], CLASS_NAMES)["miou"],
+                      "branch_miou_vs_exact": _iou_table(cm[f"branch_{name}"], CLASS_NAMES)["miou"],
+                      "smile_vector_delta_smile": float((a[:, si] - b[:, si]).mean()),
+                      "smile_vector_other_attr_change": float(np.abs(a[:, others] - b[:, others]).mean())}
+    rows["seconds_per_photo"] = {"median": float(np.median(secs)), "mean": float(np.mean(secs))}
+    rows["settings"] = {"n": n, "embed_steps": steps, "tune_steps": tune_steps, "lr": lr, "threads": torch.get_num_threads()}
+    print(json.dumps(rows, indent=1))
+    Path(out).parent.mkdir(exist_ok=True)
+    Path(out).write_text(json.dumps(rows, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "speed", "memory"])
+    p.add_argument("what", choices=["quality", "speed", "memory", "pivotal"])
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--k", type=int, default=10, help="images timed one by one (speed)")
     p.add_argument("--res", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--tune-steps", type=int, default=None, help="pivotal: tuning steps (default PIVOTAL.steps)")
+    p.add_argument("--lr", type=float, default=None, help="pivotal: tuning learning rate (default PIVOTAL.lr)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "bench_pivotal.json"))
     args = p.parse_args()
     tune_allocator()
     if args.what == "quality":
         bench_quality(args.n, args.steps)
     elif args.what == "speed":
         bench_speed(args.k, args.steps)
+    elif args.what == "pivotal":
+        from editgan_core.settings import PIVOTAL
+
+        bench_pivotal(args.n, args.steps, args.tune_steps or PIVOTAL.steps, args.lr or PIVOTAL.lr, args.out)
     else:
         bench_memory(args.res)
 

@@ -47,6 +47,7 @@ class Step:
     anchor: torch.Tensor                        # latent the sliders act on (ws minus the slider offsets)
     scales: Dict[str, float] = field(default_factory=dict)
     exact: bool = True                          # False: image by the bf16 fast path (re-rendered for export)
+    tuning: object = None                       # embed.Tuning of its photo (pivotal tuning), else the model's G
 
 
 @dataclass
@@ -180,7 +181,7 @@ class Session:
         pass). None when the model has no branch."""
         step = self.current if step is None else step
         if step.labels is None and self.current_branch() is not None:
-            image, step.labels = self._render(step.ws)
+            image, step.labels = self._render(step.ws, self._G(step))
             if not step.exact:
                 step.image, step.exact = image, True
         return step.labels
@@ -189,27 +190,32 @@ class Session:
         """The step's image in float32 (a slider preview drawn by the bf16 fast path is re-rendered once)."""
         step = self.current if step is None else step
         if not step.exact:
-            step.image, step.exact = self._render(step.ws)[0], True
+            step.image, step.exact = self._render(step.ws, self._G(step))[0], True
         return step.image
 
-    def _render(self, ws: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        a = self.assets
+    def _G(self, step: Optional[Step] = None):
+        """The generator a step renders with: its photo's pivotal-tuned copy, else the model's."""
+        step = self.current if step is None else step
+        return step.tuning.G if step is not None and step.tuning is not None else self.assets.G
+
+    def _render(self, ws: torch.Tensor, G) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         branch = self.current_branch()
         with torch.no_grad():
             if branch is not None:
-                img, feats = a.G.synthesis(ws, return_features=True)
+                img, feats = G.synthesis(ws, return_features=True)
                 labels = branch.predict(feats)[0].cpu().numpy()
             else:
-                img, labels = a.G.synthesis(ws), None
+                img, labels = G.synthesis(ws), None
         return images_to_uint8(img)[0].cpu().numpy(), labels
 
     def _push(self, what: str, ws: torch.Tensor, *, anchor: Optional[torch.Tensor] = None,
               scales: Optional[Dict[str, float]] = None, image=None, labels=None, replace: bool = False,
-              exact: bool = True) -> Step:
+              exact: bool = True, tuning=None) -> Step:
         ws = ws.detach().to(self.assets.G.w_avg.device).float()
         if image is None:
-            image, labels, exact = *self._render(ws), True
-        step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}), exact)
+            image, labels, exact = *self._render(ws, tuning.G if tuning is not None else self.assets.G), True
+        step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}), exact,
+                    tuning)
         if replace and self.pos >= 0:
             self.steps[self.pos] = step
             del self.steps[self.pos + 1:]          # moving a slider again after an undo drops the redo branch
@@ -300,25 +306,36 @@ class Session:
         spec = get_spec(self.model_ref)
         return spec.crop if spec is not None else None
 
-    def embed(self, *, steps: int = EMBED.steps, progress: Optional[Callable] = None) -> Step:
-        """Embed the prepared photo (encoder guess, then W+ optimisation); stop() ends it with the best so far."""
-        from editgan_core.embed import embed
+    def embed(self, *, steps: int = EMBED.steps, tune_steps: int = 0, progress: Optional[Callable] = None) -> Step:
+        """Embed the prepared photo (encoder guess, then W+ optimisation); with ``tune_steps``, then pivotal tuning
+        (a copy of the generator tuned on the photo; this photo's steps render with it). stop() ends either with
+        the best so far."""
+        from editgan_core.embed import embed, pivotal_tune
 
         if self.photo is None:
             raise EditGANError("upload a photo first")
         a = self.assets
         target = torch.from_numpy(self.photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+        target = target.to(a.G.w_avg.device)
         self.stop_event.clear()
-        res = embed(a.G, target.to(a.G.w_avg.device), steps=int(steps), encoder=a.encoder, progress=progress,
+        res = embed(a.G, target, steps=int(steps), encoder=a.encoder, progress=progress,
                     should_stop=self.stop_event.is_set)
-        what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB)"
-        self.photo_step = self._push(what, res.ws)
+        what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB"
+        tuning = None
+        if int(tune_steps) > 0 and not res.stopped:
+            tick = None if progress is None else (lambda i, n, loss: progress(i, n, loss, "tuning"))
+            tuning = pivotal_tune(a.G, res.ws, target, steps=int(tune_steps), distance=a.distance, progress=tick,
+                                  should_stop=self.stop_event.is_set)
+            what += (f"; pivotal tuning {tuning.steps} steps{', stopped' if tuning.stopped else ''}: "
+                     f"{tuning.psnr:.1f} dB")
+        self.photo_step = self._push(what + ")", res.ws, tuning=tuning)
         return self.photo_step
 
-    def embed_stream(self, *, steps: int = EMBED.steps) -> Iterator:
+    def embed_stream(self, *, steps: int = EMBED.steps, tune_steps: int = 0) -> Iterator:
         def work(report):
-            return self.embed(steps=steps, progress=lambda step, total, loss: report(streaming.Progress(
-                step, total, f"embedding: step {step}/{total}, loss {loss:.4f}")))
+            def tick(step, total, loss, stage="embedding"):
+                report(streaming.Progress(step, total, f"{stage}: step {step}/{total}, loss {loss:.4f}"))
+            return self.embed(steps=steps, tune_steps=tune_steps, progress=tick)
         return streaming.run(work, self.stop)
 
     def fidelity(self) -> Tuple[Optional[float], Optional[np.ndarray]]:
@@ -390,7 +407,7 @@ class Session:
             raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
         s = self.current
         self.stop_event.clear()
-        res = edit_from_mask(self.assets.G, branch, s.ws, new_labels, old_mask=self.labels_of(s), steps=int(steps),
+        res = edit_from_mask(self._G(s), branch, s.ws, new_labels, old_mask=self.labels_of(s), steps=int(steps),
                              generator=self.assets.identity, distance=self.assets.distance, progress=progress,
                              should_stop=self.stop_event.is_set)
         names = branch.cfg.class_names
@@ -401,7 +418,8 @@ class Session:
         self.last_edit = res
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")
-        self._push(what, res.ws, image=images_to_uint8(res.image)[0].cpu().numpy(), labels=res.labels)
+        self._push(what, res.ws, image=images_to_uint8(res.image)[0].cpu().numpy(), labels=res.labels,
+                   tuning=s.tuning)
         return res
 
     def edit_stream(self, new_labels: np.ndarray, *, steps: int = EDIT.steps) -> Iterator:
@@ -460,7 +478,7 @@ class Session:
         # A plain slider move is a preview: the bf16 fast path where the CPU has it (exports re-render exactly);
         # all sliders back at 0 is the image before them, exactly. A person waits for it: long work yields a core.
         with interactive():
-            out = apply_vectors(self.assets.G, s.anchor, pairs, branch=branch if refine else None,
+            out = apply_vectors(self._G(s), s.anchor, pairs, branch=branch if refine else None,
                                 refine_steps=refine, fast=not refine and bool(merged))
         image = images_to_uint8(out.image)[0].cpu().numpy()
         what = ("sliders " + ", ".join(f"{k} {v:+.2f}" for k, v in merged.items()) if merged else "sliders reset")
@@ -469,7 +487,7 @@ class Session:
         # Consecutive slider moves are one step (undo goes back to before the drag).
         replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
         return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None,
-                          exact=out.exact)
+                          exact=out.exact, tuning=s.tuning)
 
     def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
@@ -549,6 +567,11 @@ class Session:
         extra = {"what": s.what, "scales": s.scales}
         if pasted is not None:       # where in the photo it came from (the CLI's embed records the same)
             extra.update(photo_size=[pasted.shape[1], pasted.shape[0]], crop=self.source[1].as_dict())
+        if s.tuning is not None:     # the photo's tuned weights (a float16 delta from the model's)
+            from editgan_core.embed import save_tuning
+
+            out.append(save_tuning(folder / f"{stamp}_tuning.safetensors", s.tuning, self.assets.identity))
+            extra["tuning"] = out[-1].name
         out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
                                extra=extra))
         return out

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from .errors import EditGANError
-from .settings import BRANCH, EDIT, EMBED, LABEL, REFINE, SAMPLE
+from .settings import BRANCH, EDIT, EMBED, LABEL, PIVOTAL, REFINE, SAMPLE
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SUFFIX = ".latent.safetensors"
+TUNING_SUFFIX = ".tuning.safetensors"       # embed --tune: the photo's pivotal tuning, beside its latent
 # PNGs the CLI writes beside its results, never inputs of their own: segment's NAME_mask.png, edit's
 # NAME_edited.png and NAME_edited_mask.png. (embed's NAME_input.png / NAME_recon.png go with NAME's latent.)
 SIDE_SUFFIXES = ("_mask", "_edited", "_edited_mask", "_edited_crop", "_crop")
@@ -214,9 +215,9 @@ def _prepare_photo(loaded, path, args):
 
 
 def _embed_images(loaded, paths, args):
-    """Each image: cut for the model (aligned, cropped or padded), then embedded. Yields (path, prepared, result,
-    distance name)."""
-    from .embed import embed
+    """Each image: cut for the model (aligned, cropped or padded), embedded, and pivotal-tuned when ``--tune``.
+    Yields (path, prepared, result, distance name, Tuning or None)."""
+    from .embed import embed, pivotal_tune
 
     G = loaded.G
     enc = _encoder_for(loaded, args.encoder)
@@ -228,9 +229,30 @@ def _embed_images(loaded, paths, args):
             if step == steps or step % max(1, steps // 10) == 0:
                 print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
 
-        res = embed(G, prep.tensor.to(G.w_avg.device), steps=args.steps, encoder=enc, distance=dist,
-                    progress=progress)
-        yield Path(path), prep, res, dist.name
+        target = prep.tensor.to(G.w_avg.device)
+        res = embed(G, target, steps=args.steps, encoder=enc, distance=dist, progress=progress)
+        tuning = None
+        if getattr(args, "tune", 0):
+            tuning = pivotal_tune(G, res.ws, target, steps=args.tune, distance=dist)
+            print(f"  {Path(path).name}: pivotal tuning {tuning.psnr_before:.2f} -> {tuning.psnr:.2f} dB "
+                  f"({tuning.seconds:.1f} s)", file=sys.stderr)
+        yield Path(path), prep, res, dist.name, tuning
+
+
+def _generator_for(loaded, latent_path: Path, meta: dict, ident):
+    """The generator a latent renders with: its photo's tuned copy when embed --tune wrote one beside it."""
+    from .embed import load_tuning
+
+    name = meta.get("tuning")
+    if not name:
+        return loaded.G
+    path = Path(latent_path).parent / name
+    if not path.is_file():
+        print(f"note: {Path(latent_path).name}: its tuning {name} is missing: using the model's generator",
+              file=sys.stderr)
+        return loaded.G
+    with _about(path):
+        return load_tuning(path, loaded.G, expect_generator=ident)[0]
 
 
 def _photo_meta(path: Path, prep) -> dict:
@@ -381,14 +403,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
     loaded = _load(args)
     ident = model_identity(loaded)
     out = Path(args.out)
-    for path, prep, res, dname in _embed_images(loaded, args.images, args):
+    for path, prep, res, dname, tuning in _embed_images(loaded, args.images, args):
         stem = path.stem
+        extra = {}
+        if tuning is not None:
+            from .embed import save_tuning
+
+            extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
         latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
                              {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
-                              "perceptual": dname, "prepare": prep.note, **_photo_meta(path, prep)})
+                              "perceptual": dname, "prepare": prep.note, **_photo_meta(path, prep), **extra})
         _save_png(out / f"{stem}_input.png", prep.array)
-        _save_png(out / f"{stem}_recon.png", images_to_uint8(res.image)[0].cpu().numpy())
-        print(f"{latent}  PSNR {res.psnr.item():.2f} dB  ({res.seconds:.1f} s)")
+        recon = res.image if tuning is None else tuning.G.synthesis(res.ws)
+        _save_png(out / f"{stem}_recon.png", images_to_uint8(recon)[0].cpu().numpy())
+        psnr = res.psnr.item() if tuning is None else tuning.psnr
+        print(f"{latent}  PSNR {psnr:.2f} dB  ({res.seconds + (tuning.seconds if tuning else 0):.1f} s)")
     return 0
 
 
@@ -633,7 +662,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     branch = _branch_for(loaded, args.branch)
     ws, meta = _load_latent(args.latent, ident, meta=True)
     source = _photo_of(meta, Path(args.latent).name)
-    R = loaded.G.img_resolution
+    G = _generator_for(loaded, args.latent, meta, ident)
+    R = G.img_resolution
     with _about(args.mask):
         m = open_image(args.mask).convert("RGBA")
     if m.size != (R, R):
@@ -649,7 +679,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             print(f"  step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
 
     with _about(args.mask):
-        res = edit_from_mask(loaded.G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
+        res = edit_from_mask(G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
                              progress=progress)
     out = Path(args.out) if args.out else library_dir(ident)
     created = _first_missing(out)     # main() knows --out, not the library: clean that up here
@@ -657,7 +687,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         path = save_vector(res.vector, out)
         stem = file_stem(name)
         if source is not None:     # the photo at its own size, the model-size crop beside it
-            _save_png(out / f"{stem}_edited.png", _hand_back(loaded.G, branch, source, ws[:1], res.ws,
+            _save_png(out / f"{stem}_edited.png", _hand_back(G, branch, source, ws[:1], res.ws,
                                                               res.vector.thumb_after))
             _save_png(out / f"{stem}_edited_crop.png", res.vector.thumb_after)
         else:
@@ -789,27 +819,28 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"note: skipped {len(skipped)} file(s) in {args.inputs}: {'; '.join(skipped)}", file=sys.stderr)
     if not latents and not images:
         raise CLIError(f"{args.inputs}: no latents (.latent.safetensors, .npy) or images to apply the vectors to")
-    jobs = []              # (name, ws, the photo and its crop or None)
+    jobs = []              # (name, ws, the photo and its crop or None, the generator)
     for name, path in latents:
         ws, meta = _load_latent(path, ident, meta=True)
-        jobs.append((name, ws, _photo_of(meta, path.name)))
+        jobs.append((name, ws, _photo_of(meta, path.name), _generator_for(loaded, path, meta, ident)))
     if images:
-        jobs += [(name, res.ws, (prep.original, prep.crop)) for (name, _), (_, prep, res, _) in
+        jobs += [(name, res.ws, (prep.original, prep.crop), G if tuning is None else tuning.G)
+                 for (name, _), (_, prep, res, _, tuning) in
                  zip(images, _embed_images(loaded, [p for _, p in images], args))]
     regions = branch if branch is not None else (
-        _branch_or_none(loaded, args.branch) if any(src is not None for _, _, src in jobs) else None)
+        _branch_or_none(loaded, args.branch) if any(src is not None for _, _, src, _ in jobs) else None)
     out, used = Path(args.out), set()
     print("applying " + ", ".join(f"{v.name} x{s:g}" for v, s in pairs), file=sys.stderr)
-    for i, (name, ws, source) in enumerate(jobs):
+    for i, (name, ws, source, g) in enumerate(jobs):
         while name in used:           # a latent and an unrelated image of the same name
             name += "_"
         used.add(name)
-        res = apply_vectors(G, ws[:1], pairs, branch=branch, refine_steps=args.refine)
+        res = apply_vectors(g, ws[:1], pairs, branch=branch, refine_steps=args.refine)
         image = images_to_uint8(res.image)[0].cpu().numpy()
         if source is None:
             path = _save_png(out / f"{name}.png", image)
         else:                         # the photo at its own size, the model-size crop beside it
-            path = _save_png(out / f"{name}.png", _hand_back(G, regions, source, ws[:1], res.ws, image))
+            path = _save_png(out / f"{name}.png", _hand_back(g, regions, source, ws[:1], res.ws, image))
             _save_png(out / f"{name}_crop.png", image)
         print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0
@@ -889,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--cut", default="auto", choices=["auto", "face", "box"], help="cut photos as an aligned "
                        "face (FFHQ's recipe, dlib landmarks) or a box (--fit); auto: face for FFHQ-style models")
         q.add_argument("--face", type=int, default=0, help="which face when a photo has several (0 = the largest)")
+        q.add_argument("--tune", type=int, default=0, help=f"pivotal tuning steps after embedding (0 = off; "
+                       f"{PIVOTAL.steps} gives a more faithful photo; embed writes NAME{TUNING_SUFFIX})")
 
     def embed_steps(q, default=EMBED.steps):
         q.add_argument("--steps", type=int, default=default, help="embedding steps after the encoder's guess")

@@ -259,6 +259,7 @@ class Tuning:
     -> tuned minus original, float16: what is saved), with the PSNR of the pivot's render before and after."""
     G: torch.nn.Module
     delta: Dict[str, torch.Tensor]
+    base: torch.nn.Module               # the model it was tuned from
     psnr_before: float
     psnr: float
     steps: int
@@ -334,7 +335,7 @@ def pivotal_tune(G, ws: torch.Tensor, target: torch.Tensor, *, steps: int = PIVO
     _add_delta(tuned, G, delta)
     with torch.no_grad():
         after = tuned.synthesis(ws)
-    return Tuning(tuned, delta, float(psnr(before, target)), float(psnr(after, target)), done, stopped,
+    return Tuning(tuned, delta, G, float(psnr(before, target)), float(psnr(after, target)), done, stopped,
                   time.time() - t0)
 
 
@@ -362,7 +363,7 @@ def tuned_generator(G, delta: Dict[str, torch.Tensor]):
 def save_tuning(path: os.PathLike, tuning: Tuning, generator: Dict[str, object], extra: Optional[dict] = None
                 ) -> Path:
     meta = {"generator": generator, "psnr_before": round(tuning.psnr_before, 2), "psnr": round(tuning.psnr, 2),
-            "steps": tuning.steps, **(extra or {})}
+            "steps": tuning.steps, "base_weights": _fingerprint(tuning.base), **(extra or {})}
     return files.save(path, files.TUNING, {f"delta.{k}": v for k, v in tuning.delta.items()}, meta)
 
 
@@ -370,5 +371,18 @@ def load_tuning(path: os.PathLike, G, *, expect_generator: Optional[Dict[str, ob
     """-> (the tuned copy of ``G``, metadata). Refuses a tuning of another generator."""
     tensors, meta = files.load(path, files.TUNING)
     check_identity(meta.get("generator", {}), expect_generator, f"tuning {Path(path).name}")
+    if meta.get("base_weights") not in (None, _fingerprint(G)):      # same shapes, other weights (no sha known)
+        raise EditGANError(f"tuning {Path(path).name} belongs to another model: it was tuned from other weights")
     delta = {k[len("delta."):]: v for k, v in tensors.items() if k.startswith("delta.")}
     return tuned_generator(G, delta), meta
+
+
+def _fingerprint(G) -> str:
+    """sha256 of the synthesis weights a tuning was made from (its delta means nothing on other weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in G.synthesis.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

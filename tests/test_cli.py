@@ -704,3 +704,32 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
                str(tmp_path / "emb" / "me.latent.safetensors"), "--model", str(model), "--out", str(tmp_path / "ap2")])
     assert rc == 0 and "gone or changed" in capsys.readouterr().err
     assert png(tmp_path / "ap2" / "me.png").shape == (R, R, 3)
+
+
+def test_embed_tune_writes_the_photos_tuning_and_apply_renders_with_it(tmp_path, capsys, editable):
+    from editgan_core.embed import load_tuning
+
+    G, model, ident, branch = editable
+    Image.fromarray(synth_u8(make_generator(seed=9), ws_of(make_generator(seed=9), 1))).save(tmp_path / "me.png")
+    rc = main(["embed", str(tmp_path / "me.png"), "--model", str(model), "--steps", "5", "--encoder", "none",
+               "--tune", "10", "--out", str(tmp_path / "emb")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "pivotal tuning" in err
+    lat = tmp_path / "emb" / "me.latent.safetensors"
+    ws, meta = load_latent(lat)
+    assert meta["tuning"] == "me.tuning.safetensors"
+    tuned = load_tuning(tmp_path / "emb" / "me.tuning.safetensors", G, expect_generator=ident)[0]
+    vec = a_vector(G, ident, "smile")
+    save_vector(vec, tmp_path / "vecs")
+    rc = main(["apply", str(tmp_path / "vecs" / "smile.safetensors"), "--inputs", str(lat), "--model", str(model),
+               "--out", str(tmp_path / "ap")])
+    assert rc == 0
+    with torch.no_grad():
+        want = images_to_uint8(tuned.synthesis(ws + vec.delta))[0].numpy()
+    assert np.array_equal(png(tmp_path / "ap" / "me_crop.png"), want)
+    assert not np.array_equal(want, synth_u8(G, ws + vec.delta))        # the tuned generator, not the model's
+    (tmp_path / "emb" / "me.tuning.safetensors").unlink()
+    rc = main(["apply", str(tmp_path / "vecs" / "smile.safetensors"), "--inputs", str(lat), "--model", str(model),
+               "--out", str(tmp_path / "ap2")])
+    assert rc == 0 and "tuning me.tuning.safetensors is missing" in capsys.readouterr().err
+    assert np.array_equal(png(tmp_path / "ap2" / "me_crop.png"), synth_u8(G, ws + vec.delta))

@@ -273,3 +273,36 @@ def test_perceptual_choice_without_network(tmp_path):
     assert isinstance(perceptual_for(None), FallbackDistance)
     with pytest.raises(CheckpointError, match="no discriminator"):
         perceptual_for(tmp_path, "discriminator")
+
+
+def test_pivotal_tuning_brings_the_photo_closer_and_leaves_the_model_alone(tmp_path):
+    """A photo the generator cannot reach (another generator's render): tuning a copy lifts its PSNR; the model's
+    own weights are untouched; the saved float16 delta reloads into the very same tuned generator; a tuning of
+    another generator is refused."""
+    from editgan_core.embed import load_tuning, pivotal_tune, save_tuning
+
+    G = make_generator(seed=1).eval()
+    other = make_generator(seed=2).eval()
+    ident = generator_identity(G, "tiny")
+    with torch.no_grad():
+        photo = other.synthesis(other.mapping_ws(torch.randn(1, other.z_dim, generator=torch.Generator()
+                                                             .manual_seed(0))))
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    res = embed(G, photo, steps=20)
+    tu = pivotal_tune(G, res.ws, photo, steps=40, lr=3e-3)
+    assert tu.psnr_before == pytest.approx(float(res.psnr[0]), abs=1e-3)
+    assert tu.psnr > tu.psnr_before + 1.0 and tu.steps == 40
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())         # the model is unchanged
+    assert all(d.dtype == torch.float16 for d in tu.delta.values()) and any(d.abs().max() > 0 for d in tu.delta.values())
+    path = save_tuning(tmp_path / "me.tuning.safetensors", tu, ident)
+    again, meta = load_tuning(path, G, expect_generator=ident)
+    with torch.no_grad():
+        assert torch.equal(again.synthesis(res.ws), tu.G.synthesis(res.ws))
+    assert meta["psnr"] == pytest.approx(tu.psnr, abs=0.01)
+    with pytest.raises(EditGANError, match="belongs to another model"):
+        load_tuning(path, other, expect_generator=generator_identity(other, "tiny"))      # same shapes: weights
+    with pytest.raises(CheckpointError):
+        load_latent(path)                                                             # not a latent file
+    # a stop mid-way keeps the best weights so far
+    stopped = pivotal_tune(G, res.ws, photo, steps=40, lr=3e-3, should_stop=lambda: True)
+    assert stopped.stopped and stopped.steps == 0 and stopped.psnr == pytest.approx(stopped.psnr_before, abs=0.05)

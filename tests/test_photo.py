@@ -91,3 +91,43 @@ def test_a_photos_export_comes_back_at_its_own_size_changed_only_where_the_parts
     may = region_alpha(grow(changed, 5 + 3), box, (160, 100), dilate=0.02 + 2 / side, feather=0.03 + 2 / side) > 0
     assert np.array_equal(photo[~may], wide[~may]) and not np.array_equal(photo, wide)
     assert np.asarray(Image.open([f for f in files if f.name.endswith("_result.png")][0])).shape == (64, 64, 3)
+
+
+def test_a_pivotal_tuned_photo_renders_with_its_tuning_and_exports_it(tmp_path):
+    """The studio with pivotal tuning: the photo's steps (embedding, sliders) render with the tuned copy, which is
+    closer to the photo; a sample afterwards uses the model again; the export carries the tuning, which reloads
+    into the same generator."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from demo.model import Studio
+    from demo.session import Session
+    from editgan_core.embed import load_tuning
+    from editgan_core.generator import images_to_uint8
+    from editgan_core.toyfaces.render import render_seed
+
+    s = Session(Studio())
+    s.set_model("toyfaces")
+    G = s.assets.G
+    face = render_seed(123, 64)[0]                       # a render: the generator can only approximate it
+    s.prepare_photo(face, "crop")
+    plain = s.embed(steps=10)
+    tuned = s.embed(steps=10, tune_steps=30)
+    assert tuned.tuning is not None and plain.tuning is None and "pivotal tuning 30 steps" in tuned.what
+    err = lambda img: float(((img.astype(float) - face) ** 2).mean())  # noqa: E731
+    assert err(tuned.image) < err(plain.image)
+    name = s.vector_names()[0]
+    moved = s.set_scales({name: 1.5})
+    with torch.no_grad():
+        want = images_to_uint8(tuned.tuning.G.synthesis(moved.ws))[0].numpy()
+    assert moved.tuning is tuned.tuning and np.array_equal(s.exact_image(moved), want)
+    files = s.export(tmp_path)
+    tuning_file = next(f for f in files if f.name.endswith("_tuning.safetensors"))
+    again = load_tuning(tuning_file, G, expect_generator=s.assets.identity)[0]
+    with torch.no_grad():
+        assert np.array_equal(images_to_uint8(again.synthesis(moved.ws))[0].numpy(), want)
+    sample = s.sample(3)
+    assert sample.tuning is None
+    with torch.no_grad():
+        assert np.array_equal(sample.image, images_to_uint8(G.synthesis(sample.ws))[0].numpy())
