@@ -415,6 +415,10 @@ class Session:
             raise EditGANError(f"in {res.steps} steps the optimisation found nothing better than the unchanged image "
                                f"(the painted change of {', '.join(names[c] for c in res.classes)} may be too "
                                f"large or implausible for this model): paint a smaller change or use more steps")
+        if self.photo is not None and any(st is self.photo_step for st in self.steps):
+            a, b = self.photo.astype(np.float32), self.photo_step.image.astype(np.float32)
+            mse = float((((a - b) / 127.5) ** 2).mean())
+            res.quality = dataclasses.replace(res.quality, embedding_psnr=10 * np.log10(4.0 / max(mse, 1e-10)))
         self.last_edit = res
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")

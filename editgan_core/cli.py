@@ -410,6 +410,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             from .embed import save_tuning
 
             extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
+            extra["tuned_psnr"] = round(tuning.psnr, 2)
         latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
                              {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
                               "perceptual": dname, "prepare": prep.note, **_photo_meta(path, prep), **extra})
@@ -647,6 +648,8 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
     from . import files
@@ -681,6 +684,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     with _about(args.mask):
         res = edit_from_mask(G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
                              progress=progress)
+    fidelity = meta.get("tuned_psnr") if G is not loaded.G else meta.get("psnr")
+    if fidelity is not None:          # the embedding's fidelity to its photo, recorded by embed
+        res.quality = dataclasses.replace(res.quality, embedding_psnr=float(fidelity))
     out = Path(args.out) if args.out else library_dir(ident)
     created = _first_missing(out)     # main() knows --out, not the library: clean that up here
     try:

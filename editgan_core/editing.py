@@ -35,7 +35,7 @@ from .embed import keep_best
 from .errors import EditGANError
 from .generator import images_to_uint8
 from .masks import grow
-from .perceptual import Distance, FallbackDistance
+from .perceptual import Distance, FallbackDistance, cached_lpips
 from .segbranch import segment
 from .runtime import adapt_threads
 from .settings import EDIT, REFINE
@@ -69,15 +69,27 @@ class EditQuality:
     reached: float              # fraction of the repainted pixels whose label in the result is the painted one
     region_iou: float           # mean over the changed classes of IoU(result == c, target == c) inside the region
     psnr_outside: float         # dB: the image outside the edit region, after vs before (inf: unchanged)
+    lpips_outside: Optional[float] = None    # LPIPS of the same (the region filled from before); None: no weights
+    embedding_psnr: Optional[float] = None   # dB: how faithfully the edited image's latent rendered its photo
 
     def summary(self) -> str:
         psnr = "unchanged" if math.isinf(self.psnr_outside) else f"{self.psnr_outside:.1f} dB"
-        return (f"reached {self.reached:.0%} of the painted pixels, region IoU {self.region_iou:.2f}, "
-                f"PSNR outside the region {psnr}")
+        out = (f"reached {self.reached:.0%} of the painted pixels, region IoU {self.region_iou:.2f}, "
+               f"PSNR outside the region {psnr}")
+        if self.lpips_outside is not None:
+            out += f", LPIPS outside {self.lpips_outside:.3f}"
+        if self.embedding_psnr is not None:
+            out += f"; the embedding rendered the photo at {self.embedding_psnr:.1f} dB"
+        return out
 
     def as_dict(self) -> dict:
-        return {"reached": round(self.reached, 4), "region_iou": round(self.region_iou, 4),
-                "psnr_outside_db": None if math.isinf(self.psnr_outside) else round(self.psnr_outside, 2)}
+        out = {"reached": round(self.reached, 4), "region_iou": round(self.region_iou, 4),
+               "psnr_outside_db": None if math.isinf(self.psnr_outside) else round(self.psnr_outside, 2)}
+        if self.lpips_outside is not None:
+            out["lpips_outside"] = round(self.lpips_outside, 4)
+        if self.embedding_psnr is not None:
+            out["embedding_psnr_db"] = round(self.embedding_psnr, 2)
+        return out
 
 
 def changed_classes(old: np.ndarray, new: np.ndarray) -> List[int]:
@@ -93,9 +105,12 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
 
 
 def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, result: np.ndarray,
-                 region: np.ndarray, painted: np.ndarray, classes: Sequence[int]) -> EditQuality:
+                 region: np.ndarray, painted: np.ndarray, classes: Sequence[int], *,
+                 lpips: Optional[Distance] = None) -> EditQuality:
     """``before``/``after`` images [1, 3, R, R] in [-1, 1]; ``target`` the painted mask, ``result`` the branch's
-    labels of ``after``, ``region`` the edit region and ``painted`` the repainted pixels, all [R, R]."""
+    labels of ``after``, ``region`` the edit region and ``painted`` the repainted pixels, all [R, R]. With
+    ``lpips`` (``perceptual.cached_lpips()``: only when its weights are in the local cache) the change outside the
+    region is also measured perceptually: LPIPS(before, after with the region filled from before)."""
     reached = float((result[painted] == target[painted]).mean()) if painted.any() else 1.0
     ious = []
     for c in classes:
@@ -107,7 +122,13 @@ def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, 
     n = float(outside.sum()) * after.shape[1]
     mse = float(((after.float() - before.float()).square() * outside).sum()) / n if n else 0.0
     psnr = math.inf if mse == 0 else 10 * math.log10(4.0 / mse)          # peak-to-peak 2 in [-1, 1]
-    return EditQuality(reached, float(np.mean(ious)) if ious else 1.0, psnr)
+    lp = None
+    if lpips is not None:
+        with torch.no_grad():
+            b = before.float()
+            masked = after.float() * outside + b * (1 - outside)
+            lp = float(lpips.to(after.device)(b, masked)[0])
+    return EditQuality(reached, float(np.mean(ious)) if ious else 1.0, psnr, lp)
 
 
 def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, region: np.ndarray, *,
@@ -232,7 +253,7 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
         img, feats = G.synthesis(edited, return_features=True)
         labels = branch.predict(feats)[0].cpu().numpy()
     loss = min(history) if history else math.inf
-    quality = edit_quality(before_img, img, new_mask, labels, region, painted, classes)
+    quality = edit_quality(before_img, img, new_mask, labels, region, painted, classes, lpips=cached_lpips())
     names = branch.cfg.class_names
     vector = EditVector(name=name, delta=best[0].detach().cpu().float(),
                         generator=dict(generator if generator is not None else branch.cfg.generator),

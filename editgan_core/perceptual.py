@@ -141,6 +141,22 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
     return LPIPS.from_state_dict(state)
 
 
+_cached = {}
+
+
+def cached_lpips() -> Optional[LPIPS]:
+    """LPIPS when its weights are already in the local Hub cache (never downloads), else None; loaded once per
+    process. What the edit quality readout reports LPIPS with."""
+    from .errors import EditGANError
+
+    if "lpips" not in _cached:
+        try:
+            _cached["lpips"] = load_lpips()
+        except EditGANError:
+            _cached["lpips"] = None
+    return _cached["lpips"]
+
+
 class DiscriminatorDistance(Distance):
     name = "discriminator-features"
 

@@ -690,6 +690,8 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
     rc = main(["edit", str(tmp_path / "emb" / "me.latent.safetensors"), str(tmp_path / "edited.png"),
                "--model", str(model), "--name", "patch", "--steps", "3", "--out", str(tmp_path / "ed")])
     assert rc == 0, capsys.readouterr().err
+    q = json.loads((tmp_path / "ed" / "patch_quality.json").read_text())
+    assert q["embedding_psnr_db"] == pytest.approx(meta["psnr"], abs=0.01)           # the embedding's fidelity
     big, small = png(tmp_path / "ed" / "patch_edited.png"), png(tmp_path / "ed" / "patch_edited_crop.png")
     assert big.shape == photo.shape and small.shape == (R, R, 3)
     vec2 = load_vector(tmp_path / "ed" / "patch.safetensors")

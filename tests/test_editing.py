@@ -317,3 +317,31 @@ def test_edit_quality_reads_what_the_result_reached_and_what_changed_outside():
     n_out = (~region).sum() * 3
     assert q.psnr_outside == pytest.approx(10 * np.log10(4 / (3 * 0.04 / n_out)))
     assert q.as_dict()["psnr_outside_db"] == round(q.psnr_outside, 2)
+
+
+def test_edit_quality_reads_lpips_outside_the_region_when_weights_are_there():
+    """LPIPS (random VGG weights: the measure, not its calibration) sees nothing when only the region changed, and a
+    change outside it; without weights the readout leaves it out."""
+    from editgan_core.editing import edit_quality
+    from editgan_core.perceptual import LPIPS
+
+    torch.manual_seed(0)
+    lp = LPIPS().eval()
+    with torch.no_grad():
+        for lin in lp.lins:                                  # non-zero heads
+            lin.fill_(1.0)
+    R = 32
+    target = np.zeros((R, R), np.uint8)
+    target[8:20, 8:20] = 1
+    region = np.zeros((R, R), bool)
+    region[6:22, 6:22] = True
+    before = torch.rand(1, 3, R, R) * 2 - 1
+    after = before.clone()
+    after[..., 10:18, 10:18] = 1.0                          # inside only
+    q = edit_quality(before, after, target, target, region, target == 1, [0, 1], lpips=lp)
+    assert q.lpips_outside == 0.0 and "LPIPS outside 0.000" in q.summary()
+    after[..., 0:4, 0:4] = -1.0                             # and outside
+    q2 = edit_quality(before, after, target, target, region, target == 1, [0, 1], lpips=lp)
+    assert q2.lpips_outside > 0 and q2.as_dict()["lpips_outside"] == round(q2.lpips_outside, 4)
+    q3 = edit_quality(before, after, target, target, region, target == 1, [0, 1])
+    assert q3.lpips_outside is None and "lpips_outside" not in q3.as_dict() and "LPIPS" not in q3.summary()
