@@ -3,10 +3,13 @@
     python bench/editing.py                 # full: 200 test renders, edits smile / eye_size / hair_length
     python bench/editing.py --quick         # 50 test renders
     python bench/editing.py --starter       # also (re)build the starter vector library in checkpoints/toyfaces/vectors
+    python bench/editing.py --strokes       # the "user edit" hand-drawn (bands, circles), not an exact mask
 
 Per edit: ONE training render (seed SEEDS['annotated'] + 1000 + k) is embedded; its "user edit" is the mask of
 the same face re-rendered with the attribute changed, restricted to the edited classes, pasted over the branch's
-own segmentation of the embedding (what a user repaints in the app). The mask edit gives delta; delta is applied
+own segmentation of the embedding (what a user repaints in the app). With ``--strokes`` it is drawn the way a person
+draws it instead (``draw_strokes``): a wider mouth as a filled band, a smile as a band bent up at the corners,
+bigger eyes as circles, longer hair as two bands down to the shoulders. The mask edit gives delta; delta is applied
 at s = 1 to every test latent, without refinement and with 10 and 30 refinement steps. The baseline fits a
 linear direction in W to judge labels of 10,000 generator samples and is scaled on 200 calibration renders
 (other seeds, encoder-only embeddings: the test set's distribution) so that its mean attribute change equals
@@ -39,6 +42,7 @@ EDITS = {
     "eye_size": (("eye_whites", "irises"), 0.1, 0.95, 0.6),
     "hair_length": (("hair",), 0.1, 0.95, 0.55),
     "mouth_open": (("lips", "mouth"), 0.0, 0.9, 0.5),
+    "mouth_width": (("lips", "mouth"), 0.1, 0.9, 0.6),
     "nose_size": (("nose",), 0.1, 1.0, 0.6),
 }
 STARTER = {"smile": "smile", "eye_size": "bigger eyes", "hair_length": "longer hair", "mouth_open": "open mouth",
@@ -74,8 +78,58 @@ def _images(G, ws, batch=100) -> np.ndarray:
         return np.concatenate([_u8(G.synthesis(p)) for p in ws.split(batch)])
 
 
-def learn_vector(G, ident, enc, branch, attr: str, k: int):
-    """One training render -> embedded -> repainted mask (re-rendered with the attribute changed) -> edit."""
+def draw_strokes(seg: np.ndarray, attr: str) -> np.ndarray:
+    """What a person paints for ``attr`` over the branch's segmentation ``seg`` [R, R]: rough shapes in the part
+    colours, as one paints with a round brush, not the exact mask of the changed face."""
+    from editgan_core.toyfaces.palette import CLASS_INDEX as C
+
+    R = seg.shape[0]
+    new = seg.copy()
+    yy, xx = np.mgrid[0:R, 0:R].astype(np.float32)
+
+    def box(mask):
+        ys, xs = np.nonzero(mask)
+        return ys.mean(), xs.mean(), ys.max() - ys.min() + 1, xs.max() - xs.min() + 1, ys, xs
+
+    if attr in ("mouth_width", "smile"):
+        cy, cx, h, w, _, _ = box(np.isin(seg, [C["lips"], C["mouth"]]))
+        half = 0.8 * w if attr == "mouth_width" else 0.6 * w
+        u = np.clip((xx - cx) / half, -1, 1)
+        # the centre line: straight for a wider mouth, bent up at the corners for a smile
+        line = cy + (0.0 if attr == "mouth_width" else 0.12 * R * (0.25 - u ** 2))
+        inside = np.abs(xx - cx) <= half
+        thick = max(2.0, h / 2)
+        new[inside & (np.abs(yy - line) <= thick)] = C["lips"]
+        new[inside & (np.abs(yy - line) <= 0.5) & (np.abs(xx - cx) <= half - 1)] = C["mouth"]
+    elif attr == "eye_size":
+        eyes = np.isin(seg, [C["eye_whites"], C["irises"]])
+        _, fx, _, _, _, _ = box(np.isin(seg, [C["skin"], C["nose"], C["eyebrows"]] + [C["eye_whites"], C["irises"]]))
+        for side in (xx < fx, xx >= fx):
+            if not (eyes & side).any():
+                continue
+            cy, cx, h, w, _, _ = box(eyes & side)
+            r = 0.5 * max(w, h) * 1.5
+            d = np.hypot(yy - cy, xx - cx)
+            new[d <= r] = C["eye_whites"]
+            new[d <= 0.5 * r] = C["irises"]
+    elif attr == "hair_length":
+        hair = seg == C["hair"]
+        _, _, _, _, ys, xs = box(hair)
+        shoulders = np.nonzero((seg == C["clothing"]).any(1))[0]
+        bottom = shoulders.min() + 2 if len(shoulders) else int(0.9 * R)
+        band = max(3, int(0.1 * R))
+        for edge in (xs.min(), xs.max() - band + 1):
+            cols = (xx >= edge) & (xx < edge + band)
+            rows = (yy >= np.median(ys)) & (yy <= bottom)
+            new[cols & rows & np.isin(seg, [C["background"], C["hair"]])] = C["hair"]
+    else:
+        raise ValueError(f"no strokes for {attr!r}")
+    return new
+
+
+def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False):
+    """One training render -> embedded -> repainted mask (re-rendered with the attribute changed, or hand-drawn
+    ``strokes``) -> edit."""
     import dataclasses
 
     from editgan_core import edit_from_mask, embed, segment
@@ -93,6 +147,8 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int):
     painted = np.isin(m0, ids) | np.isin(m1, ids)
     new = seg.copy()
     new[painted] = m1[painted]
+    if strokes:
+        new = draw_strokes(seg, attr)
     t = time.perf_counter()
     res = edit_from_mask(G, branch, w, new, name=STARTER[attr], generator=ident)
     secs = time.perf_counter() - t
@@ -204,6 +260,7 @@ def main() -> None:
     p.add_argument("--edits", nargs="+", default=["smile", "eye_size", "hair_length"])
     p.add_argument("--starter", action="store_true", help="save the starter library (all five edits)")
     p.add_argument("--grid", default=str(ROOT / "docs"), help="where the picture grids go")
+    p.add_argument("--strokes", action="store_true", help="the user edits are hand-drawn strokes (draw_strokes)")
     p.add_argument("--edit-timing", type=int, default=0, metavar="K",
                    help="only time the mask edits: learn each vector K times, print the median seconds")
     args = p.parse_args()
@@ -242,7 +299,7 @@ def main() -> None:
     report = {}
     for k, attr in enumerate(args.edits):
         classes, lo, hi, thr = EDITS[attr]
-        vec, secs, train_imgs = learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr))
+        vec, secs, train_imgs = learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr), args.strokes)
         rows, outs = {}, {}
         for steps in (0, 10, 30):
             t = time.perf_counter()
@@ -280,10 +337,19 @@ def main() -> None:
               f"the mask edit that made the vector (100 steps) {secs:.1f} s", flush=True)
         rows_img = [imgs[:8], rec[:8], outs[0][:8], outs[30][:8], out_b[:8]]
         grid = np.concatenate([np.concatenate(list(r), 1) for r in rows_img], 0)
+        tag = "_strokes" if args.strokes else ""
         Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
-            Path(args.grid) / f"edit_{attr}.png")
+            Path(args.grid) / f"edit_{attr}{tag}.png")
+        if args.strokes:     # what was painted: the training render, its segmentation, the strokes, the result
+            from editgan_core.toyfaces.palette import PALETTE
+            from editgan_core.masks import encode_mask
+
+            img0, rec0, out0, new = train_imgs
+            row = np.concatenate([img0, rec0, encode_mask(new, PALETTE), out0], 1)
+            Image.fromarray(row).resize((row.shape[1] * 4, row.shape[0] * 4), Image.NEAREST).save(
+                Path(args.grid) / f"strokes_{attr}.png")
     (ROOT / "runs").mkdir(exist_ok=True)
-    (ROOT / "runs" / "bench_editing.json").write_text(json.dumps(report, indent=1))
+    (ROOT / "runs" / f"bench_editing{'_strokes' if args.strokes else ''}.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
