@@ -1,6 +1,7 @@
 """Drive the app in headless Chromium through one whole session and save a screenshot of each tab: sample with
 the segmentation overlay, a "wider mouth" stroke applied and saved as a vector, the smile slider moved with the
-preview grid open, the history, an image added for annotation, and a wide photo uploaded, cropped and embedded.
+preview grid open, the history, an image added for annotation, a wide photo uploaded, cropped and embedded, and a
+real photo (scikit-image's astronaut) cut as an aligned face.
 
     python demo/screenshot.py --out docs/screenshots
 
@@ -141,6 +142,19 @@ def main() -> None:
             page.wait_for_selector("text=Reconstruction PSNR", timeout=180_000)
             page.wait_for_timeout(2500)          # the images arrive after the text
             shot("image_tab_photo")
+            # A real photo (scikit-image's astronaut, 512x512) cut as an aligned face: the crop box on the photo.
+            try:
+                from skimage.data import astronaut
+            except ImportError:
+                astronaut = None
+            if astronaut is not None:
+                real = Path(tempfile.mkdtemp()) / "astronaut.png"
+                Image.fromarray(astronaut()).save(real)
+                page.get_by_label("aligned face").check()
+                page.locator("input[type=file]").first.set_input_files(str(real))
+                page.wait_for_selector("text=aligned like FFHQ", timeout=60_000)
+                page.wait_for_timeout(2500)
+                shot("image_tab_astronaut")
             browser.close()
         print(f"wrote screenshots to {out}")
     finally:

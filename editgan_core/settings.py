@@ -21,7 +21,7 @@ class EmbedSettings:
 class PivotalSettings:
     """Pivotal tuning (PTI, Roich et al. 2021): the synthesis weights tuned on one photo around its embedding."""
     steps: int = 100                    # Adam steps on the weights (PTI: 350 at 1024 px on a GPU)
-X
+    lr: float = 1e-3                    # PTI: 3e-4 over 350 steps; over 100, 1e-3 (bench/embedding.py pivotal)
     perceptual_weight: float = 1.0      # loss = L2 + weight * perceptual distance, as the embedding
     locality_weight: float = 0.1        # PTI's locality term: renders of latents near the pivot stay as they were
     locality_reach: float = 0.3         # those latents: pivot + reach x (a random sample's w - pivot)
