@@ -42,11 +42,12 @@ EDITS = {
     "eye_size": (("eye_whites", "irises"), 0.1, 0.95, 0.6),
     "hair_length": (("hair",), 0.1, 0.95, 0.55),
     "mouth_open": (("lips", "mouth"), 0.0, 0.9, 0.5),
-    "mouth_width": (("lips", "mouth"), 0.1, 0.9, 0.6),
     "nose_size": (("nose",), 0.1, 1.0, 0.6),
+    "mouth_width": (("lips", "mouth"), 0.1, 0.9, 0.6),
 }
 STARTER = {"smile": "smile", "eye_size": "bigger eyes", "hair_length": "longer hair", "mouth_open": "open mouth",
-           "nose_size": "wider nose"}
+           "nose_size": "wider nose",
+           "mouth_width": "wider mouth"}
 
 
 def _setup():
@@ -96,7 +97,7 @@ def draw_strokes(seg: np.ndarray, attr: str) -> np.ndarray:
         half = 0.8 * w if attr == "mouth_width" else 0.6 * w
         u = np.clip((xx - cx) / half, -1, 1)
         # the centre line: straight for a wider mouth, bent up at the corners for a smile
-        line = cy + (0.0 if attr == "mouth_width" else 0.12 * R * (0.25 - u ** 2))
+        line = cy + (0.0 if attr == "mouth_width" else 0.06 * R * (0.25 - u ** 2))
         inside = np.abs(xx - cx) <= half
         thick = max(2.0, h / 2)
         new[inside & (np.abs(yy - line) <= thick)] = C["lips"]
@@ -127,7 +128,7 @@ def draw_strokes(seg: np.ndarray, attr: str) -> np.ndarray:
     return new
 
 
-def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False):
+def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False, tolerance=None):
     """One training render -> embedded -> repainted mask (re-rendered with the attribute changed, or hand-drawn
     ``strokes``) -> edit."""
     import dataclasses
@@ -150,7 +151,8 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False
     if strokes:
         new = draw_strokes(seg, attr)
     t = time.perf_counter()
-    res = edit_from_mask(G, branch, w, new, name=STARTER[attr], generator=ident)
+    res = edit_from_mask(G, branch, w, new, name=STARTER[attr], generator=ident,
+                         **({} if tolerance is None else {"tolerance": tolerance}))
     secs = time.perf_counter() - t
     vec = dataclasses.replace(res.vector, extra={**res.vector.extra, "attribute": attr, "training_seed": seed,
                                                  "from": lo, "to": hi})
@@ -261,10 +263,14 @@ def main() -> None:
     p.add_argument("--starter", action="store_true", help="save the starter library (all five edits)")
     p.add_argument("--grid", default=str(ROOT / "docs"), help="where the picture grids go")
     p.add_argument("--strokes", action="store_true", help="the user edits are hand-drawn strokes (draw_strokes)")
+    p.add_argument("--tolerance", type=int, default=None, help="the mask edits' stroke tolerance in px (default "
+                   "EDIT.tolerance)")
     p.add_argument("--edit-timing", type=int, default=0, metavar="K",
                    help="only time the mask edits: learn each vector K times, print the median seconds")
     args = p.parse_args()
     tune_allocator()
+    if args.tolerance is not None:
+        print(f"stroke tolerance {args.tolerance} px", flush=True)
     from PIL import Image
 
     from editgan_core.toyfaces import judge as J
@@ -299,7 +305,8 @@ def main() -> None:
     report = {}
     for k, attr in enumerate(args.edits):
         classes, lo, hi, thr = EDITS[attr]
-        vec, secs, train_imgs = learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr), args.strokes)
+        vec, secs, train_imgs = learn_vector(G, ident, enc, branch, attr, list(EDITS).index(attr), args.strokes,
+                                             args.tolerance)
         rows, outs = {}, {}
         for steps in (0, 10, 30):
             t = time.perf_counter()
@@ -349,7 +356,8 @@ def main() -> None:
             Image.fromarray(row).resize((row.shape[1] * 4, row.shape[0] * 4), Image.NEAREST).save(
                 Path(args.grid) / f"strokes_{attr}.png")
     (ROOT / "runs").mkdir(exist_ok=True)
-    (ROOT / "runs" / f"bench_editing{'_strokes' if args.strokes else ''}.json").write_text(json.dumps(report, indent=1))
+    tag = ("_strokes" if args.strokes else "") + (f"_tol{args.tolerance}" if args.tolerance is not None else "")
+    (ROOT / "runs" / f"bench_editing{tag}.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,18 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
     return grow(np.isin(old, classes) | np.isin(new, classes), margin)
 
 
+def stroke_edges(labels: np.ndarray, painted: np.ndarray, tolerance: int) -> np.ndarray:
+    """The pixels within ``tolerance`` of an edge of the painted strokes: where ``labels`` changes between
+    neighbours, next to a painted pixel."""
+    lab = np.asarray(labels)
+    edge = np.zeros(lab.shape, bool)
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[:, :-1] |= lab[:, 1:] != lab[:, :-1]
+    edge[1:] |= lab[1:] != lab[:-1]
+    edge[:-1] |= lab[1:] != lab[:-1]
+    return grow(edge & grow(painted, 1), tolerance - 1)
+
+
 def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, result: np.ndarray,
                  region: np.ndarray, painted: np.ndarray, classes: Sequence[int], *,
                  lpips: Optional[Distance] = None) -> EditQuality:
@@ -136,7 +148,8 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
                     rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight,
                     distance: Optional[Distance] = None, delta0: Optional[torch.Tensor] = None, progress=None,
                     should_stop=None, preview_every: int = EDIT.preview_every, warmup: int = EDIT.warmup,
-                    pixel_weight: Optional[np.ndarray] = None, ce_samples: int = EDIT.ce_samples, seed: int = 0):
+                    pixel_weight: Optional[np.ndarray] = None, ce_samples: int = EDIT.ce_samples, seed: int = 0,
+                    layers: Optional[Sequence[int]] = None, delta_weight: float = 0.0):
     """The shared optimisation of mask edits and refinement -> (best delta [N, num_ws, w_dim], history, stopped).
 
     ``ws`` [N, num_ws, w_dim]; ``target_labels`` and ``region`` [R, R] (shared) or [N, R, R] (one per image).
@@ -148,7 +161,10 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     over background puts the whole background in it) is estimated each step from ``ce_samples`` pixels drawn in
     proportion to their weight (with replacement, a fresh draw per step from a generator seeded by ``seed``):
     an unbiased estimate of the same loss, so the cost of a step follows ``ce_samples``, not the region's area.
-    Regions up to ``ce_samples`` pixels are evaluated whole, exactly as before."""
+    Regions up to ``ce_samples`` pixels are evaluated whole, exactly as before.
+
+    ``layers`` (W+ indices) restricts the change to those entries; ``delta_weight`` adds that weight x the mean
+    square of the change per W+ entry (a small change transfers to other images with less damage)."""
     dev = ws.device
     N, R = ws.shape[0], G.img_resolution
     distance = (distance or FallbackDistance()).to(dev)
@@ -174,6 +190,10 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         draw = torch.Generator().manual_seed(seed)
     n_out = outside.sum((1, 2, 3)).clamp_min(1.0)
     delta = (delta0.clone() if delta0 is not None else torch.zeros_like(ws)).requires_grad_(True)
+    keep = torch.ones(1, ws.shape[1], 1, device=dev)
+    if layers is not None:
+        keep = torch.zeros_like(keep)
+        keep[:, list(layers)] = 1.0
     opt = torch.optim.Adam([delta], lr=lr)
     best, best_loss = delta.detach().clone(), torch.full((N,), math.inf, device=dev)
     history, stopped = [], False
@@ -184,9 +204,12 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         adapt_threads()
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
-        img, feats = G.synthesis(ws + delta, return_features=True, fused=False)
+        moved = delta * keep
+        img, feats = G.synthesis(ws + moved, return_features=True, fused=False)
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
         loss = rgb_weight * l_rgb
+        if delta_weight:
+            loss = loss + delta_weight * moved.square().mean(2).sum(1)
         if sampled:
             idx, count = torch.multinomial(q, ce_samples, replacement=True, generator=draw).unique(return_counts=True)
             idx = idx.to(dev)
@@ -194,7 +217,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix[idx], tgt[:, idx], w, total=total)
         elif len(pix_np):
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix, tgt, wt)
-        best_loss = keep_best(loss, best_loss, best, delta)
+        best_loss = keep_best(loss, best_loss, best, moved)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -214,9 +237,15 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight, focus: float = EDIT.focus,
                    distance: Optional[Distance] = None, progress: Optional[Callable] = None,
                    should_stop: Optional[Callable[[], bool]] = None,
-                   preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples) -> EditResult:
+                   preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples,
+                   tolerance: int = EDIT.tolerance, layers: Optional[Sequence[int]] = EDIT.layers,
+                   delta_weight: float = EDIT.delta_weight) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
-    -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``."""
+    -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``.
+
+    Painted masks are strokes, not exact outlines: the pixels within ``tolerance`` of a painted edge (where the
+    painted label meets another) carry no cross-entropy, so the generator draws that edge where its parts can
+    have one. ``layers`` and ``delta_weight`` as in :func:`optimise_region`."""
     t0 = time.time()
     R = G.img_resolution
     if ws.ndim == 2:
@@ -240,12 +269,15 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
     # stroke inside a large region (painting over skin puts all skin in the region) still drives the edit.
     painted = old != new_mask
     weight = np.ones(painted.shape, np.float32)
-    if focus > 0 and painted.any():
-        weight[painted] += focus * (region.sum() - painted.sum()) / painted.sum()
+    if tolerance > 0:
+        weight[stroke_edges(new_mask, painted, tolerance)] = EDIT.edge_weight
+    firm = painted & (weight > 0)
+    if focus > 0 and firm.any():
+        weight[firm] += focus * (region.sum() - firm.sum()) / firm.sum()
     best, history, stopped = optimise_region(
         G, branch, ws, new_mask, region, steps=steps, lr=lr, rgb_weight=rgb_weight, ce_weight=ce_weight,
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
-        pixel_weight=weight, ce_samples=ce_samples)
+        pixel_weight=weight, ce_samples=ce_samples, layers=layers, delta_weight=delta_weight)
     with torch.no_grad():
         before_img = G.synthesis(ws)
         before = images_to_uint8(before_img)[0].cpu().numpy()

@@ -7,7 +7,7 @@ changes it everywhere; nothing else in the project writes these numbers as liter
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class EditSettings:
     warmup: int = 10                    # linear learning-rate warm-up steps
     preview_every: int = 10             # steps between intermediate images
     ce_samples: int = 512               # a larger region's cross-entropy is estimated from this many draws a step
+    tolerance: int = 0                  # px around a painted edge with less cross-entropy (strokes are not outlines)
+    edge_weight: float = 0.0            # the cross-entropy weight there
+    layers: Optional[Tuple[int, ...]] = None   # the W+ entries an edit may change (None: all)
+    delta_weight: float = 0.0           # x mean square of the change per W+ entry (smaller vectors transfer better)
 
 
 @dataclass(frozen=True)

@@ -345,3 +345,21 @@ def test_edit_quality_reads_lpips_outside_the_region_when_weights_are_there():
     assert q2.lpips_outside > 0 and q2.as_dict()["lpips_outside"] == round(q2.lpips_outside, 4)
     q3 = edit_quality(before, after, target, target, region, target == 1, [0, 1])
     assert q3.lpips_outside is None and "lpips_outside" not in q3.as_dict() and "LPIPS" not in q3.summary()
+
+
+def test_stroke_edges_are_the_rim_of_what_was_painted():
+    from editgan_core.editing import stroke_edges
+
+    old = np.zeros((12, 12), np.uint8)
+    old[0:2] = 2                                             # an edge that was not painted: not a stroke edge
+    new = old.copy()
+    new[4:8, 4:8] = 1                                        # the stroke
+    painted = old != new
+    e = stroke_edges(new, painted, 1)
+    ring = np.zeros_like(painted)
+    ring[3:9, 3:9] = True
+    ring[5:7, 5:7] = False                                   # both sides of the stroke's outline, not its core
+    ring[[3, 3, 8, 8], [3, 8, 3, 8]] = False                 # (4-neighbour edges: the outer corners touch none)
+    assert np.array_equal(e, ring)
+    assert not e[0:3].any()                                  # the untouched hair line is left alone
+    assert stroke_edges(new, painted, 2).sum() > e.sum()
