@@ -87,7 +87,7 @@ def alignment(n: int, rng) -> dict:
             "psnr_64_db_min": float(np.min(p64))}
 
 
-def photo_edits(n: int, rng) -> dict:
+def photo_edits(n: int, rng, picture=None) -> dict:
     from editgan_core import edit_from_mask, embed, images_to_uint8, segment
     from editgan_core.embed import load_encoder
     from editgan_core.hub import load_model
@@ -142,6 +142,13 @@ def photo_edits(n: int, rng) -> dict:
             t_paste.append(time.perf_counter() - t)
             allowed = grow(region_alpha(region, crop, CANVAS, dilate=PASTE.dilate, feather=PASTE.feather) > 0, 1)
             bad_outside += int(np.any(pasted != photo, axis=2)[~allowed].sum())
+            if k == 0 and name == "mask edit" and picture:   # the first photo, before | after (and a close-up)
+                c = crop.bounds(margin=20)
+                closeup = lambda a: np.asarray(Image.fromarray(a[max(c[1], 0):c[3], max(c[0], 0):c[2]]).resize(  # noqa
+                    (300, 300), Image.LANCZOS))
+                small = lambda a: np.asarray(Image.fromarray(a).resize((400, 300), Image.LANCZOS))  # noqa: E731
+                row = np.concatenate([small(photo), small(pasted), closeup(photo), closeup(pasted)], 1)
+                Image.fromarray(row).save(picture)
             rows[name].append({"photo_before": smile_of(cut(photo, crop, G.img_resolution)),
                                "photo_after": smile_of(cut(pasted, crop, G.img_resolution)),
                                "crop_after": smile_of(out), "changed_px": int(np.any(pasted != photo, 2).sum())})
@@ -162,6 +169,8 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=20)
     ap.add_argument("--edits", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_photo.json"))
+    ap.add_argument("--picture", default=str(ROOT / "docs" / "photo_pasteback.png"),
+                    help="the first photo before | after, whole and close up")
     args = ap.parse_args()
     from editgan_core.runtime import configure_threads
 
@@ -170,7 +179,7 @@ def main() -> None:
     res = {"alignment": alignment(args.faces, rng)}
     print(json.dumps(res, indent=1), flush=True)
     if args.edits:
-        res["photo_edits"] = photo_edits(args.edits, rng)
+        res["photo_edits"] = photo_edits(args.edits, rng, args.picture)
     print(json.dumps(res, indent=1))
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))

@@ -131,3 +131,34 @@ def test_a_pivotal_tuned_photo_renders_with_its_tuning_and_exports_it(tmp_path):
     assert sample.tuning is None
     with torch.no_grad():
         assert np.array_equal(sample.image, images_to_uint8(G.synthesis(sample.ws))[0].numpy())
+
+
+def test_the_studio_cuts_uploads_as_faces_or_boxes_and_moves_the_box():
+    """Session.prepare_photo / adjust_crop: a box moves, scales and turns with the controls; a photo cut as a face
+    with no face in it says so and uses the box; a bad face number is refused and changes nothing."""
+    import math
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from demo.model import Studio
+    from demo.session import Session
+    from editgan_core.photo import Crop
+
+    s = Session(Studio())
+    s.set_model("toyfaces")
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    first, note, preview = s.prepare_photo(photo, "crop")
+    assert s.upload.cut == "box" and s.source[1] == Crop.from_box((40, 0, 160, 120))
+    assert preview.shape == (230, 384, 3) and first.shape == (64, 64, 3)
+    moved, note, _ = s.adjust_crop(dx=0.1, dy=-0.05, zoom=0.5, turn=30)
+    c = s.source[1]
+    assert (c.cx, c.cy, c.side) == pytest.approx((100 + 12, 60 - 6, 60)) and c.angle == pytest.approx(math.radians(30))
+    assert "turned 30.0 deg" in note and not np.array_equal(moved, first)
+    _, note, _ = s.prepare_photo(np.full((100, 100, 3), 128, np.uint8), "crop", cut="face")
+    assert s.upload.cut == "face" and s.upload.faces == [] and "no face found" in note
+    before = s.source
+    with pytest.raises(EditGANError, match="a photo is cut as"):
+        s.prepare_photo(photo, "crop", cut="sideways")
+    assert s.source is before
