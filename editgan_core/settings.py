@@ -39,10 +39,11 @@ class EditSettings:
     warmup: int = 10                    # linear learning-rate warm-up steps
     preview_every: int = 10             # steps between intermediate images
     ce_samples: int = 512               # a larger region's cross-entropy is estimated from this many draws a step
-    tolerance: int = 0                  # px around a painted edge with less cross-entropy (strokes are not outlines)
-    edge_weight: float = 0.0            # the cross-entropy weight there
+    tolerance: int = 0                  # px around a painted edge with less cross-entropy (off: it starves thin
+    edge_weight: float = 0.0            #   strokes -- a wider mouth, a smile; see docs/results.md) and its weight
     layers: Optional[Tuple[int, ...]] = None   # the W+ entries an edit may change (None: all)
-    delta_weight: float = 0.0           # x mean square of the change per W+ entry (smaller vectors transfer better)
+    delta_weight: float = 0.2           # x mean square of the change per W+ entry: smaller vectors, less damage
+                                        #   to other faces (hand-drawn strokes, docs/results.md)
 
 
 @dataclass(frozen=True)
