@@ -243,7 +243,8 @@ def on_edit(session: Session, model: str, painted: dict, steps: int, overlay: bo
         if item.image is not None:
             yield (session, (before, _show(item.image)), f"{item.text} {note}", *[gr.skip()] * 8)
     msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
-           f"{' (stopped: best so far kept)' if res.stopped else ''}: {res.quality.summary()}. {note}")
+           f"{' (stopped: best so far kept)' if res.stopped else ''}: {res.quality.summary()}. "
+           f"{'**Advice:** ' + res.quality.advice() + '. ' if res.quality.advice() else ''}{note}")
     image, shown, caption, fid, _, hist = _view(session, overlay)
     yield (session, (before, image), msg, _show(session.mask_rgb()), shown, caption, hist, _editor_value(session),
            "", fid, image)

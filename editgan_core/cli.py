@@ -700,12 +700,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
             _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
         _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
         files.write_json(out / f"{stem}_quality.json", {"vector": name, "classes": res.vector.classes,
-                                                        "steps": res.steps, **res.quality.as_dict()})
+                                                        "steps": res.steps, **res.quality.as_dict(),
+                                                        "advice": res.quality.advice()})
     except BaseException:
         _remove_empty(created)
         raise
     print(f"{path}  classes {', '.join(res.vector.classes)}  ({res.steps} steps, {res.seconds:.1f} s)")
     print(f"quality: {res.quality.summary()}")
+    if res.quality.advice():
+        print(f"advice: {res.quality.advice()}")
     if not args.out:
         print(f"saved in the model's library: apply it by name, e.g. {_prog()} apply {_quoted(name)}:1 --inputs ...")
     return 0

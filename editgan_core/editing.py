@@ -38,7 +38,7 @@ from .masks import grow
 from .perceptual import Distance, FallbackDistance, cached_lpips
 from .segbranch import segment
 from .runtime import adapt_threads
-from .settings import EDIT, REFINE
+from .settings import EDIT, QUALITY, REFINE
 from .vectors import EditVector
 
 
@@ -81,6 +81,16 @@ class EditQuality:
         if self.embedding_psnr is not None:
             out += f"; the embedding rendered the photo at {self.embedding_psnr:.1f} dB"
         return out
+
+    def advice(self) -> str:
+        """What to do about a weak edit, in words ("" when it worked)."""
+        notes = []
+        if self.reached < QUALITY.reached or self.region_iou < QUALITY.region_iou:
+            notes.append("the result follows the painting only in part: paint a smaller change, or shapes closer to "
+                         "what the model draws (its own segmentation is a guide), or run more steps")
+        if self.psnr_outside < QUALITY.psnr_outside:
+            notes.append("the image changed outside the edit region too: a smaller change keeps the rest")
+        return "; ".join(notes)
 
     def as_dict(self) -> dict:
         out = {"reached": round(self.reached, 4), "region_iou": round(self.region_iou, 4),

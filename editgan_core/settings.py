@@ -47,6 +47,14 @@ class EditSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """Below these an edit's readout says what to do (editing.EditQuality.advice)."""
+    reached: float = 0.8                # share of the painted pixels the result's segmentation gives their class
+    region_iou: float = 0.6             # IoU of the changed classes inside the edit region
+    psnr_outside: float = 30.0          # dB, the image outside the region against before
+
+
+@dataclass(frozen=True)
 class RefineSettings:
     """Refinement after applying vectors (paper: 5 x RGB + 1 x CE, a few steps)."""
     choices: Tuple[int, ...] = (0, 10, 30)   # the step counts offered by the app and the CLI
@@ -114,6 +122,7 @@ class AlignSettings:
 EMBED = EmbedSettings()
 PIVOTAL = PivotalSettings()
 EDIT = EditSettings()
+QUALITY = QualitySettings()
 REFINE = RefineSettings()
 APPLY = ApplySettings()
 SAMPLE = SampleSettings()

@@ -309,6 +309,7 @@ def test_edit_quality_reads_what_the_result_reached_and_what_changed_outside():
     after[..., 3, 3] = 0.5                                  # inside the region only
     q = edit_quality(before, after, target, result, region, painted, [0, 1])
     assert q.reached == 0.5 and q.psnr_outside == float("inf") and "unchanged" in q.summary()
+    assert "follows the painting only in part" in q.advice() and "outside" not in q.advice()
     iou1 = 8 / 16
     iou0 = ((result == 0) & (target == 0) & region).sum() / (((result == 0) | (target == 0)) & region).sum()
     assert q.region_iou == pytest.approx((iou1 + iou0) / 2)
@@ -339,7 +340,7 @@ def test_edit_quality_reads_lpips_outside_the_region_when_weights_are_there():
     after = before.clone()
     after[..., 10:18, 10:18] = 1.0                          # inside only
     q = edit_quality(before, after, target, target, region, target == 1, [0, 1], lpips=lp)
-    assert q.lpips_outside == 0.0 and "LPIPS outside 0.000" in q.summary()
+    assert q.lpips_outside == 0.0 and "LPIPS outside 0.000" in q.summary() and q.advice() == ""
     after[..., 0:4, 0:4] = -1.0                             # and outside
     q2 = edit_quality(before, after, target, target, region, target == 1, [0, 1], lpips=lp)
     assert q2.lpips_outside > 0 and q2.as_dict()["lpips_outside"] == round(q2.lpips_outside, 4)
