@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -114,6 +114,26 @@ def edit_region(old: np.ndarray, new: np.ndarray, classes: Optional[Sequence[int
     return grow(np.isin(old, classes) | np.isin(new, classes), margin)
 
 
+def painted_colours(G, ws: torch.Tensor, old: np.ndarray, new: np.ndarray, painted: np.ndarray):
+    """(image [1, 3, R, R], mask [1, 1, R, R]): each painted pixel takes the mean colour its new class has in the
+    image before the edit (hair painted longer is the hair's colour); classes the image does not have yet are left
+    out of the mask."""
+    with torch.no_grad():
+        img = G.synthesis(ws)[0]
+    dev = img.device
+    target = torch.zeros_like(img)
+    mask = torch.zeros(1, *img.shape[1:], device=dev)
+    old_t = torch.from_numpy(np.asarray(old).astype(np.int64)).to(dev)
+    for c in np.unique(np.asarray(new)[painted]):
+        have = old_t == int(c)
+        if int(have.sum()) < 4:
+            continue
+        where = torch.from_numpy(painted & (np.asarray(new) == c)).to(dev)
+        target[:, where] = img[:, have].mean(1, keepdim=True)
+        mask[:, where] = 1.0
+    return target[None], mask[None]
+
+
 def stroke_edges(labels: np.ndarray, painted: np.ndarray, tolerance: int) -> np.ndarray:
     """The pixels within ``tolerance`` of an edge of the painted strokes: where ``labels`` changes between
     neighbours, next to a painted pixel."""
@@ -159,7 +179,8 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
                     distance: Optional[Distance] = None, delta0: Optional[torch.Tensor] = None, progress=None,
                     should_stop=None, preview_every: int = EDIT.preview_every, warmup: int = EDIT.warmup,
                     pixel_weight: Optional[np.ndarray] = None, ce_samples: int = EDIT.ce_samples, seed: int = 0,
-                    layers: Optional[Sequence[int]] = None, delta_weight: float = 0.0):
+                    delta_weight: float = 0.0,
+                    colour: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, colour_weight: float = 0.0):
     """The shared optimisation of mask edits and refinement -> (best delta [N, num_ws, w_dim], history, stopped).
 
     ``ws`` [N, num_ws, w_dim]; ``target_labels`` and ``region`` [R, R] (shared) or [N, R, R] (one per image).
@@ -173,8 +194,9 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     an unbiased estimate of the same loss, so the cost of a step follows ``ce_samples``, not the region's area.
     Regions up to ``ce_samples`` pixels are evaluated whole, exactly as before.
 
-    ``layers`` (W+ indices) restricts the change to those entries; ``delta_weight`` adds that weight x the mean
-    square of the change per W+ entry (a small change transfers to other images with less damage)."""
+    ``delta_weight`` adds that weight x the mean square of the change per W+ entry (a small change transfers to other images with less damage). ``colour`` =
+    (image [N, 3, R, R], mask [N, 1, R, R]) adds ``colour_weight`` x the mean square difference to that image under
+    the mask (painted parts take the colour their class already has)."""
     dev = ws.device
     N, R = ws.shape[0], G.img_resolution
     distance = (distance or FallbackDistance()).to(dev)
@@ -200,10 +222,6 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         draw = torch.Generator().manual_seed(seed)
     n_out = outside.sum((1, 2, 3)).clamp_min(1.0)
     delta = (delta0.clone() if delta0 is not None else torch.zeros_like(ws)).requires_grad_(True)
-    keep = torch.ones(1, ws.shape[1], 1, device=dev)
-    if layers is not None:
-        keep = torch.zeros_like(keep)
-        keep[:, list(layers)] = 1.0
     opt = torch.optim.Adam([delta], lr=lr)
     best, best_loss = delta.detach().clone(), torch.full((N,), math.inf, device=dev)
     history, stopped = [], False
@@ -214,12 +232,16 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         adapt_threads()
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
-        moved = delta * keep
+        moved = delta
         img, feats = G.synthesis(ws + moved, return_features=True, fused=False)
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
         loss = rgb_weight * l_rgb
         if delta_weight:
             loss = loss + delta_weight * moved.square().mean(2).sum(1)
+        if colour is not None and colour_weight:
+            c_img, c_mask = colour
+            loss = loss + colour_weight * ((img - c_img).square() * c_mask).sum((1, 2, 3)) / (
+                c_mask.sum((1, 2, 3)).clamp_min(1.0) * 3)
         if sampled:
             idx, count = torch.multinomial(q, ce_samples, replacement=True, generator=draw).unique(return_counts=True)
             idx = idx.to(dev)
@@ -248,14 +270,15 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    distance: Optional[Distance] = None, progress: Optional[Callable] = None,
                    should_stop: Optional[Callable[[], bool]] = None,
                    preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples,
-                   tolerance: int = EDIT.tolerance, layers: Optional[Sequence[int]] = EDIT.layers,
-                   delta_weight: float = EDIT.delta_weight) -> EditResult:
+                   tolerance: int = EDIT.tolerance, delta_weight: float = EDIT.delta_weight, colour_weight: float = EDIT.colour_weight
+                   ) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
     -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``.
 
     Painted masks are strokes, not exact outlines: the pixels within ``tolerance`` of a painted edge (where the
     painted label meets another) carry no cross-entropy, so the generator draws that edge where its parts can
-    have one. ``layers`` and ``delta_weight`` as in :func:`optimise_region`."""
+    have one. ``delta_weight`` and ``colour_weight`` as in :func:`optimise_region` (the colours: those the painted
+    classes have before the edit, ``painted_colours``)."""
     t0 = time.time()
     R = G.img_resolution
     if ws.ndim == 2:
@@ -284,10 +307,12 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
     firm = painted & (weight > 0)
     if focus > 0 and firm.any():
         weight[firm] += focus * (region.sum() - firm.sum()) / firm.sum()
+    colour = painted_colours(G, ws, old, new_mask, painted) if colour_weight else None
     best, history, stopped = optimise_region(
         G, branch, ws, new_mask, region, steps=steps, lr=lr, rgb_weight=rgb_weight, ce_weight=ce_weight,
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
-        pixel_weight=weight, ce_samples=ce_samples, layers=layers, delta_weight=delta_weight)
+        pixel_weight=weight, ce_samples=ce_samples, delta_weight=delta_weight, colour=colour,
+        colour_weight=colour_weight)
     with torch.no_grad():
         before_img = G.synthesis(ws)
         before = images_to_uint8(before_img)[0].cpu().numpy()

@@ -7,7 +7,7 @@ changes it everywhere; nothing else in the project writes these numbers as liter
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class EditSettings:
     ce_samples: int = 512               # a larger region's cross-entropy is estimated from this many draws a step
     tolerance: int = 0                  # px around a painted edge with less cross-entropy (off: it starves thin
     edge_weight: float = 0.0            #   strokes -- a wider mouth, a smile; see docs/results.md) and its weight
-    layers: Optional[Tuple[int, ...]] = None   # the W+ entries an edit may change (None: all)
     delta_weight: float = 0.2           # x mean square of the change per W+ entry: smaller vectors, less damage
                                         #   to other faces (hand-drawn strokes, docs/results.md)
+    colour_weight: float = 0.0          # painted pixels pulled to their class's present colour (x mean square)
 
 
 @dataclass(frozen=True)

@@ -364,3 +364,23 @@ def test_stroke_edges_are_the_rim_of_what_was_painted():
     assert np.array_equal(e, ring)
     assert not e[0:3].any()                                  # the untouched hair line is left alone
     assert stroke_edges(new, painted, 2).sum() > e.sum()
+
+
+def test_painted_pixels_take_the_colour_their_class_already_has():
+    from editgan_core.editing import painted_colours
+
+    G = make_generator()
+    ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1)))
+    R = G.img_resolution
+    old = np.zeros((R, R), np.uint8)
+    old[:8] = 1                                               # class 1 at the top
+    new = old.copy()
+    new[8:12, :4] = 1                                         # painted longer: class 1, which exists
+    new[20:24, 20:24] = 2                                     # class 2, which the image does not have yet
+    painted = old != new
+    target, mask = painted_colours(G, ws, old, new, painted)
+    with torch.no_grad():
+        img = G.synthesis(ws)[0]
+    want = img[:, :8].mean((1, 2))
+    assert torch.allclose(target[0, :, 10, 2], want, atol=1e-6) and mask[0, 0, 10, 2] == 1
+    assert mask[0, 0, 22, 22] == 0 and mask.sum() == 16
