@@ -24,6 +24,7 @@ from demo.model import Studio
 from demo.session import Session, timestamp
 from demo.streaming import Done
 from editgan_core import fast
+from editgan_core.align import ALIGNER, ALIGNER_LICENCE
 from editgan_core.errors import EditGANError
 from editgan_core.labeling import parser_for
 from editgan_core.runtime import configure_threads, tune_allocator
@@ -460,6 +461,7 @@ def image_tab() -> SimpleNamespace:
                 cut = gr.Radio(list(CUTS), value=next(iter(CUTS)), label="Cut (faces: aligned like FFHQ)")
                 fit = gr.Radio(["crop", "pad"], value="crop", label="Box fit")
                 face = gr.Number(value=0, precision=0, minimum=0, label="Face (0 = the largest)", visible=False)
+            gr.Markdown(f"Faces are found and aligned with {ALIGNER} ({ALIGNER_LICENCE}).")
             with gr.Row():
                 dx = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move right")
                 dy = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move down")
