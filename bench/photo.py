@@ -136,7 +136,8 @@ def photo_edits(n: int, rng, picture=None) -> dict:
             with torch.no_grad():
                 out = images_to_uint8(G.synthesis(w2))[0].numpy()
             after = segment(G, branch, w2)[0]
-            region = changed_region(before, after, after.shape)
+            edited = [list(branch.cfg.class_names).index(c) for c in ("lips", "mouth")]
+            region = changed_region(before, after, after.shape, edited)
             t = time.perf_counter()
             pasted = paste_back(photo, out, region, crop)
             t_paste.append(time.perf_counter() - t)

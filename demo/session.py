@@ -48,6 +48,7 @@ class Step:
     scales: Dict[str, float] = field(default_factory=dict)
     exact: bool = True                          # False: image by the bf16 fast path (re-rendered for export)
     tuning: object = None                       # embed.Tuning of its photo (pivotal tuning), else the model's G
+    edited: Tuple[str, ...] = ()                # part classes edited since the image (where paste-back looks)
 
 
 @dataclass
@@ -210,12 +211,12 @@ class Session:
 
     def _push(self, what: str, ws: torch.Tensor, *, anchor: Optional[torch.Tensor] = None,
               scales: Optional[Dict[str, float]] = None, image=None, labels=None, replace: bool = False,
-              exact: bool = True, tuning=None) -> Step:
+              exact: bool = True, tuning=None, edited: Tuple[str, ...] = ()) -> Step:
         ws = ws.detach().to(self.assets.G.w_avg.device).float()
         if image is None:
             image, labels, exact = *self._render(ws, tuning.G if tuning is not None else self.assets.G), True
         step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}), exact,
-                    tuning)
+                    tuning, tuple(sorted(set(edited))))
         if replace and self.pos >= 0:
             self.steps[self.pos] = step
             del self.steps[self.pos + 1:]          # moving a slider again after an undo drops the redo branch
@@ -423,7 +424,7 @@ class Session:
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")
         self._push(what, res.ws, image=images_to_uint8(res.image)[0].cpu().numpy(), labels=res.labels,
-                   tuning=s.tuning)
+                   tuning=s.tuning, edited=s.edited + tuple(res.vector.classes))
         return res
 
     def edit_stream(self, new_labels: np.ndarray, *, steps: int = EDIT.steps) -> Iterator:
@@ -490,8 +491,9 @@ class Session:
             what += f" (+{refine} refinement)"
         # Consecutive slider moves are one step (undo goes back to before the drag).
         replace = s.what.startswith("sliders") and len(self.steps) > 1 and self.pos > 0
+        edited = s.edited + tuple(c for v, _ in pairs for c in v.classes)
         return self._push(what, out.ws, anchor=s.anchor, scales=merged, replace=replace, image=image, labels=None,
-                          exact=out.exact, tuning=s.tuning)
+                          exact=out.exact, tuning=s.tuning, edited=edited)
 
     def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
@@ -536,8 +538,8 @@ class Session:
 
     def photo_result(self, step: Optional[Step] = None) -> Optional[np.ndarray]:
         """The step handed back at the uploaded photo's own size (paste-back): only the region where its segmentation
-        differs from the embedded photo's (grown by the edit margin, then dilated and feathered) changes; every
-        other pixel is the photo's. None when the image did not come from an uploaded photo."""
+        of the edited parts differs from the embedded photo's (grown by the edit margin, then dilated and feathered)
+        changes; every other pixel is the photo's. None when the image did not come from an uploaded photo."""
         from editgan_core.photo import changed_region, paste_back
 
         step = self.current if step is None else step
@@ -545,7 +547,10 @@ class Session:
             return None                                                                # hold tensors
         photo, crop = self.source
         image = self.exact_image(step)
-        region = changed_region(self.labels_of(self.photo_step), self.labels_of(step), image.shape[:2])
+        branch = self.current_branch()
+        names = list(branch.cfg.class_names) if branch is not None else []
+        classes = [names.index(c) for c in step.edited if c in names] or None
+        region = changed_region(self.labels_of(self.photo_step), self.labels_of(step), image.shape[:2], classes)
         return paste_back(photo, image, region, crop)
 
     def export(self, folder: Path) -> List[Path]:

@@ -286,17 +286,20 @@ def _photo_of(meta: dict, name: str):
         return None
 
 
-def _hand_back(G, branch, source, ws_before, ws_after, image):
+def _hand_back(G, branch, source, ws_before, ws_after, image, class_names=()):
     """The edited model-size ``image`` pasted back into ``source`` = (photo, crop): only where the branch's parts
-    changed between ``ws_before`` and ``ws_after`` (the whole square without a branch)."""
+    ``class_names`` (the edited ones) changed between ``ws_before`` and ``ws_after`` (the whole square without a
+    branch)."""
     from .photo import changed_region, paste_back
     from .segbranch import segment
 
     photo, crop = source
-    before = after = None
+    before = after = classes = None
     if branch is not None:
         before, after = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
-    return paste_back(photo, image, changed_region(before, after, image.shape[:2]), crop)
+        names = list(branch.cfg.class_names)
+        classes = [names.index(c) for c in class_names if c in names] or None
+    return paste_back(photo, image, changed_region(before, after, image.shape[:2], classes), crop)
 
 
 def _branch_or_none(loaded, path):
@@ -694,7 +697,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         stem = file_stem(name)
         if source is not None:     # the photo at its own size, the model-size crop beside it
             _save_png(out / f"{stem}_edited.png", _hand_back(G, branch, source, ws[:1], res.ws,
-                                                              res.vector.thumb_after))
+                                                              res.vector.thumb_after, res.vector.classes))
             _save_png(out / f"{stem}_edited_crop.png", res.vector.thumb_after)
         else:
             _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
@@ -849,7 +852,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if source is None:
             path = _save_png(out / f"{name}.png", image)
         else:                         # the photo at its own size, the model-size crop beside it
-            path = _save_png(out / f"{name}.png", _hand_back(g, regions, source, ws[:1], res.ws, image))
+            edited = [c for v, _ in pairs for c in v.classes]
+            path = _save_png(out / f"{name}.png", _hand_back(g, regions, source, ws[:1], res.ws, image, edited))
             _save_png(out / f"{name}_crop.png", image)
         print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0

@@ -271,11 +271,17 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
     return out
 
 
-def changed_region(before: Optional[np.ndarray], after: Optional[np.ndarray], shape: Tuple[int, int]) -> np.ndarray:
+def changed_region(before: Optional[np.ndarray], after: Optional[np.ndarray], shape: Tuple[int, int],
+                   classes: Optional[Sequence[int]] = None) -> np.ndarray:
     """Where an edit may show in the photo: the pixels whose part changed between the segmentations ``before`` and
-    ``after`` [R, R], grown by the edit margin (``EDIT.margin``); the whole square when there is no segmentation."""
+    ``after`` [R, R] -- only changes to or from ``classes`` (the edited parts: a mask edit's, a vector's) when
+    given -- grown by the edit margin (``EDIT.margin``); the whole square when there is no segmentation."""
     from .settings import EDIT
 
     if before is None or after is None:
         return np.ones(shape, bool)
-    return grow(np.asarray(before) != np.asarray(after), EDIT.margin)
+    before, after = np.asarray(before), np.asarray(after)
+    changed = before != after
+    if classes is not None:
+        changed &= np.isin(before, list(classes)) | np.isin(after, list(classes))
+    return grow(changed, EDIT.margin)

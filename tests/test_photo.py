@@ -162,3 +162,16 @@ def test_the_studio_cuts_uploads_as_faces_or_boxes_and_moves_the_box():
     with pytest.raises(EditGANError, match="a photo is cut as"):
         s.prepare_photo(photo, "crop", cut="sideways")
     assert s.source is before
+
+
+def test_the_changed_region_follows_the_edited_parts():
+    from editgan_core.photo import changed_region
+
+    before = np.zeros((40, 40), np.uint8)
+    after = before.copy()
+    after[5:8, 5:8] = 1                                     # the edited part grew here
+    after[30, 30] = 2                                       # a flicker of another part elsewhere
+    every = changed_region(before, after, (40, 40))
+    edited = changed_region(before, after, (40, 40), classes=[1])
+    assert every[30, 30] and not edited[30, 30] and edited[6, 6] and edited[2, 2]       # grown by the margin
+    assert changed_region(None, after, (40, 40)).all()
