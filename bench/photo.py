@@ -130,14 +130,15 @@ def photo_edits(n: int, rng, picture=None) -> dict:
         painted = np.isin(m0, ids) | np.isin(m1, ids)
         target = before.copy()
         target[painted] = m1[painted]
-        edits = {"vector": apply_vectors(G, ws, [(smile, 1.0)]).ws,
-                 "mask edit": edit_from_mask(G, branch, ws, target, name="smile").ws}
-        for name, w2 in edits.items():
+        mask_edit = edit_from_mask(G, branch, ws, target, name="smile")
+        names = list(branch.cfg.class_names)
+        edits = {"vector": (apply_vectors(G, ws, [(smile, 1.0)]).ws, [names.index(c) for c in smile.classes]),
+                 "mask edit": (mask_edit.ws, mask_edit.classes)}
+        for name, (w2, edited) in edits.items():
             with torch.no_grad():
                 out = images_to_uint8(G.synthesis(w2))[0].numpy()
             after = segment(G, branch, w2)[0]
-            edited = [list(branch.cfg.class_names).index(c) for c in ("lips", "mouth")]
-            region = changed_region(before, after, after.shape, edited)
+            region = changed_region(before, after, after.shape, edited)      # the edit's own parts, as the app does
             t = time.perf_counter()
             pasted = paste_back(photo, out, region, crop)
             t_paste.append(time.perf_counter() - t)

@@ -151,8 +151,11 @@ def main() -> None:
                 real = Path(tempfile.mkdtemp()) / "astronaut.png"
                 Image.fromarray(astronaut()).save(real)
                 page.get_by_label("aligned face").check()
+                page.wait_for_timeout(1500)
+                page.locator(".block", has_text="Photo to edit").locator("button[aria-label='Clear']").first.click()
+                page.wait_for_timeout(500)
                 page.locator("input[type=file]").first.set_input_files(str(real))
-                page.wait_for_selector("text=aligned like FFHQ", timeout=60_000)
+                page.wait_for_selector("text=/1 face found/", timeout=60_000)
                 page.wait_for_timeout(2500)
                 shot("image_tab_astronaut")
             browser.close()

@@ -273,15 +273,15 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
 
 def changed_region(before: Optional[np.ndarray], after: Optional[np.ndarray], shape: Tuple[int, int],
                    classes: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Where an edit may show in the photo: the pixels whose part changed between the segmentations ``before`` and
-    ``after`` [R, R] -- only changes to or from ``classes`` (the edited parts: a mask edit's, a vector's) when
-    given -- grown by the edit margin (``EDIT.margin``); the whole square when there is no segmentation."""
+    """Where an edit may show in the photo, from the segmentations ``before`` and ``after`` [R, R], grown by the edit
+    margin (``EDIT.margin``): the edited parts ``classes`` (a mask edit's, a vector's) where they are before or after
+    the edit, as a mask edit's own region is; without ``classes``, every pixel whose part changed; the whole square
+    when there is no segmentation."""
     from .settings import EDIT
 
     if before is None or after is None:
         return np.ones(shape, bool)
     before, after = np.asarray(before), np.asarray(after)
-    changed = before != after
     if classes is not None:
-        changed &= np.isin(before, list(classes)) | np.isin(after, list(classes))
-    return grow(changed, EDIT.margin)
+        return grow(np.isin(before, list(classes)) | np.isin(after, list(classes)), EDIT.margin)
+    return grow(before != after, EDIT.margin)

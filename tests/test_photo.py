@@ -168,10 +168,12 @@ def test_the_changed_region_follows_the_edited_parts():
     from editgan_core.photo import changed_region
 
     before = np.zeros((40, 40), np.uint8)
+    before[20:22, 5:7] = 1                                  # the edited part, unchanged here
     after = before.copy()
     after[5:8, 5:8] = 1                                     # the edited part grew here
     after[30, 30] = 2                                       # a flicker of another part elsewhere
     every = changed_region(before, after, (40, 40))
     edited = changed_region(before, after, (40, 40), classes=[1])
     assert every[30, 30] and not edited[30, 30] and edited[6, 6] and edited[2, 2]       # grown by the margin
+    assert edited[21, 6] and not every[21, 6]               # the whole edited part, changed or not
     assert changed_region(None, after, (40, 40)).all()
