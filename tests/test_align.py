@@ -190,3 +190,8 @@ def test_cmyk_and_16_bit_photos_are_converted_and_said_so():
     deep.save(buf, "PNG")
     prep = prepare_image(buf.getvalue(), 16)
     assert "rescaled to 8 bits" in prep.note and prep.original.max() > 200
+
+
+def test_a_crop_off_the_photo_is_refused():
+    with pytest.raises(Exception, match="entirely outside the photo"):
+        cut(np.zeros((50, 50, 3), np.uint8), Crop(-500, -500, 100, 0.3), 32)

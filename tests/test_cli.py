@@ -697,7 +697,9 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
     vec2 = load_vector(tmp_path / "ed" / "patch.safetensors")
     after = segment(G, branch, ws0 + vec2.delta)[0]
     from editgan_core.settings import EDIT
-    region = grow(labels != after, EDIT.margin)
+    edited = np.isin(labels, [1, 2]) | np.isin(after, [1, 2])                    # the edit's parts: a, b
+    assert vec2.classes == ["a", "b"]
+    region = grow(edited, EDIT.margin)
     allowed = grow(region_alpha(region, box, (140, 90)) > 0, 1)
     assert np.array_equal(big[~allowed], photo[~allowed])
     # the photo moved away: the model-size image only, and a note
