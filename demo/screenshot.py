@@ -1,5 +1,5 @@
 """Drive the app in headless Chromium through one whole session and save a screenshot of each tab: sample with
-the segmentation overlay, a "wider mouth" stroke applied and saved as a vector, the smile slider moved with the
+the segmentation overlay, a "wider mouth" stroke (the lips' colour) applied and saved as a vector, the smile slider moved with the
 preview grid open, the history, an image added for annotation, a wide photo uploaded, cropped and embedded, and a
 real photo (scikit-image's astronaut) cut as an aligned face.
 
@@ -100,7 +100,8 @@ def main() -> None:
             page.get_by_role("tab", name="Edit").click()
             page.wait_for_selector("canvas")
             page.wait_for_timeout(500)
-            paint_stroke(page, y_frac=(rows.mean() + 0.5) / R, x_from=(cols.min() - 2) / R, x_to=(cols.max() + 3) / R)
+            paint_stroke(page, rgb=(220, 0, 0), y_frac=(rows.mean() + 0.5) / R, x_from=(cols.min() - 2) / R,
+                         x_to=(cols.max() + 3) / R)                 # wider lips: the natural stroke for it
             page.get_by_role("button", name="Apply edit").click()
             page.wait_for_selector("text=/edited \\d+ classes/", timeout=180_000)
             wait_new_image(page, first)
