@@ -248,7 +248,8 @@ def bench_pivotal(n: int, steps: int, tune_steps: int, lr: float, out: str) -> N
                       "smile_vector_delta_smile": float((a[:, si] - b[:, si]).mean()),
                       "smile_vector_other_attr_change": float(np.abs(a[:, others] - b[:, others]).mean())}
     rows["seconds_per_photo"] = {"median": float(np.median(secs)), "mean": float(np.mean(secs))}
-    rows["settings"] = {"n": n, "embed_steps": steps, "tune_steps": tune_steps, "lr": lr, "threads": torch.get_num_threads()}
+    rows["settings"] = {"n": n, "embed_steps": steps, "tune_steps": tune_steps, "lr": lr,
+                        "threads": torch.get_num_threads()}
     print(json.dumps(rows, indent=1))
     Path(out).parent.mkdir(exist_ok=True)
     Path(out).write_text(json.dumps(rows, indent=1))

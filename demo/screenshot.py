@@ -1,7 +1,7 @@
 """Drive the app in headless Chromium through one whole session and save a screenshot of each tab: sample with
-the segmentation overlay, a "wider mouth" stroke (the lips' colour) applied and saved as a vector, the smile slider moved with the
-preview grid open, the history, an image added for annotation, a wide photo uploaded, cropped and embedded, and a
-real photo (scikit-image's astronaut) cut as an aligned face.
+the segmentation overlay, a "wider mouth" stroke (the lips' colour) applied and saved as a vector, the smile slider
+moved with the preview grid open, the history, an image added for annotation, a wide photo uploaded, cropped and
+embedded, and a real photo (scikit-image's astronaut) cut as an aligned face.
 
     python demo/screenshot.py --out docs/screenshots
 

@@ -194,7 +194,8 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     an unbiased estimate of the same loss, so the cost of a step follows ``ce_samples``, not the region's area.
     Regions up to ``ce_samples`` pixels are evaluated whole, exactly as before.
 
-    ``delta_weight`` adds that weight x the mean square of the change per W+ entry (a small change transfers to other images with less damage). ``colour`` =
+    ``delta_weight`` adds that weight x the mean square of the change per W+ entry (a small change transfers to
+    other images with less damage). ``colour`` =
     (image [N, 3, R, R], mask [N, 1, R, R]) adds ``colour_weight`` x the mean square difference to that image under
     the mask (painted parts take the colour their class already has)."""
     dev = ws.device
@@ -270,8 +271,8 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    distance: Optional[Distance] = None, progress: Optional[Callable] = None,
                    should_stop: Optional[Callable[[], bool]] = None,
                    preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples,
-                   tolerance: int = EDIT.tolerance, delta_weight: float = EDIT.delta_weight, colour_weight: float = EDIT.colour_weight
-                   ) -> EditResult:
+                   tolerance: int = EDIT.tolerance, delta_weight: float = EDIT.delta_weight,
+                   colour_weight: float = EDIT.colour_weight) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
     -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``.
 

@@ -113,7 +113,8 @@ _ENTRIES = [
     ModelSpec("horse-256", "rosinality-pt", 256, "LSUN horses, config-f (rosinality conversion)",
               repo_id="aaronb/StyleGAN2", filename="stylegan2-horse-config-f.pt", license=_NGC, domain="horses"),
     ModelSpec("ffhq-1024-rosinality", "rosinality-pt", 1024, "FFHQ config-f (rosinality conversion)",
-              repo_id="aaronb/StyleGAN2", filename="stylegan2-ffhq-config-f.pt", license=_NGC, domain="faces", align="ffhq"),
+              repo_id="aaronb/StyleGAN2", filename="stylegan2-ffhq-config-f.pt", license=_NGC, domain="faces",
+              align="ffhq"),
 ]
 
 REGISTRY: Dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}
