@@ -345,10 +345,18 @@ class Session:
             return None, None
         a = self.photo.astype(np.float32)
         b = self.current.image.astype(np.float32)
-        mse = ((a - b) / 127.5) ** 2
-        value = float(10 * np.log10(4.0 / max(float(mse.mean()), 1e-10)))
         diff = np.clip(127.5 + 4 * (b - a) / 2, 0, 255).astype(np.uint8)
-        return value, diff
+        return self._psnr_to_photo(self.current.image), diff
+
+    def _psnr_to_photo(self, image: np.ndarray) -> float:
+        """PSNR (dB) of a model-size image against the prepared photo."""
+        mse = (((self.photo.astype(np.float32) - image.astype(np.float32)) / 127.5) ** 2).mean()
+        return float(10 * np.log10(4.0 / max(float(mse), 1e-10)))
+
+    def _photo_in_history(self) -> bool:
+        """Whether the step that embedded the uploaded photo is still in the history (by identity: Steps hold
+        tensors)."""
+        return self.photo_step is not None and any(st is self.photo_step for st in self.steps)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -416,10 +424,8 @@ class Session:
             raise EditGANError(f"in {res.steps} steps the optimisation found nothing better than the unchanged image "
                                f"(the painted change of {', '.join(names[c] for c in res.classes)} may be too "
                                f"large or implausible for this model): paint a smaller change or use more steps")
-        if self.photo is not None and any(st is self.photo_step for st in self.steps):
-            a, b = self.photo.astype(np.float32), self.photo_step.image.astype(np.float32)
-            mse = float((((a - b) / 127.5) ** 2).mean())
-            res.quality = dataclasses.replace(res.quality, embedding_psnr=10 * np.log10(4.0 / max(mse, 1e-10)))
+        if self.photo is not None and self._photo_in_history():
+            res.quality = dataclasses.replace(res.quality, embedding_psnr=self._psnr_to_photo(self.photo_step.image))
         self.last_edit = res
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")
@@ -543,13 +549,12 @@ class Session:
         from editgan_core.photo import changed_region, paste_back
 
         step = self.current if step is None else step
-        if self.source is None or not any(st is self.photo_step for st in self.steps):   # by identity: Steps
-            return None                                                                # hold tensors
+        if self.source is None or not self._photo_in_history():
+            return None
         photo, crop = self.source
         image = self.exact_image(step)
         branch = self.current_branch()
-        names = list(branch.cfg.class_names) if branch is not None else []
-        classes = [names.index(c) for c in step.edited if c in names] or None
+        classes = (branch.cfg.class_indices(step.edited) or None) if branch is not None else None
         region = changed_region(self.labels_of(self.photo_step), self.labels_of(step), image.shape[:2], classes)
         return paste_back(photo, image, region, crop)
 

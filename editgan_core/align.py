@@ -177,9 +177,11 @@ def choose_crop(original: np.ndarray, resolution: int, *, cut: str = "box", face
 
     if cut not in ("face", "box"):
         raise AlignmentError(f"a photo is cut as 'face' or 'box', not {cut!r}")
-    if cut == "face" and faces:
+    note = ""
+    if cut == "face":
         found = align_photo(original, resolution, faces=faces, choose=face)
-        return found.crop, [face_crop(f) for f in faces], found.chosen, found.note
+        if found.crop is not None:
+            return found.crop, [face_crop(f) for f in faces], found.chosen, found.note
+        note = found.note
     H, W = original.shape[:2]
-    note = "no face found: using the plain crop (move the box to the face)" if cut == "face" else ""
     return centre_crop((W, H), fit, visible, resolution), [], None, note

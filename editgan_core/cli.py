@@ -297,8 +297,7 @@ def _hand_back(G, branch, source, ws_before, ws_after, image, class_names=()):
     before = after = classes = None
     if branch is not None:
         before, after = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
-        names = list(branch.cfg.class_names)
-        classes = [names.index(c) for c in class_names if c in names] or None
+        classes = branch.cfg.class_indices(class_names) or None
     return paste_back(photo, image, changed_region(before, after, image.shape[:2], classes), crop)
 
 

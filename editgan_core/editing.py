@@ -233,12 +233,11 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         adapt_threads()
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
-        moved = delta
-        img, feats = G.synthesis(ws + moved, return_features=True, fused=False)
+        img, feats = G.synthesis(ws + delta, return_features=True, fused=False)
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
         loss = rgb_weight * l_rgb
         if delta_weight:
-            loss = loss + delta_weight * moved.square().mean(2).sum(1)
+            loss = loss + delta_weight * delta.square().mean(2).sum(1)
         if colour is not None and colour_weight:
             c_img, c_mask = colour
             loss = loss + colour_weight * ((img - c_img).square() * c_mask).sum((1, 2, 3)) / (
@@ -250,7 +249,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix[idx], tgt[:, idx], w, total=total)
         elif len(pix_np):
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix, tgt, wt)
-        best_loss = keep_best(loss, best_loss, best, moved)
+        best_loss = keep_best(loss, best_loss, best, delta)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -271,14 +270,15 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    distance: Optional[Distance] = None, progress: Optional[Callable] = None,
                    should_stop: Optional[Callable[[], bool]] = None,
                    preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples,
-                   tolerance: int = EDIT.tolerance, delta_weight: float = EDIT.delta_weight,
+                   tolerance: int = EDIT.tolerance, edge_weight: float = EDIT.edge_weight,
+                   delta_weight: float = EDIT.delta_weight,
                    colour_weight: float = EDIT.colour_weight) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
     -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``.
 
     Painted masks are strokes, not exact outlines: the pixels within ``tolerance`` of a painted edge (where the
-    painted label meets another) carry no cross-entropy, so the generator draws that edge where its parts can
-    have one. ``delta_weight`` and ``colour_weight`` as in :func:`optimise_region` (the colours: those the painted
+    painted label meets another) carry only ``edge_weight`` of the cross-entropy, so the generator draws that edge
+    where its parts can have one. ``delta_weight`` and ``colour_weight`` as in :func:`optimise_region` (the colours: those the painted
     classes have before the edit, ``painted_colours``)."""
     t0 = time.time()
     R = G.img_resolution
@@ -304,7 +304,7 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
     painted = old != new_mask
     weight = np.ones(painted.shape, np.float32)
     if tolerance > 0:
-        weight[stroke_edges(new_mask, painted, tolerance)] = EDIT.edge_weight
+        weight[stroke_edges(new_mask, painted, tolerance)] = edge_weight
     firm = painted & (weight > 0)
     if focus > 0 and firm.any():
         weight[firm] += focus * (region.sum() - firm.sum()) / firm.sum()

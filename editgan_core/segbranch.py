@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -68,6 +68,10 @@ class BranchConfig:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def class_indices(self, names: Iterable[str]) -> List[int]:
+        """Class names -> their indices here, sorted, once each; names this branch does not have are skipped."""
+        return sorted({self.class_names.index(c) for c in names if c in self.class_names})
 
     @property
     def in_features(self) -> int:

@@ -170,8 +170,7 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
     if refine_steps:
         if branch is None:
             raise EditGANError("refinement needs the model's segmentation branch")
-        names = branch.cfg.class_names
-        classes = sorted({names.index(c) for v, s in pairs if s for c in v.classes if c in names})
+        classes = branch.cfg.class_indices(c for v, s in pairs if s for c in v.classes)
         edited = refine(G, branch, ws, edited, classes, steps=refine_steps, lr=refine_lr, batch=batch,
                         distance=distance)
     with torch.no_grad():
