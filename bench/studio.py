@@ -1,16 +1,22 @@
 """Studio responsiveness on this machine: cold start of `python app.py` to a served page, and slider latency
 end-to-end through the HTTP API while other users drag sliders and one user runs a mask edit.
 
-    python bench/studio.py                  # 8 slider clients + 1 editing client, 15 moves each
+    python bench/studio.py                  # 8 slider users + 1 editing client, 15 moves each
     python bench/studio.py --clients 8 --moves 15 --no-edit
+    python bench/studio.py --gradio-client  # each user a gradio_client process instead
 
-Latency = wall time of one gradio_client predict("/set_scales") call (request, queue, one generator pass, PNG
-encode, file download). Figures go to docs/results.md.
+Latency = wall time of one slider move as a page makes it: the POST of the slider values to the app's
+``/gradio_api/run/set_scales`` route (the event is not queued), then the GET of the image file it names. By default
+the users are threads of one process that make exactly these two HTTP requests (what a browser elsewhere sends; its
+own work is ~1 ms a move). ``--gradio-client`` makes each user a gradio_client process calling
+``predict("/set_scales")``, as the issue-#6 figures did: on the same 2 cores those 8 processes' own work (httpx,
+the client's threads, JSON, the download) is most of what is measured. Figures go to docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -50,6 +56,13 @@ def cold_start(port: int, threads: str = "auto") -> tuple:
             time.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def slider_user(url: str, k: int, moves: int) -> tuple:
     """One user: sample a face, then drag one slider from -2 to 2 in ``moves`` steps. -> (latencies, errors)."""
     from gradio_client import Client
@@ -66,6 +79,37 @@ def slider_user(url: str, k: int, moves: int) -> tuple:
         t = time.perf_counter()
         try:
             c.predict(0, *vals, api_name="/set_scales")
+            times.append(time.perf_counter() - t)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"slider: {e}")
+    return times, errors
+
+
+def http_user(url: str, k: int, moves: int, ready: threading.Barrier) -> tuple:
+    """One user as a page: sample a face once (gradio_client), then per move the two requests a browser makes: POST
+    the slider values to /gradio_api/run/set_scales, GET the image it returns. -> (latencies, errors)."""
+    from gradio_client import Client
+
+    times, errors = [], []
+    try:
+        c = Client(url, verbose=False)
+        c.predict(model="toyfaces", seed=100 + k, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
+    except Exception as e:  # noqa: BLE001
+        ready.abort()
+        return times, [f"setup: {e}"]
+    ready.wait()
+    vals = [0.0] * 12
+    for j in range(moves):
+        vals[k % 5] = round(-2 + 4 * j / max(moves - 1, 1), 2)
+        body = json.dumps({"data": [None, 0, *vals], "session_hash": c.session_hash}).encode()
+        t = time.perf_counter()
+        try:
+            req = urllib.request.Request(url + "gradio_api/run/set_scales", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                image = json.loads(r.read())["data"][0]
+            with urllib.request.urlopen(image["url"], timeout=60) as r:
+                r.read()
             times.append(time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001
             errors.append(f"slider: {e}")
@@ -102,6 +146,9 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--moves", type=int, default=15)
     p.add_argument("--no-edit", action="store_true")
+    p.add_argument("--gradio-client", action="store_true",
+                   help="each slider user a gradio_client process (default: the page's two HTTP requests per move, "
+                        "from threads of this process)")
     p.add_argument("--threads", default="auto", help="the app's torch threads: auto (the default) or a number")
     p.add_argument("--browser", action="store_true",
                    help="one more user in headless chromium: key presses on a slider, timed to the new image")
@@ -141,18 +188,36 @@ def main() -> None:
             ed = threading.Thread(target=editor, daemon=True)
             ed.start()
             time.sleep(4)
-        # Each slider user is its own process (as browsers would be): gradio_client threads in one process
-        # would mostly measure the client's own GIL contention.
-        import multiprocessing as mp
-
         blat = []
-        with mp.get_context("spawn").Pool(max(args.clients, 1)) as pool:
-            pending = pool.starmap_async(slider_user, [(url, k, args.moves) for k in range(args.clients)])
-            if args.browser:
-                blat = browser_user(url, args.moves)
-            for times, errs in pending.get():
-                lat.extend(times)
-                errors.extend(errs)
+        cpu0 = cpu_seconds(proc.pid), time.process_time(), time.perf_counter()
+        if args.gradio_client:
+            # Each gradio_client user is its own process: its threads in one process would mostly measure the
+            # client's own GIL contention.
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(max(args.clients, 1)) as pool:
+                pending = pool.starmap_async(slider_user, [(url, k, args.moves) for k in range(args.clients)])
+                if args.browser:
+                    blat = browser_user(url, args.moves)
+                results = pending.get()
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            ready = threading.Barrier(args.clients + 1)       # the users' setup done: the moves are timed
+            with ThreadPoolExecutor(max(args.clients, 1)) as pool:
+                pending = [pool.submit(http_user, url, k, args.moves, ready) for k in range(args.clients)]
+                try:
+                    ready.wait(timeout=120)
+                except threading.BrokenBarrierError:
+                    pass
+                cpu0 = cpu_seconds(proc.pid), time.process_time(), time.perf_counter()
+                if args.browser:
+                    blat = browser_user(url, args.moves)
+                results = [f.result() for f in pending]
+        cpu = [cpu_seconds(proc.pid) - cpu0[0], time.process_time() - cpu0[1], time.perf_counter() - cpu0[2]]
+        for times, errs in results:
+            lat.extend(times)
+            errors.extend(errs)
         edit_done.set()
         if blat:
             blat.sort()
@@ -163,10 +228,15 @@ def main() -> None:
         if not lat:
             return
         lat.sort()
-        print(f"{args.clients} slider clients x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}"
+        kind = "gradio_client processes" if args.gradio_client else "HTTP users"
+        print(f"{args.clients} slider {kind} x {args.moves} moves{'' if args.no_edit else ' while an edit runs'}"
               f", app torch threads {args.threads}: "
               f"median {1000 * statistics.median(lat):.0f} ms, p90 {1000 * lat[int(0.9 * len(lat))]:.0f} ms, "
               f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
+        # Where the cores went while the users moved (the app's figure includes the edit, when one runs).
+        clients = "" if args.gradio_client else f", the users' {1000 * cpu[1] / len(lat):.1f} ms (this process)"
+        print(f"CPU per slider move: the app {1000 * cpu[0] / len(lat):.1f} ms{clients}; the machine's 2 cores "
+              f"offered {2000 * cpu[2] / len(lat):.1f} ms per move", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -227,6 +227,102 @@ def test_bf16_fast_path_is_close_to_float32_and_switchable():
     assert next(G.parameters()).dtype == torch.float32
 
 
+def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
+    """Slider moves of several users (threads) that arrive while a pass runs are rendered together in the next
+    pass; each caller gets exactly its own rows; an error in a shared pass reaches every caller of that pass and
+    the next pass works."""
+    import threading
+    import time
+
+    from editgan_core.fast import _SharedPasses
+
+    gate, sizes = threading.Event(), []
+
+    def render(ws):
+        sizes.append(len(ws))
+        if len(sizes) == 1:
+            gate.wait(10)                   # the first pass runs while the others arrive
+        if bool((ws < 0).any()):
+            raise RuntimeError("bad latent")
+        return ws * 2
+
+    sp = _SharedPasses(render)
+    inputs = [torch.full((1, 3), float(k + 1)) for k in range(4)] + [torch.full((2, 3), 9.0)]
+    out = [None] * len(inputs)
+
+    def call(k):
+        out[k] = sp(inputs[k])
+
+    threads = [threading.Thread(target=call, args=(0,))]
+    threads[0].start()
+    while not sizes:
+        time.sleep(0.001)
+    threads += [threading.Thread(target=call, args=(k,)) for k in range(1, 5)]
+    for t in threads[1:]:
+        t.start()
+    while len(sp.waiting) < 4:
+        time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert sizes == [1, 5] and sp.batches == {1: 1, 4: 1}        # one pass alone, then the four callers together
+    for k, x in enumerate(inputs):
+        assert torch.equal(out[k], x * 2)
+
+    errors = []
+
+    def bad(k):
+        try:
+            sp(torch.full((1, 3), -1.0 if k == 0 else 1.0))
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    gate.clear()
+    sizes.clear()
+    threads = [threading.Thread(target=call, args=(0,))]          # a gated pass again; three callers queue
+    threads[0].start()
+    while not sizes:
+        time.sleep(0.001)
+    threads += [threading.Thread(target=bad, args=(k,)) for k in range(3)]
+    for t in threads[1:]:
+        t.start()
+    while len(sp.waiting) < 3:
+        time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert sizes == [1, 3] and errors == ["bad latent"] * 3          # one bad latent fails its whole pass
+    assert not sp.busy and torch.equal(sp(torch.ones(1, 3)), torch.full((1, 3), 2.0))    # and the next one works
+
+
+def test_fast_synthesis_from_several_threads_equals_one_pass_each():
+    """The shared passes on a real (tiny) generator: eight threads, each its own latent, get the images a pass of
+    their latent alone gives (bf16 forced on, so it runs on any CPU)."""
+    import threading
+
+    from editgan_core import fast
+
+    G = make_generator()
+    ws = G.mapping_ws(torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(3)), truncation_psi=0.7)
+    try:
+        fast.set_mode("on")
+        alone = [fast.fast_synthesis(G, ws[k:k + 1]) for k in range(8)]
+        got = [None] * 8
+
+        def call(k):
+            got[k] = fast.fast_synthesis(G, ws[k:k + 1])
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        fast.set_mode("auto")
+    for a, b in zip(alone, got):
+        assert b.shape == a.shape and (b - a).abs().max() < 2e-2     # bf16 kernels may round a batch differently
+
+
 def test_cached_demodulation_weights_follow_weight_changes():
     """The unfused path keeps sum(w^2) per layer while the weight is unchanged; changing the weight in place
     (fine-tuning) must not reuse the stale value."""
