@@ -14,6 +14,7 @@ from editgan_core.errors import EditGANError
 def restore():
     before = (torch.get_num_threads(), runtime._policy, runtime._monitor)
     runtime._interactive.update(active=0, until=0.0)        # no slider move of an earlier test still held
+    runtime._long_work.update(last=-1e9, step=0.0)          # nor a long loop
     yield
     torch.set_num_threads(before[0])
     runtime._policy, runtime._monitor = before[1], before[2]
@@ -43,7 +44,10 @@ def test_fixed_threads_and_bad_values(restore, monkeypatch):
 
 
 def test_auto_follows_the_free_cores_and_yields_a_core_to_interactive_work(restore, monkeypatch):
+    """A long loop and a slider move in one process split the free cores (one thread each: a team of two beside
+    the other's thread would stall at its barriers); alone, each takes every free core."""
     monkeypatch.setattr(runtime, "INTERACTIVE_HOLD", 0.2)
+    monkeypatch.setattr(runtime, "LONG_WORK_GAP", 0.2)
     runtime._policy = runtime.ThreadPolicy("auto", 2, 2)
     runtime._monitor = _Free(2)
     runtime.adapt_threads()
@@ -57,10 +61,10 @@ def test_auto_follows_the_free_cores_and_yields_a_core_to_interactive_work(resto
     # A slider move in another thread: this (long) loop drops to one thread while it runs and shortly after.
     inside, release, seen = threading.Event(), threading.Event(), {}
 
-    def slider():
+    def slider(key="slider"):
         with runtime.interactive():
-            runtime.adapt_threads()             # the interactive work itself keeps every free core
-            seen["slider"] = torch.get_num_threads()
+            runtime.adapt_threads()             # the long loop ran just now: the slider takes the other core
+            seen[key] = torch.get_num_threads()
             inside.set()
             release.wait(5)
 
@@ -68,7 +72,7 @@ def test_auto_follows_the_free_cores_and_yields_a_core_to_interactive_work(resto
     t.start()
     assert inside.wait(5)
     runtime.adapt_threads()
-    assert torch.get_num_threads() == 1 and seen["slider"] == 2
+    assert torch.get_num_threads() == 1 and seen["slider"] == 1
     release.set()
     t.join()
     runtime.adapt_threads()
@@ -76,8 +80,15 @@ def test_auto_follows_the_free_cores_and_yields_a_core_to_interactive_work(resto
     time.sleep(0.3)
     runtime.adapt_threads()
     assert torch.get_num_threads() == 2
-    assert runtime._policy.steps == {2: 4, 1: 3}
-    assert "1 thread x3" in runtime._policy.describe()
+    assert runtime._policy.steps == {2: 3, 1: 4}
+    assert "1 thread x4" in runtime._policy.describe()
+    time.sleep(0.6)                             # no long loop any more (1.5 of its 0.3-s steps): every core
+    release.clear()
+    release.set()
+    t = threading.Thread(target=slider, args=("alone",))
+    t.start()
+    t.join()
+    assert seen["alone"] == 2
 
 
 def test_the_load_monitor_sees_another_busy_process(restore):
