@@ -109,11 +109,13 @@ class _SharedPasses:
                 self.cond.wait()
             if "out" in job:
                 return _result(job)
-            self.busy = True
-            jobs = []
-            while self.waiting and (not jobs or sum(len(j["ws"]) for j in jobs) + len(self.waiting[0]["ws"])
-                                    <= MAX_BATCH):
+            # This caller renders its own latents and the earliest others' (jobs hold tensors: found by identity).
+            del self.waiting[next(i for i, j in enumerate(self.waiting) if j is job)]
+            jobs, n = [job], len(ws)
+            while self.waiting and n + len(self.waiting[0]["ws"]) <= MAX_BATCH:
                 jobs.append(self.waiting.pop(0))
+                n += len(jobs[-1]["ws"])
+            self.busy = True
         try:
             out = self.render(torch.cat([j["ws"] for j in jobs]) if len(jobs) > 1 else jobs[0]["ws"])
             for j, part in zip(jobs, out.split([len(j["ws"]) for j in jobs])):

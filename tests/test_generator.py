@@ -295,6 +295,72 @@ def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
     assert not sp.busy and torch.equal(sp(torch.ones(1, 3)), torch.full((1, 3), 2.0))    # and the next one works
 
 
+def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
+    """More waiting latents than one pass takes: every caller still gets its own rows, no pass is over the cap."""
+    import threading
+    import time
+
+    from editgan_core import fast
+
+    monkeypatch.setattr(fast, "MAX_BATCH", 2)
+    gate, sizes = threading.Event(), []
+
+    def render(ws):
+        sizes.append(len(ws))
+        if len(sizes) == 1:
+            gate.wait(10)
+        return ws + 1
+
+    sp = fast._SharedPasses(render)
+    out = {}
+
+    def call(k):
+        out[k] = sp(torch.full((1, 2), float(k)))
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
+    threads[0].start()
+    while not sizes:
+        time.sleep(0.001)
+    for t in threads[1:]:
+        t.start()
+    while len(sp.waiting) < 5:
+        time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert sorted(out) == list(range(6)) and all(torch.equal(out[k], torch.full((1, 2), k + 1.0)) for k in out)
+    assert max(sizes) == 2 and sum(sizes) == 6
+
+
+def test_shared_passes_under_load_never_stall():
+    """Eight threads, 200 calls each, with a render that takes a little time: every call returns its own rows
+    (none waits forever, none gets another's)."""
+    import threading
+    import time
+
+    from editgan_core.fast import _SharedPasses
+
+    def render(ws):
+        time.sleep(0.0005)
+        return ws * 3
+
+    sp, bad = _SharedPasses(render), []
+
+    def user(k):
+        for i in range(200):
+            x = torch.full((1, 2), float(1000 * k + i))
+            if not torch.equal(sp(x), x * 3):
+                bad.append((k, i))
+
+    threads = [threading.Thread(target=user, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and not bad
+    assert sum(k * v for k, v in sp.batches.items()) == 1600 and max(sp.batches) > 1
+
+
 def test_fast_synthesis_from_several_threads_equals_one_pass_each():
     """The shared passes on a real (tiny) generator: eight threads, each its own latent, get the images a pass of
     their latent alone gives (bf16 forced on, so it runs on any CPU)."""
