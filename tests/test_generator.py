@@ -1,6 +1,9 @@
 """The generator's numerics: fused vs non-fused, filters vs a literal reference, truncation, noise, clamp."""
 
 import math
+import threading
+import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -227,13 +230,27 @@ def test_bf16_fast_path_is_close_to_float32_and_switchable():
     assert next(G.parameters()).dtype == torch.float32
 
 
+def _queue_behind_a_pass(sp, first, others, started, gate):
+    """Run ``first`` (its pass waits for ``gate``), then ``others``, which queue behind it; release the pass once
+    they all wait; join everyone."""
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    while not started:
+        time.sleep(0.001)
+    threads += [threading.Thread(target=f) for f in others]
+    for t in threads[1:]:
+        t.start()
+    while len(sp.waiting) < len(others):
+        time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(10)
+
+
 def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
     """Slider moves of several users (threads) that arrive while a pass runs are rendered together in the next
     pass; each caller gets exactly its own rows; an error in a shared pass reaches every caller of that pass and
     the next pass works."""
-    import threading
-    import time
-
     from editgan_core.fast import _SharedPasses
 
     gate, sizes = threading.Event(), []
@@ -253,18 +270,7 @@ def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
     def call(k):
         out[k] = sp(inputs[k])
 
-    threads = [threading.Thread(target=call, args=(0,))]
-    threads[0].start()
-    while not sizes:
-        time.sleep(0.001)
-    threads += [threading.Thread(target=call, args=(k,)) for k in range(1, 5)]
-    for t in threads[1:]:
-        t.start()
-    while len(sp.waiting) < 4:
-        time.sleep(0.001)
-    gate.set()
-    for t in threads:
-        t.join(10)
+    _queue_behind_a_pass(sp, partial(call, 0), [partial(call, k) for k in range(1, 5)], sizes, gate)
     assert sizes == [1, 5] and sp.batches == {1: 1, 4: 1}        # one pass alone, then the four callers together
     for k, x in enumerate(inputs):
         assert torch.equal(out[k], x * 2)
@@ -279,27 +285,13 @@ def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
 
     gate.clear()
     sizes.clear()
-    threads = [threading.Thread(target=call, args=(0,))]          # a gated pass again; three callers queue
-    threads[0].start()
-    while not sizes:
-        time.sleep(0.001)
-    threads += [threading.Thread(target=bad, args=(k,)) for k in range(3)]
-    for t in threads[1:]:
-        t.start()
-    while len(sp.waiting) < 3:
-        time.sleep(0.001)
-    gate.set()
-    for t in threads:
-        t.join(10)
+    _queue_behind_a_pass(sp, partial(call, 0), [partial(bad, k) for k in range(3)], sizes, gate)
     assert sizes == [1, 3] and errors == ["bad latent"] * 3          # one bad latent fails its whole pass
     assert not sp.busy and torch.equal(sp(torch.ones(1, 3)), torch.full((1, 3), 2.0))    # and the next one works
 
 
 def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
     """More waiting latents than one pass takes: every caller still gets its own rows, no pass is over the cap."""
-    import threading
-    import time
-
     from editgan_core import fast
 
     monkeypatch.setattr(fast, "MAX_BATCH", 2)
@@ -317,17 +309,7 @@ def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
     def call(k):
         out[k] = sp(torch.full((1, 2), float(k)))
 
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
-    threads[0].start()
-    while not sizes:
-        time.sleep(0.001)
-    for t in threads[1:]:
-        t.start()
-    while len(sp.waiting) < 5:
-        time.sleep(0.001)
-    gate.set()
-    for t in threads:
-        t.join(10)
+    _queue_behind_a_pass(sp, partial(call, 0), [partial(call, k) for k in range(1, 6)], sizes, gate)
     assert sorted(out) == list(range(6)) and all(torch.equal(out[k], torch.full((1, 2), k + 1.0)) for k in out)
     assert max(sizes) == 2 and sum(sizes) == 6
 
@@ -335,9 +317,6 @@ def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
 def test_shared_passes_under_load_never_stall():
     """Eight threads, 200 calls each, with a render that takes a little time: every call returns its own rows
     (none waits forever, none gets another's)."""
-    import threading
-    import time
-
     from editgan_core.fast import _SharedPasses
 
     def render(ws):
@@ -364,8 +343,6 @@ def test_shared_passes_under_load_never_stall():
 def test_fast_synthesis_from_several_threads_equals_one_pass_each():
     """The shared passes on a real (tiny) generator: eight threads, each its own latent, get the images a pass of
     their latent alone gives (bf16 forced on, so it runs on any CPU)."""
-    import threading
-
     from editgan_core import fast
 
     G = make_generator()
