@@ -4,6 +4,8 @@ end-to-end through the HTTP API while other users drag sliders and one user runs
     python bench/studio.py                  # 8 slider users + 1 editing client, 15 moves each
     python bench/studio.py --clients 8 --moves 15 --no-edit
     python bench/studio.py --gradio-client  # each user a gradio_client process instead
+    python bench/studio.py --clients 7 --browser    # and one person in headless chromium
+    python bench/studio.py --clients 0 --edit-alone 25  # the repeated edit's own time, nobody else
 
 Latency = wall time of one slider move as a page makes it: the POST of the slider values to the app's
 ``/gradio_api/run/set_scales`` route (the event is not queued), then the GET of the image file it names. By default
@@ -245,8 +247,9 @@ def main() -> None:
               f"max {1000 * lat[-1]:.0f} ms over {len(lat)} calls; errors: {len(errors)} {errors[:3]}", flush=True)
         # Where the cores went while the users moved (the app's figure includes the edit, when one runs).
         clients = "" if args.gradio_client else f", the users' {1000 * cpu[1] / len(lat):.1f} ms (this process)"
-        print(f"CPU per slider move: the app {1000 * cpu[0] / len(lat):.1f} ms{clients}; the machine's 2 cores "
-              f"offered {2000 * cpu[2] / len(lat):.1f} ms per move", flush=True)
+        cores = len(os.sched_getaffinity(0))
+        print(f"CPU per slider move: the app {1000 * cpu[0] / len(lat):.1f} ms{clients}; the machine's {cores} cores "
+              f"offered {1000 * cores * cpu[2] / len(lat):.1f} ms per move", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
