@@ -152,6 +152,7 @@ def interactive():
 
 _long_work = {"last": -1e9, "step": 0.0}
 LONG_WORK_GAP = 0.25        # seconds since a long loop's last step (or 1.5 of its steps) that it counts as running
+LONG_WORK_STEP_CAP = 2.0    # the longest step that stretches that time
 
 
 def _long_work_running(now: float) -> bool:
@@ -173,8 +174,8 @@ def adapt_threads() -> None:
     want = _monitor.free()
     now = time.monotonic()
     if not getattr(_local, "interactive", False):
-        if now - _long_work["last"] < 10.0:
-            _long_work["step"] = now - _long_work["last"]
+        # The loop's step time (capped: a gap between two loops is not a step) sets how long it counts as running.
+        _long_work["step"] = min(now - _long_work["last"], LONG_WORK_STEP_CAP)
         _long_work["last"] = now
         if want > 1 and _someone_waiting():
             want -= 1
