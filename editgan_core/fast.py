@@ -90,7 +90,7 @@ MAX_BATCH = 16       # most latents one shared pass renders
 class _SharedPasses:
     """Renders the latents of concurrent callers (users' slider moves, served by different threads) in shared
     passes: a caller that finds no pass running renders at once, alone (no added wait); callers that arrive while
-    one runs are rendered together in the next pass, by the first of them. One pass at batch 8 costs ~2.5 times a
+    one runs are rendered together in the next pass, by one of them. One pass at batch 8 costs ~2.5 times a
     pass at batch 1 on the 64-px model (docs/results.md, issue #14), so eight users cost a third of their
     separate passes. Results are the same as separate passes up to bf16 rounding of the batched kernels."""
 
