@@ -131,8 +131,7 @@ def photo_edits(n: int, rng, picture=None) -> dict:
         target = before.copy()
         target[painted] = m1[painted]
         mask_edit = edit_from_mask(G, branch, ws, target, name="smile")
-        names = list(branch.cfg.class_names)
-        edits = {"vector": (apply_vectors(G, ws, [(smile, 1.0)]).ws, [names.index(c) for c in smile.classes]),
+        edits = {"vector": (apply_vectors(G, ws, [(smile, 1.0)]).ws, branch.cfg.class_indices(smile.classes)),
                  "mask edit": (mask_edit.ws, mask_edit.classes)}
         for name, (w2, edited) in edits.items():
             with torch.no_grad():

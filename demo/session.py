@@ -197,7 +197,10 @@ class Session:
     def _G(self, step: Optional[Step] = None):
         """The generator a step renders with: its photo's pivotal-tuned copy, else the model's."""
         step = self.current if step is None else step
-        return step.tuning.G if step is not None and step.tuning is not None else self.assets.G
+        return self._tuned_or_model(step.tuning if step is not None else None)
+
+    def _tuned_or_model(self, tuning):
+        return tuning.G if tuning is not None else self.assets.G
 
     def _render(self, ws: torch.Tensor, G) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         branch = self.current_branch()
@@ -214,7 +217,7 @@ class Session:
               exact: bool = True, tuning=None, edited: Tuple[str, ...] = ()) -> Step:
         ws = ws.detach().to(self.assets.G.w_avg.device).float()
         if image is None:
-            image, labels, exact = *self._render(ws, tuning.G if tuning is not None else self.assets.G), True
+            image, labels, exact = *self._render(ws, self._tuned_or_model(tuning)), True
         step = Step(what, ws, image, labels, (ws if anchor is None else anchor).detach(), dict(scales or {}), exact,
                     tuning, tuple(sorted(set(edited))))
         if replace and self.pos >= 0:

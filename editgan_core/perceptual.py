@@ -18,6 +18,7 @@ Every distance takes two image batches in [-1, 1] and returns one value per imag
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import List, Optional
@@ -141,20 +142,16 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
     return LPIPS.from_state_dict(state)
 
 
-_cached = {}
-
-
+@functools.lru_cache(maxsize=None)
 def cached_lpips() -> Optional[LPIPS]:
     """LPIPS when its weights are already in the local Hub cache (never downloads), else None; loaded once per
     process. What the edit quality readout reports LPIPS with."""
     from .errors import EditGANError
 
-    if "lpips" not in _cached:
-        try:
-            _cached["lpips"] = load_lpips()
-        except EditGANError:
-            _cached["lpips"] = None
-    return _cached["lpips"]
+    try:
+        return load_lpips()
+    except EditGANError:
+        return None
 
 
 class DiscriminatorDistance(Distance):
