@@ -7,14 +7,20 @@ not pixels) measures mIoU every ``eval_every`` steps; training stops early when 
 ``patience`` evaluations, and the best weights are kept. With one annotated image, it trains on it and
 validates on it.
 
-Features of each image are computed once (no gradient) and kept at their native resolutions (fp16 when they
-are large), so memory is that of the generator's own activations, never of an upsampled stack.
+Features of each image are computed once (no gradient), one image at a time, and written to a
+:class:`FeatureStore` on disk at their native resolutions (channels-last, fp16 when they are large). A training
+step maps the files of its images and reads only the rows its sampled pixels' bilinear taps touch; the maps are
+dropped after the step. So the process holds one image's features while the store is written and, while
+training, a step's touched pages -- neither grows with the number of labelled images, nor (in training) with the
+image area: a 1024-px config-f image's features are 262 MB in fp16, 16 of them 4.2 GB, on disk.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +50,8 @@ class BranchReport:
 
 
 def synthesis_features(G, ws: torch.Tensor, *, batch: int = 4, half: Optional[bool] = None) -> List[torch.Tensor]:
-    """Features of W+ codes [N, num_ws, w_dim], concatenated over the batch (on CPU for storage)."""
+    """Features of W+ codes [N, num_ws, w_dim], concatenated over the batch, in memory (small models and tests;
+    training reads them from a :class:`FeatureStore`)."""
     out: List[List[torch.Tensor]] = []
     with torch.no_grad():
         for part in ws.split(batch):
@@ -55,6 +62,72 @@ def synthesis_features(G, ws: torch.Tensor, *, batch: int = 4, half: Optional[bo
     if half if half is not None else total > (1 << 28):
         feats = [f.half() for f in feats]
     return feats
+
+
+def feature_elements(G) -> int:
+    """Elements of one image's synthesis features (what the store keeps per image)."""
+    return sum(c * r * r for c, r in zip(G.feature_channels(), G.feature_resolutions()))
+
+
+class FeatureStore:
+    """The synthesis features of labelled images, one file per image on disk, read a step at a time.
+
+    Each file holds the image's feature tensors back to back, each channels-last ([r, r, C]: a pixel's channels are
+    one contiguous row, which is what the branch gathers). ``image(i)`` maps image i's file and returns its tensors
+    as [1, C, r, r] views of the map: nothing is read until the branch indexes rows, and the pages read leave the
+    process when the views are dropped. Values are those of :func:`synthesis_features` in the store's dtype (float16
+    when one image's features exceed ``HALF_ABOVE`` elements, as a 256-px model's do; float32 below).
+
+    Use as a context manager (or call :meth:`close`): the folder is removed at the end."""
+
+    HALF_ABOVE = 1 << 22
+
+    def __init__(self, G, ws: torch.Tensor, *, folder: Optional[os.PathLike] = None, half: Optional[bool] = None):
+        self.channels, self.resolutions = G.feature_channels(), G.feature_resolutions()
+        per_image = feature_elements(G)
+        self.dtype = torch.float16 if (per_image > self.HALF_ABOVE if half is None else half) else torch.float32
+        self.np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
+        self.image_bytes = per_image * np.dtype(self.np_dtype).itemsize
+        self.folder = Path(tempfile.mkdtemp(prefix="editgan-features-", dir=folder))
+        self.count = 0
+        try:
+            with torch.no_grad():
+                for w in ws:
+                    adapt_threads()
+                    _, feats = G.synthesis(w[None].to(G.w_avg.device), return_features=True)
+                    with open(self._path(self.count), "wb") as fh:
+                        for f in feats:    # [1, C, r, r] -> [r, r, C] rows, in the store's dtype
+                            fh.write(f[0].permute(1, 2, 0).to(self.dtype).contiguous().cpu().numpy().tobytes())
+                    del feats
+                    self.count += 1
+        except BaseException:
+            self.close()
+            raise
+
+    def _path(self, i: int) -> Path:
+        return self.folder / f"{i:05d}.bin"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image(self, i: int) -> List[torch.Tensor]:
+        """Image i's features as [1, C, r, r] tensors (channels-last views of a private, copy-on-write map)."""
+        flat = np.memmap(self._path(i), dtype=self.np_dtype, mode="c")
+        out, off = [], 0
+        for c, r in zip(self.channels, self.resolutions):
+            rows = torch.from_numpy(flat[off: off + r * r * c].reshape(1, r, r, c))
+            out.append(rows.permute(0, 3, 1, 2))
+            off += r * r * c
+        return out
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def miou(pred: np.ndarray, true: np.ndarray, num_classes: int) -> Tuple[float, np.ndarray]:
@@ -74,9 +147,12 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
                  pixels_per_step: int = BRANCH.pixels_per_step, lr: float = BRANCH.lr,
                  eval_every: int = BRANCH.eval_every, patience: int = BRANCH.patience, seed: int = 0,
                  progress: Optional[Callable[[dict], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None) -> Tuple[SegBranch, BranchReport]:
+                 should_stop: Optional[Callable[[], bool]] = None, half: Optional[bool] = None,
+                 scratch: Optional[os.PathLike] = None) -> Tuple[SegBranch, BranchReport]:
     """Train a branch for G from W+ codes ``ws`` [N, num_ws, w_dim] and label maps ``masks`` [N, R, R].
-    Deterministic for a ``seed``; the global torch RNG is neither used nor reseeded."""
+    Deterministic for a ``seed``; the global torch RNG is neither used nor reseeded. The images' features go to a
+    :class:`FeatureStore` (in ``scratch``, default the system's temp folder; ``half`` its dtype, default by size)
+    removed at the end."""
     t0 = time.time()
     R, C = G.img_resolution, len(class_names)
     masks = np.asarray(masks)
@@ -93,61 +169,62 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
     val_idx, train_idx = order[:n_val], order[n_val:]
     if n_val == 0:
         val_idx = train_idx
-    feats = synthesis_features(G, ws)
-    labels = torch.from_numpy(masks.astype(np.int64)).view(len(ws), -1)
-    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), R, list(class_names),
-                       [tuple(int(v) for v in c) for c in palette], members=members, hidden=tuple(hidden),
-                       generator=generator_id or {})
-    gen = torch.Generator().manual_seed(seed)
-    branch = SegBranch(cfg, generator=gen).to(dev)
-    opt = torch.optim.Adam(branch.parameters(), lr=lr)
-    best_state, best_miou, best_step, bad, history = None, -1.0, 0, 0, []
-    stopped = False
-    per_img = max(1, pixels_per_step // max(1, min(len(train_idx), 4)))
-    step = 0
-    for step in range(1, max_steps + 1):
-        if should_stop is not None and should_stop():
-            stopped = True
-            break
-        adapt_threads()
-        branch.train()
-        imgs = rng.choice(train_idx, size=min(len(train_idx), 4), replace=False)
-        loss = 0.0
-        opt.zero_grad(set_to_none=True)
-        for i in imgs:
-            pix = torch.randint(0, R * R, (per_img,), generator=gen).to(dev)
-            f = [t[i:i + 1].to(dev) for t in feats]      # stored dtype: the branch converts the rows it reads
-            logits = branch.member_logits_at(f, pix)[0]                       # [P, K, C]
-            target = labels[i, pix.cpu()].to(dev)
-            l_i = F.cross_entropy(logits.reshape(-1, C), target.repeat_interleave(members)) / len(imgs)
-            l_i.backward()
-            loss += l_i.item()
-        opt.step()
-        if step % eval_every == 0 or step == max_steps:
-            m, ious = _evaluate(branch, feats, masks, val_idx, dev)
-            sec = time.time() - t0
-            rec = {"step": step, "loss": round(loss, 4), "val_miou": round(m, 4), "sec": round(sec, 1),
-                   "eta_s": round(sec / step * (max_steps - step), 1)}   # to max_steps; early stopping may end sooner
-            history.append(rec)
-            if progress is not None:
-                progress(rec)
-            if m > best_miou:
-                best_miou, best_step, bad = m, step, 0
-                best_state = copy.deepcopy(branch.state_dict())
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
-    if best_state is None:   # stopped before the first evaluation: evaluate what there is
-        best_miou, _ = _evaluate(branch, feats, masks, val_idx, dev)
-        best_state, best_step = copy.deepcopy(branch.state_dict()), step
-    branch.load_state_dict(best_state)
-    branch.eval()
-    m, ious = _evaluate(branch, feats, masks, val_idx, dev)
-    report = BranchReport(step, best_step, m, {n: (None if np.isnan(v) else round(float(v), 4))
-                                               for n, v in zip(class_names, ious)},
-                          len(train_idx), n_val, time.time() - t0, stopped, history)
-    return branch, report
+    with FeatureStore(G, ws, half=half, folder=scratch) as store:
+        labels = torch.from_numpy(masks.astype(np.int64)).view(len(ws), -1)
+        cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), R, list(class_names),
+                           [tuple(int(v) for v in c) for c in palette], members=members, hidden=tuple(hidden),
+                           generator=generator_id or {})
+        gen = torch.Generator().manual_seed(seed)
+        branch = SegBranch(cfg, generator=gen).to(dev)
+        opt = torch.optim.Adam(branch.parameters(), lr=lr)
+        best_state, best_miou, best_step, bad, history = None, -1.0, 0, 0, []
+        stopped = False
+        per_img = max(1, pixels_per_step // max(1, min(len(train_idx), 4)))
+        step = 0
+        for step in range(1, max_steps + 1):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            adapt_threads()
+            branch.train()
+            imgs = rng.choice(train_idx, size=min(len(train_idx), 4), replace=False)
+            loss = 0.0
+            opt.zero_grad(set_to_none=True)
+            for i in imgs:
+                pix = torch.randint(0, R * R, (per_img,), generator=gen).to(dev)
+                f = [t.to(dev) for t in store.image(i)]    # stored dtype: the branch converts the rows it reads
+                logits = branch.member_logits_at(f, pix)[0]                       # [P, K, C]
+                target = labels[i, pix.cpu()].to(dev)
+                l_i = F.cross_entropy(logits.reshape(-1, C), target.repeat_interleave(members)) / len(imgs)
+                l_i.backward()
+                loss += l_i.item()
+            opt.step()
+            if step % eval_every == 0 or step == max_steps:
+                m, ious = _evaluate(branch, store, masks, val_idx, dev)
+                sec = time.time() - t0
+                rec = {"step": step, "loss": round(loss, 4), "val_miou": round(m, 4), "sec": round(sec, 1),
+                       "eta_s": round(sec / step * (max_steps - step), 1)}   # to max_steps (early stopping
+                                                                                     # may end sooner)
+                history.append(rec)
+                if progress is not None:
+                    progress(rec)
+                if m > best_miou:
+                    best_miou, best_step, bad = m, step, 0
+                    best_state = copy.deepcopy(branch.state_dict())
+                else:
+                    bad += 1
+                    if bad >= patience:
+                        break
+        if best_state is None:   # stopped before the first evaluation: evaluate what there is
+            best_miou, _ = _evaluate(branch, store, masks, val_idx, dev)
+            best_state, best_step = copy.deepcopy(branch.state_dict()), step
+        branch.load_state_dict(best_state)
+        branch.eval()
+        m, ious = _evaluate(branch, store, masks, val_idx, dev)
+        report = BranchReport(step, best_step, m, {n: (None if np.isnan(v) else round(float(v), 4))
+                                                   for n, v in zip(class_names, ious)},
+                              len(train_idx), n_val, time.time() - t0, stopped, history)
+        return branch, report
 
 
 def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_names: Sequence[str],
@@ -168,13 +245,13 @@ def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_nam
     return branch, report, res
 
 
-def _evaluate(branch: SegBranch, feats, masks: np.ndarray, idx, dev) -> Tuple[float, np.ndarray]:
+def _evaluate(branch: SegBranch, store: FeatureStore, masks: np.ndarray, idx, dev) -> Tuple[float, np.ndarray]:
     branch.eval()
     C = branch.cfg.num_classes
     preds = []
     with torch.no_grad():
-        for i in idx:
-            preds.append(branch.predict([t[i:i + 1].to(dev, torch.float32) for t in feats])[0].cpu().numpy())
+        for i in idx:     # the stored dtype: the branch converts the rows it reads
+            preds.append(branch.predict([t.to(dev) for t in store.image(i)])[0].cpu().numpy())
     pred, true = np.stack(preds), masks[list(idx)]
     return miou(pred, true, C)
 

@@ -5,6 +5,7 @@ the README's test command."""
 import fnmatch
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -90,6 +91,12 @@ def test_pip_install_then_editgan_from_any_folder_offline(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
                    timeout=120)
     py = venv / "bin" / "python"
+    # The packages of the environment running the tests come first (a venv's own setuptools >= 77 -- which
+    # pyproject's `license = "MIT"` needs -- before its base Python's older one): a .pth file names them.
+    inner = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip())
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (inner / "_outer_environment.pth").write_text("\n".join(outer) + "\n")
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                         str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

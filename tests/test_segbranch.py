@@ -6,7 +6,7 @@ import torch
 
 from conftest import make_generator
 from editgan_core.errors import CheckpointError, EditGANError
-from editgan_core.fewshot import miou, synthesis_features, train_branch
+from editgan_core.fewshot import FeatureStore, miou, synthesis_features, train_branch
 from editgan_core.identity import generator_identity
 from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch
 
@@ -158,6 +158,67 @@ def test_first_layer_at_wanted_pixels_equals_the_naive_computation(kind):
     gw2 = torch.autograd.grad((naive * g).sum(), [b.fc1.weight] + f2)
     for x, y in zip(gw1, gw2):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_feature_store_gives_the_in_memory_values_and_gradients(tmp_path, half):
+    """The trainer reads features from the disk store: the same values as computing them in memory (in the store's
+    dtype), so the branch's logits and the gradients of its weights are the same, and its folder is removed."""
+    G = make_generator()
+    b = _branch(G, members=3)
+    ws, _ = _feats(G, n=3)
+    dense = synthesis_features(G, ws, batch=1, half=half)    # the store computes one image a pass, too
+    pix = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(0))[:200]
+    with FeatureStore(G, ws, half=half, folder=tmp_path) as store:
+        assert len(store) == 3 and store.dtype == (torch.float16 if half else torch.float32)
+        folder = store.folder
+        assert folder.parent == tmp_path and len(list(folder.iterdir())) == 3
+        for i in range(3):
+            got = store.image(i)
+            for a, c in zip(got, dense):
+                assert a.shape == c[i:i + 1].shape and a.dtype == c.dtype
+                assert torch.equal(a, c[i:i + 1])
+            b.train()
+            l1 = b.member_logits_at(got, pix)
+            g1 = torch.autograd.grad(l1.square().sum(), list(b.parameters()))
+            l2 = b.member_logits_at([c[i:i + 1] for c in dense], pix)
+            g2 = torch.autograd.grad(l2.square().sum(), list(b.parameters()))
+            assert torch.equal(l1, l2)
+            for x, y in zip(g1, g2):
+                assert torch.equal(x, y)
+            b.eval()
+            assert torch.equal(b.predict(got), b.predict([c[i:i + 1] for c in dense]))
+    assert not folder.exists()
+
+
+def _peak_allocated(fn) -> int:
+    """Peak bytes that torch's CPU allocator held above the start while ``fn`` ran (the profiler's memory events,
+    in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    now = peak = 0     # an operator's allocations count as its own (self); frees outside operators as [memory]
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        now += e.self_cpu_memory_usage
+        peak = max(peak, now)
+    return peak
+
+
+def test_branch_training_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    """Counted allocations, not time: training on 24 images holds what training on 4 holds (one image's features
+    while the store is written, a step's rows while training), where the in-memory features alone grow by 20
+    images' worth."""
+    G = make_generator()
+    ws, masks = _synthetic_task(G, 24)
+    per_image = sum(f[:1].numel() * f.element_size() for f in synthesis_features(G, ws[:1]))
+    kw = dict(members=2, hidden=(8, 4), max_steps=4, pixels_per_step=64, eval_every=2, scratch=tmp_path)
+    small = _peak_allocated(lambda: train_branch(G, ws[:4], masks[:4], NAMES, PALETTE, **kw))
+    large = _peak_allocated(lambda: train_branch(G, ws, masks, NAMES, PALETTE, **kw))
+    assert small > 0 and large > 0
+    assert large - small < 2 * per_image, (small, large, per_image)    # in memory: + 20 x per_image
+    kept = _peak_allocated(lambda: synthesis_features(G, ws))
+    assert kept >= 24 * per_image > large    # the measurement sees features held in memory
 
 
 def test_training_is_seeded_without_touching_the_global_rng():
