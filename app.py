@@ -135,6 +135,13 @@ def _slider_updates(s: Session) -> List:
     return ups
 
 
+def _work_note(res) -> str:
+    """Where a mask edit optimised, when not at the model's size, and what the memory budget changed."""
+    work, R = res.vector.extra.get("work_resolution"), res.image.shape[-1]
+    out = f" Optimised at {work} px (coarse and middle layers), rendered at {R} px." if work and work < R else ""
+    return out + "".join(f" {n}." for n in res.notes)
+
+
 def _painted_labels(s: Session, painted, base=None):
     """Labels from the sketch pad: the current segmentation (or ``base``), replaced by the palette class of every
     painted pixel. A client may also send a whole mask as an opaque layer."""
@@ -245,7 +252,8 @@ def on_edit(session: Session, model: str, painted: dict, steps: int, overlay: bo
             yield (session, (before, _show(item.image)), f"{item.text} {note}", *[gr.skip()] * 8)
     msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
            f"{' (stopped: best so far kept)' if res.stopped else ''}: {res.quality.summary()}. "
-           f"{'**Advice:** ' + res.quality.advice() + '. ' if res.quality.advice() else ''}{note}")
+           f"{'**Advice:** ' + res.quality.advice() + '. ' if res.quality.advice() else ''}{note}"
+           f"{_work_note(res)}")
     image, shown, caption, fid, _, hist = _view(session, overlay)
     yield (session, (before, image), msg, _show(session.mask_rgb()), shown, caption, hist, _editor_value(session),
            "", fid, image)

@@ -2,6 +2,14 @@
 
     python bench/edit_step.py                  # the built-in model, three strokes, 100-step edits
     python bench/edit_step.py --steps 50 --threads 1
+    python bench/edit_step.py --res 1024 --steps 100   # a full-size stand-in: exact vs working resolutions (#20)
+
+Full size (``--res``): a config-f generator with random weights of the real configuration (tests/standins.py) and
+a random 10-member branch with 19 classes (a random network costs what a trained one does). A box of 1/6 of the
+side is painted over the branch's own segmentation of a sample. Reported, in one run: a bare forward at full size,
+one edit step at each working resolution (``--work``; the model's own = the exact optimisation), each as a ratio
+to the bare forward, then one whole ``--steps``-step edit at the default working resolution (including the
+segmentation before, the full-size render, segmentation and quality readout after), with the peak RSS.
 
 A bare pass is G.synthesis of one latent without gradients (what a slider move costs). Each stroke is painted on
 the branch's own segmentation of a sample, as in the app: "mouth" widens the mouth of seed 1 (the README's
@@ -13,6 +21,7 @@ shoulders. Bare passes are timed before and after the edits and averaged, so mac
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -57,13 +66,63 @@ def bare_ms(G, ws, n=100) -> float:
     return (time.perf_counter() - t) / n * 1e3
 
 
+def full_size(res: int, steps: int, works) -> None:
+    """A full-size stand-in: bare forward, one step per working resolution, one whole edit (EDIT's default)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import standins
+    from editgan_core.editing import optimise_region, work_resolution_for
+    from editgan_core.segbranch import BranchConfig, SegBranch
+    from editgan_core.settings import EDIT
+
+    G = standins.full_size_generator(res)
+    names = standins.FACE_LABELS
+    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), res, names,
+                       [(i * 13 % 256, i * 29 % 256, i * 53 % 256) for i in range(len(names))])
+    branch = SegBranch(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
+    old = segment(G, branch, ws)[0]
+    new = old.copy()
+    a, b = res // 2 - res // 12, res // 2 + res // 12
+    new[a:b, a:b] = (int(np.bincount(old[a:b, a:b].ravel()).argmax()) + 1) % len(names)
+    region = edit_region(old, new, changed_classes(old, new))
+    bare = [bare_ms(G, ws, n=3)]
+    rows = []
+    for work in works:
+        optimise_region(G, branch, ws, new, region, steps=1, work_resolution=work)          # warm-up
+        n = 3 if work_resolution_for(G, work) == res else 10
+        t = time.perf_counter()
+        optimise_region(G, branch, ws, new, region, steps=n, work_resolution=work)
+        rows.append((work_resolution_for(G, work), (time.perf_counter() - t) / n * 1e3))
+    bare.append(bare_ms(G, ws, n=3))
+    fwd = statistics.mean(bare)
+    t = time.perf_counter()
+    res_edit = edit_from_mask(G, branch, ws, new, steps=steps)
+    whole = time.perf_counter() - t
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {res} px; bare forward {fwd:.0f} ms "
+          f"(before {bare[0]:.0f}, after {bare[1]:.0f}); edit region {int(region.sum())} of {res * res} pixels")
+    print("| working resolution | ms per edit step | bare forwards per step |")
+    print("|---|---|---|")
+    for work, ms in rows:
+        label = f"{work} (exact)" if work == res else str(work)
+        print(f"| {label} | {ms:.0f} | {ms / fwd:.2f} |")
+    print(f"\nwhole {steps}-step edit at working resolution {work_resolution_for(G, EDIT.work_resolution)}: "
+          f"{whole:.1f} s ({whole * 1e3 / fwd:.0f} bare forwards); quality: {res_edit.quality.summary()}; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--threads", default=None, help="torch threads (default: auto, editgan_core/runtime.py)")
+    p.add_argument("--res", type=int, default=None, help="a full-size stand-in at this resolution")
+    p.add_argument("--work", type=int, nargs="+", default=[0, 512, 256, 128],
+                   help="working resolutions timed with --res (0: exact)")
     args = p.parse_args()
     tune_allocator()
     configure_threads(args.threads)
+    if args.res:
+        full_size(args.res, args.steps, args.work)
+        return
     loaded = load_model("toyfaces")
     G = loaded.G.eval()
     branch = load_branch(ROOT / "checkpoints" / "toyfaces" / "branch.safetensors",

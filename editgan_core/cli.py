@@ -685,7 +685,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     with _about(args.mask):
         res = edit_from_mask(G, branch, ws[:1], labels, name=name, generator=ident, steps=args.steps,
-                             progress=progress)
+                             progress=progress, work_resolution=0 if args.exact else EDIT.work_resolution)
+    for line in res.notes:
+        print(f"note: {line}", file=sys.stderr)
     fidelity = meta.get("tuned_psnr") if G is not loaded.G else meta.get("psnr")
     if fidelity is not None:          # the embedding's fidelity to its photo, recorded by embed
         res.quality = dataclasses.replace(res.quality, embedding_psnr=float(fidelity))
@@ -997,6 +999,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "finds it by name; $EDITGAN_HOME/vectors/...)")
     ed.add_argument("--branch", default=None, help="branch file (default: the model's)")
     ed.add_argument("--steps", type=int, default=EDIT.steps, help="optimisation steps of the edit")
+    ed.add_argument("--exact", action="store_true",
+                    help=f"optimise at the model's full size (default: models over {EDIT.work_resolution} px optimise "
+                         f"their coarse and middle layers at {EDIT.work_resolution} px, several times faster)")
     common(ed)
     ed.set_defaults(func=cmd_edit, writes="folder")
 

@@ -31,6 +31,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import budget
 from .embed import keep_best
 from .errors import EditGANError
 from .generator import images_to_uint8
@@ -61,6 +62,7 @@ class EditResult:
     history: List[float] = field(default_factory=list)
     vector: Optional[EditVector] = None   # delta as an editing vector (classes by name, before/after thumbnails)
     quality: Optional["EditQuality"] = None   # how well it worked (edit_quality)
+    notes: List[str] = field(default_factory=list)   # what was changed to fit (budget.plan_edit), for the user
 
 
 @dataclass
@@ -173,14 +175,25 @@ def edit_quality(before: torch.Tensor, after: torch.Tensor, target: np.ndarray, 
     return EditQuality(reached, float(np.mean(ious)) if ious else 1.0, psnr, lp)
 
 
+def work_resolution_for(G, work_resolution: Optional[int]) -> int:
+    """The resolution an edit's optimisation renders at: ``work_resolution`` when the model is larger and a skip
+    generator (whose running image exists at every block), else the model's own (exact)."""
+    R = G.img_resolution
+    if not work_resolution or work_resolution >= R or G.cfg.architecture != "skip" \
+            or work_resolution not in G.cfg.block_resolutions:
+        return R
+    return int(work_resolution)
+
+
 def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, region: np.ndarray, *,
-                    reference: Optional[torch.Tensor] = None, steps: int = EDIT.steps, lr: float = EDIT.lr,
+                    reference_ws: Optional[torch.Tensor] = None, steps: int = EDIT.steps, lr: float = EDIT.lr,
                     rgb_weight: float = EDIT.rgb_weight, ce_weight: float = EDIT.ce_weight,
                     distance: Optional[Distance] = None, delta0: Optional[torch.Tensor] = None, progress=None,
                     should_stop=None, preview_every: int = EDIT.preview_every, warmup: int = EDIT.warmup,
                     pixel_weight: Optional[np.ndarray] = None, ce_samples: int = EDIT.ce_samples, seed: int = 0,
                     delta_weight: float = 0.0,
-                    colour: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, colour_weight: float = 0.0):
+                    colour: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, colour_weight: float = 0.0,
+                    work_resolution: Optional[int] = EDIT.work_resolution):
     """The shared optimisation of mask edits and refinement -> (best delta [N, num_ws, w_dim], history, stopped).
 
     ``ws`` [N, num_ws, w_dim]; ``target_labels`` and ``region`` [R, R] (shared) or [N, R, R] (one per image).
@@ -197,17 +210,38 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     ``delta_weight`` adds that weight x the mean square of the change per W+ entry (a small change transfers to
     other images with less damage). ``colour`` =
     (image [N, 3, R, R], mask [N, 1, R, R]) adds ``colour_weight`` x the mean square difference to that image under
-    the mask (painted parts take the colour their class already has)."""
+    the mask (painted parts take the colour their class already has). The image outside the region is kept like
+    that of ``reference_ws`` (default ``ws``: refinement keeps the unedited image).
+
+    ``work_resolution`` (a block resolution below the model's, skip generators; see :func:`work_resolution_for`):
+    while it optimises, the synthesis stops there. The shape of a part lives in the coarse and middle W+ entries,
+    so only those that the blocks up to that resolution read are optimised (the rest of delta stays zero); the
+    image term compares the skip generator's running image at that resolution outside the region (a low-res pixel
+    counts as outside when all the pixels it covers are); the branch reads the live features of those blocks and,
+    for the finer levels, the features of ``ws`` as they were -- exact for every pixel whose fine features the
+    edit does not move. At 1024 px, a 256-px working resolution makes a step several times cheaper
+    (docs/results.md); ``None`` or 0 is the exact optimisation at full size."""
     dev = ws.device
     N, R = ws.shape[0], G.img_resolution
+    work = work_resolution_for(G, work_resolution)
     distance = (distance or FallbackDistance()).to(dev)
     G.requires_grad_(False)
     branch.requires_grad_(False).eval()
+    fixed: List[torch.Tensor] = []         # the finer levels' features of ws (a truncated optimisation reads them)
     with torch.no_grad():
-        ref = G.synthesis(ws) if reference is None else reference
+        ref = G.synthesis(ws if reference_ws is None else reference_ws, stop_at=work)
+        if work < R:
+            live = sum(1 for r in G.feature_resolutions() if r <= work)
+            fixed = [f.half() for f in G.synthesis(ws, return_features=True)[1][live:]]
     region = np.broadcast_to(np.asarray(region, bool), (N, R, R))
     target = np.broadcast_to(np.asarray(target_labels), (N, R, R)).reshape(N, -1)
     outside = torch.from_numpy(~region).to(dev, torch.float32)[:, None]                  # [N, 1, R, R]
+    if work < R:   # a working-resolution pixel is outside when every pixel it covers is
+        outside = 1.0 - torch.nn.functional.max_pool2d(1.0 - outside, R // work)
+        if colour is not None:
+            c_img, c_mask = colour
+            colour = (torch.nn.functional.avg_pool2d(c_img, R // work),
+                      (torch.nn.functional.avg_pool2d(c_mask, R // work) > 0.5).float())
     pix_np = np.flatnonzero(region.reshape(N, -1).any(0))                                # union of the regions
     pix = torch.from_numpy(pix_np).to(dev)
     tgt = torch.from_numpy(target[:, pix_np].astype(np.int64)).to(dev)
@@ -233,7 +267,8 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         adapt_threads()
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
-        img, feats = G.synthesis(ws + delta, return_features=True, fused=False)
+        img, feats = G.synthesis(ws + delta, return_features=True, fused=False, stop_at=work)
+        feats = feats + fixed
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
         loss = rgb_weight * l_rgb
         if delta_weight:
@@ -257,6 +292,9 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         history.append(value)
         if progress is not None:
             show = (step + 1) % preview_every == 0 or step + 1 == steps
+            if show and work < R:   # previews at the model's size
+                img = torch.nn.functional.interpolate(img.detach(), size=(R, R), mode="bilinear",
+                                                      align_corners=False)
             progress(step + 1, steps, value, img.detach() if show else None)
     return best, history, stopped
 
@@ -272,14 +310,15 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                    preview_every: int = EDIT.preview_every, ce_samples: int = EDIT.ce_samples,
                    tolerance: int = EDIT.tolerance, edge_weight: float = EDIT.edge_weight,
                    delta_weight: float = EDIT.delta_weight,
-                   colour_weight: float = EDIT.colour_weight) -> EditResult:
+                   colour_weight: float = EDIT.colour_weight,
+                   work_resolution: Optional[int] = EDIT.work_resolution) -> EditResult:
     """Edit the image of ``ws`` [1, num_ws, w_dim] so that its segmentation becomes ``new_mask`` [R, R].
     -> EditResult, whose ``vector`` is the edit as an editing vector named ``name``.
 
     Painted masks are strokes, not exact outlines: the pixels within ``tolerance`` of a painted edge (where the
     painted label meets another) carry only ``edge_weight`` of the cross-entropy, so the generator draws that edge
-    where its parts can have one. ``delta_weight`` and ``colour_weight`` as in :func:`optimise_region` (the colours: those the painted
-    classes have before the edit, ``painted_colours``)."""
+    where its parts can have one. ``delta_weight``, ``colour_weight`` and ``work_resolution`` as in
+    :func:`optimise_region` (the colours: those the painted classes have before the edit, ``painted_colours``)."""
     t0 = time.time()
     R = G.img_resolution
     if ws.ndim == 2:
@@ -309,11 +348,12 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
     if focus > 0 and firm.any():
         weight[firm] += focus * (region.sum() - firm.sum()) / firm.sum()
     colour = painted_colours(G, ws, old, new_mask, painted) if colour_weight else None
+    work, _, note = budget.plan_edit(G, work_resolution_for(G, work_resolution))
     best, history, stopped = optimise_region(
         G, branch, ws, new_mask, region, steps=steps, lr=lr, rgb_weight=rgb_weight, ce_weight=ce_weight,
         distance=distance, progress=progress, should_stop=should_stop, preview_every=preview_every,
         pixel_weight=weight, ce_samples=ce_samples, delta_weight=delta_weight, colour=colour,
-        colour_weight=colour_weight)
+        colour_weight=colour_weight, work_resolution=work)
     with torch.no_grad():
         before_img = G.synthesis(ws)
         before = images_to_uint8(before_img)[0].cpu().numpy()
@@ -328,16 +368,18 @@ def edit_from_mask(G, branch, ws: torch.Tensor, new_mask: np.ndarray, *,
                         classes=[names[c] for c in classes], thumb_before=before,
                         thumb_after=images_to_uint8(img)[0].cpu().numpy(),
                         extra={"steps": len(history), "loss": round(float(loss), 6), "margin": margin,
+                               "work_resolution": work,
                                "quality": quality.as_dict()})
     return EditResult(edited, best[0].detach(), img, labels, region, classes, loss, len(history), stopped,
-                      time.time() - t0, history, vector, quality)
+                      time.time() - t0, history, vector, quality, [note] if note else [])
 
 
 def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[int], *,
            steps: int = REFINE.steps, lr: float = REFINE.lr, rgb_weight: float = REFINE.rgb_weight,
            ce_weight: float = REFINE.ce_weight, margin: int = REFINE.margin, batch: int = REFINE.batch,
            distance: Optional[Distance] = None, should_stop: Optional[Callable[[], bool]] = None,
-           ce_samples: int = REFINE.ce_samples) -> torch.Tensor:
+           ce_samples: int = REFINE.ce_samples, work_resolution: Optional[int] = EDIT.work_resolution
+           ) -> torch.Tensor:
     """Refine edited latents: ``ws`` [N, num_ws, w_dim] the originals, ``edited`` the same after vectors were added,
     ``classes`` the indices of the vectors' part classes. Inside the region of those classes (before or after the
     edit, grown by ``margin``) the target is the edited image's own segmentation; outside it, the original image.
@@ -345,16 +387,16 @@ def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[
     if steps <= 0:
         return edited
     ws, edited = ws.to(G.w_avg.device).float(), edited.to(G.w_avg.device).float()
+    work, batch, _ = budget.plan_edit(G, work_resolution_for(G, work_resolution), min(batch, len(edited)))
     out = []
     for s in range(0, len(edited), batch):
         w0, w1 = ws[s:s + batch], edited[s:s + batch]
         before, target = segment(G, branch, w0), segment(G, branch, w1)
         region = np.stack([edit_region(b, t, classes, margin=margin) if len(classes) else np.zeros_like(t, bool)
                            for b, t in zip(before, target)])
-        with torch.no_grad():
-            reference = G.synthesis(w0)
-        best, _, _ = optimise_region(G, branch, w1, target, region, reference=reference, steps=steps, lr=lr,
+        best, _, _ = optimise_region(G, branch, w1, target, region, reference_ws=w0, steps=steps, lr=lr,
                                      rgb_weight=rgb_weight, ce_weight=ce_weight, distance=distance,
-                                     should_stop=should_stop, ce_samples=ce_samples)
+                                     should_stop=should_stop, ce_samples=ce_samples,
+                                     work_resolution=work)
         out.append(w1 + best)
     return torch.cat(out)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import files
+from . import budget, files
 from .errors import EditGANError
 from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
@@ -185,6 +185,8 @@ def embed(G, target: torch.Tensor, *, steps: int = EMBED.steps, lr: float = EMBE
     R = G.img_resolution
     if target.ndim != 4 or target.shape[1] != 3 or target.shape[-1] != R or target.shape[-2] != R:
         raise EditGANError(f"images to embed must be [N, 3, {R}, {R}] (use prepare_image); got {tuple(target.shape)}")
+    budget.require(budget.embed_bytes(G, len(target)), f"embedding {len(target)} image(s) at once",
+                   "embed fewer images at a time")
     dev = G.w_avg.device
     target = target.to(dev, torch.float32)
     distance = (distance or FallbackDistance()).to(dev)

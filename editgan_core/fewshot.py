@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import budget
 from .errors import EditGANError
 from .segbranch import BranchConfig, SegBranch
 from .runtime import adapt_threads
-from .settings import BRANCH
+from .settings import BRANCH, BUDGET
 
 
 @dataclass
@@ -84,10 +85,8 @@ class FeatureStore:
 
     def __init__(self, G, ws: torch.Tensor, *, folder: Optional[os.PathLike] = None, half: Optional[bool] = None):
         self.channels, self.resolutions = G.feature_channels(), G.feature_resolutions()
-        per_image = feature_elements(G)
-        self.dtype = torch.float16 if (per_image > self.HALF_ABOVE if half is None else half) else torch.float32
+        self.dtype = self.dtype_for(G, half)
         self.np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
-        self.image_bytes = per_image * np.dtype(self.np_dtype).itemsize
         self.folder = Path(tempfile.mkdtemp(prefix="editgan-features-", dir=folder))
         self.count = 0
         try:
@@ -103,6 +102,15 @@ class FeatureStore:
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def dtype_for(cls, G, half: Optional[bool] = None) -> torch.dtype:
+        return torch.float16 if (feature_elements(G) > cls.HALF_ABOVE if half is None else half) else torch.float32
+
+    @classmethod
+    def bytes_for(cls, G, count: int, half: Optional[bool] = None) -> int:
+        """Disk bytes of a store of ``count`` images."""
+        return count * feature_elements(G) * (2 if cls.dtype_for(G, half) == torch.float16 else 4)
 
     def _path(self, i: int) -> Path:
         return self.folder / f"{i:05d}.bin"
@@ -169,8 +177,11 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
     val_idx, train_idx = order[:n_val], order[n_val:]
     if n_val == 0:
         val_idx = train_idx
+    budget.require(budget.training_bytes(G, members, hidden), "training the branch",
+                   "close other work, or wait for another user's long action to end")
+    budget.require_disk(FeatureStore.bytes_for(G, len(ws), half), scratch, f"training on {len(ws)} images")
     with FeatureStore(G, ws, half=half, folder=scratch) as store:
-        labels = torch.from_numpy(masks.astype(np.int64)).view(len(ws), -1)
+        labels = masks.reshape(len(masks), -1)     # as given (uint8): indexed per step, not widened for all
         cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), R, list(class_names),
                            [tuple(int(v) for v in c) for c in palette], members=members, hidden=tuple(hidden),
                            generator=generator_id or {})
@@ -194,7 +205,7 @@ def train_branch(G, ws: torch.Tensor, masks: np.ndarray, class_names: Sequence[s
                 pix = torch.randint(0, R * R, (per_img,), generator=gen).to(dev)
                 f = [t.to(dev) for t in store.image(i)]    # stored dtype: the branch converts the rows it reads
                 logits = branch.member_logits_at(f, pix)[0]                       # [P, K, C]
-                target = labels[i, pix.cpu()].to(dev)
+                target = torch.from_numpy(labels[i, pix.cpu().numpy()].astype(np.int64)).to(dev)
                 l_i = F.cross_entropy(logits.reshape(-1, C), target.repeat_interleave(members)) / len(imgs)
                 l_i.backward()
                 loss += l_i.item()
@@ -245,14 +256,30 @@ def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_nam
     return branch, report, res
 
 
+def eval_pixels(R: int, side: int = BRANCH.eval_side) -> Tuple[int, torch.Tensor]:
+    """The pixels a held-out image is scored on: every ``stride``-th row and column, at most ``side`` of each
+    (every pixel up to ``side`` px). -> (stride, flat pixel indices)."""
+    stride = max(1, -(-R // side))
+    grid = torch.arange(0, R, stride)
+    return stride, (grid[:, None] * R + grid[None, :]).reshape(-1)
+
+
 def _evaluate(branch: SegBranch, store: FeatureStore, masks: np.ndarray, idx, dev) -> Tuple[float, np.ndarray]:
+    """Held-out mIoU on the grid of :func:`eval_pixels` (the whole image up to 256 px): a dense evaluation at
+    1024 px would cost 16 times as much, once per evaluation."""
     branch.eval()
-    C = branch.cfg.num_classes
+    C, R = branch.cfg.num_classes, branch.cfg.out_resolution
+    stride, pix = eval_pixels(R)
+    pix = pix.to(dev)
     preds = []
     with torch.no_grad():
         for i in idx:     # the stored dtype: the branch converts the rows it reads
-            preds.append(branch.predict([t.to(dev) for t in store.image(i)])[0].cpu().numpy())
-    pred, true = np.stack(preds), masks[list(idx)]
+            feats = [t.to(dev) for t in store.image(i)]
+            preds.append(torch.cat([branch.logits_at(feats, part).argmax(1)
+                                    for part in pix.split(BUDGET.eval_chunk)], 1)[0].cpu().numpy())
+            del feats
+    side = len(range(0, R, stride))
+    pred, true = np.stack(preds).reshape(-1, side, side), masks[list(idx)][:, ::stride, ::stride]
     return miou(pred, true, C)
 
 

@@ -342,16 +342,25 @@ class SynthesisNetwork(nn.Module):
         fp16: bool = False,                 # top num_fp16_res resolutions in fp16 (for CUDA; slow on CPU)
         return_features: bool = False,      # also return every synthesis-layer output
         generator: Optional[torch.Generator] = None,  # for noise_mode='random'
+        stop_at: Optional[int] = None,      # run the blocks up to this resolution only (skip architecture)
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         """W+ -> image [N, C, H, W] (float, roughly [-1, 1]); optionally also the feature list.
 
         Features, in order: the 4x4 const (broadcast to the batch), then the output of every synthesis
         conv after noise and activation (b4.conv1, b8.conv0, b8.conv1, ...): num_ws tensors in all.
+
+        ``stop_at`` (a block resolution, skip architecture): only the blocks up to that resolution run; the image
+        is the skip generator's running image there (what later blocks upsample and add their detail to) and the
+        features are those of the blocks that ran. The W+ entries of later layers are not read.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if stop_at is not None and stop_at != self.img_resolution:
+            if stop_at not in self.block_resolutions or self.cfg.architecture != "skip":
+                raise ValueError(f"stop_at must be one of {self.block_resolutions} on a skip generator "
+                                 f"(this one: {self.cfg.architecture}), got {stop_at}")
         param = self.b4.const
         ws = ws.to(device=param.device, dtype=param.dtype)
         chunk = self._cpu_micro_batch()
@@ -359,7 +368,7 @@ class SynthesisNetwork(nn.Module):
             # Large CPU batches run in micro-batches: beyond ~64 MB per activation the extra passes of the
             # batched (activation-scaling) form cost more than batching saves. Measured in bench/generator.py.
             outs = [self.forward(part, noise_mode=noise_mode, fp16=fp16, return_features=return_features,
-                                 generator=generator) for part in ws.split(chunk)]
+                                 generator=generator, stop_at=stop_at) for part in ws.split(chunk)]
             if not return_features:
                 return torch.cat(outs)
             return torch.cat([o[0] for o in outs]), [torch.cat(f) for f in zip(*[o[1] for o in outs])]
@@ -378,6 +387,8 @@ class SynthesisNetwork(nn.Module):
             w_idx += block.num_conv
             x, img = block(x, img, cur, noise_mode=noise_mode, fused=fused, fp16=fp16, features=features,
                            generator=generator, memory_format=memory_format)
+            if res == stop_at:
+                break
         if return_features:
             return img, features
         return img
@@ -433,6 +444,17 @@ class Generator(nn.Module):
         for res in self.cfg.block_resolutions[1:]:
             chans += [self.cfg.channels_at(res)] * 2
         return chans
+
+    def ws_read_up_to(self, res: int) -> int:
+        """How many W+ entries, from the first, the blocks up to resolution ``res`` read (its toRGB included):
+        what ``synthesis(..., stop_at=res)`` depends on."""
+        n = 0
+        for r in self.cfg.block_resolutions:
+            block = getattr(self.synthesis, f"b{r}")
+            if r == res:
+                return n + block.num_conv + block.num_torgb
+            n += block.num_conv
+        raise ValueError(f"{res} is not a block resolution of this generator ({self.cfg.block_resolutions})")
 
     def feature_resolutions(self) -> List[int]:
         res = [4, 4]

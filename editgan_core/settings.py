@@ -44,6 +44,8 @@ class EditSettings:
     delta_weight: float = 0.2           # x mean square of the change per W+ entry: smaller vectors, less damage
                                         #   to other faces (hand-drawn strokes, docs/results.md)
     colour_weight: float = 0.0          # painted pixels pulled to their class's present colour (x mean square)
+    work_resolution: int = 256          # larger skip models optimise with the synthesis stopped here (coarse and
+                                        #   middle W+ entries; full size rendered at the end); 0: exact, full size
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class BranchTrainSettings:
     patience: int = 4
     val_fraction: float = 0.2
     embed_steps: int = 100              # embedding of annotated photos before training
+    eval_side: int = 256                # held-out images are scored on a grid of at most this many rows and columns
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,20 @@ class AlignSettings:
     small_face: float = 0.5             # a face square under this x the model's side gets a "soft result" note
 
 
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Memory as a budget (editgan_core/budget.py): estimates of a long action's peak, checked before it starts."""
+    usable: float = 0.85                # share of the free memory (or disk) one action may plan to use
+    grad_factor: float = 8.0            # bytes held by a pass with gradients per float32 byte of its features
+                                        #   (config-f, measured: 7.2x at 1024 px, 7.6x at 512; docs/results.md)
+    forward_factor: float = 2.0         # a pass without gradients that keeps its features (them, and the pass)
+    eval_factor: float = 6.0            # a dense branch evaluation: copies of one chunk's first-layer activations
+    eval_chunk: int = 4096              # pixels per chunk of the held-out evaluation in branch training
+    smallest_work: int = 128            # an edit that does not fit shrinks its working resolution down to this
+
+
 EMBED = EmbedSettings()
+BUDGET = BudgetSettings()
 PIVOTAL = PivotalSettings()
 EDIT = EditSettings()
 QUALITY = QualitySettings()

@@ -97,6 +97,57 @@ def test_pixels_far_outside_the_region_change_little(setup):
     assert change_kept < 0.5 * change_loose, (change_kept, change_loose)
 
 
+def test_synthesis_stopped_early_is_the_start_of_the_full_pass():
+    """stop_at: the blocks up to that resolution, their features exactly as in the full pass, the skip image at
+    that resolution, and nothing read from the later W+ entries."""
+    G = make_generator()
+    ws = G.mapping_ws(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        full_img, full = G.synthesis(ws, return_features=True)
+        img, feats = G.synthesis(ws, return_features=True, stop_at=16)
+        k = G.ws_read_up_to(16)
+        other = ws.clone()
+        other[:, k:] += 1.0
+        img2, feats2 = G.synthesis(other, return_features=True, stop_at=16)
+        full2 = G.synthesis(other)
+    assert img.shape == (2, 3, 16, 16) and len(feats) == sum(r <= 16 for r in G.feature_resolutions())
+    for a, b in zip(feats, full):
+        assert torch.equal(a, b)
+    assert torch.equal(img, img2) and all(torch.equal(a, b) for a, b in zip(feats, feats2))
+    assert not torch.equal(full_img, full2)           # the later entries do matter at full size
+    assert 0 < k < G.num_ws
+    with pytest.raises(ValueError):
+        G.synthesis(ws, stop_at=12)
+
+
+def test_edit_at_a_working_resolution_moves_only_coarse_entries(setup):
+    """A mask edit that optimises with the synthesis stopped at half the model's size: only the W+ entries those
+    blocks read move (so the vector leaves the finest layers alone), the painted class still takes the box, the
+    image far outside the region stays, and the vector says how it was made."""
+    G, branch, ws = setup
+    old = segment(G, branch, ws)[0]
+    y, x, was = _uniform_box(old)
+    cls = (was + 1) % 3
+    new = _paint(old, cls, (y, y + 6, x, x + 6))
+    res = edit_from_mask(G, branch, ws, new, steps=60, lr=0.1, margin=2, work_resolution=16)
+    exact = edit_from_mask(G, branch, ws, new, steps=60, lr=0.1, margin=2, work_resolution=0)
+    k = G.ws_read_up_to(16)
+    assert torch.count_nonzero(res.delta[k:]) == 0 and torch.count_nonzero(res.delta[:k]) > 0
+    assert torch.count_nonzero(exact.delta[k:]) > 0
+    assert res.vector.extra["work_resolution"] == 16 and exact.vector.extra["work_resolution"] == 32
+    inside = np.zeros(old.shape, bool)
+    inside[y:y + 6, x:x + 6] = True
+    box = torch.from_numpy(np.flatnonzero(inside))
+
+    def prob_in_box(w):
+        with torch.no_grad():
+            _, feats = G.synthesis(w, return_features=True)
+            return branch.logits_at(feats, box)[0].softmax(0)[cls].mean().item()
+
+    assert prob_in_box(res.ws) > prob_in_box(ws) + 0.08
+    assert res.quality.psnr_outside > 20, res.quality
+
+
 def test_stop_returns_best_so_far(setup):
     G, branch, ws = setup
     old = segment(G, branch, ws)[0]
