@@ -112,12 +112,12 @@ def edit_bytes(G, work: int, batch: int = 1) -> int:
     R = G.img_resolution
     grad = BUDGET.grad_factor * feature_bytes(G, work)
     fixed = feature_bytes(G, above=work) // 2 if work < R else 0
-    return batch * (grad + fixed + BUDGET.forward_factor * feature_bytes(G))
+    return int(BUDGET.overhead + batch * (grad + fixed + BUDGET.forward_factor * feature_bytes(G)))
 
 
 def embed_bytes(G, batch: int = 1) -> int:
     """Peak of embedding ``batch`` images (a pass with gradients at full size)."""
-    return batch * BUDGET.grad_factor * feature_bytes(G)
+    return int(BUDGET.overhead + batch * BUDGET.embed_factor * feature_bytes(G))
 
 
 def training_bytes(G, members: int, hidden: Tuple[int, int]) -> int:
@@ -126,7 +126,7 @@ def training_bytes(G, members: int, hidden: Tuple[int, int]) -> int:
     with the number of labelled images."""
     write = BUDGET.forward_factor * feature_bytes(G)
     evaluate = BUDGET.eval_factor * BUDGET.eval_chunk * members * hidden[0] * 4
-    return max(write, evaluate)
+    return int(BUDGET.overhead + max(write, evaluate))
 
 
 # ----------------------------------------------------------------------------------------------------------

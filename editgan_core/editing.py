@@ -391,7 +391,7 @@ def refine(G, branch, ws: torch.Tensor, edited: torch.Tensor, classes: Sequence[
     out = []
     for s in range(0, len(edited), batch):
         w0, w1 = ws[s:s + batch], edited[s:s + batch]
-        before, target = segment(G, branch, w0), segment(G, branch, w1)
+        before, target = segment(G, branch, w0, batch=1), segment(G, branch, w1, batch=1)   # dense maps: one a pass
         region = np.stack([edit_region(b, t, classes, margin=margin) if len(classes) else np.zeros_like(t, bool)
                            for b, t in zip(before, target)])
         best, _, _ = optimise_region(G, branch, w1, target, region, reference_ws=w0, steps=steps, lr=lr,

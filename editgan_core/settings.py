@@ -126,8 +126,10 @@ class AlignSettings:
 class BudgetSettings:
     """Memory as a budget (editgan_core/budget.py): estimates of a long action's peak, checked before it starts."""
     usable: float = 0.85                # share of the free memory (or disk) one action may plan to use
-    grad_factor: float = 8.0            # bytes held by a pass with gradients per float32 byte of its features
-                                        #   (config-f, measured: 7.2x at 1024 px, 7.6x at 512; docs/results.md)
+    overhead: int = 768 << 20           # bytes every long action adds (optimiser, losses, allocator arenas)
+    grad_factor: float = 8.0            # bytes held by an edit's pass with gradients per float32 byte of its
+                                        #   features (bench/budget.py: an exact edit at 512 and 1024 px)
+    embed_factor: float = 13.0          # the same for embedding (measured 11.9-13.0x at 256-1024 px)
     forward_factor: float = 2.0         # a pass without gradients that keeps its features (them, and the pass)
     eval_factor: float = 6.0            # a dense branch evaluation: copies of one chunk's first-layer activations
     eval_chunk: int = 4096              # pixels per chunk of the held-out evaluation in branch training
