@@ -51,7 +51,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     status = _read("/proc/self/status") or ""
     m = re.search(r"VmRSS:\s+(\d+) kB", status)
     return int(m.group(1)) * 1024 if m else 0
@@ -89,7 +89,7 @@ def available_bytes() -> int:
             candidates.append(int(limit) - int(usage))
             break
     if os.environ.get(LIMIT_ENV):
-        candidates.append(parse_size(os.environ[LIMIT_ENV]) - _rss_bytes())
+        candidates.append(parse_size(os.environ[LIMIT_ENV]) - rss_bytes())
     if not candidates:
         return 1 << 62        # nothing to go by (not Linux): no limit is enforced
     return max(0, min(candidates)) + held_free_bytes()

@@ -119,10 +119,10 @@ def test_pip_install_then_editgan_from_any_folder_offline(tmp_path):
         assert np.array_equal(got, generate(G, [seed]).uint8()[0].numpy()), seed
     where = run(py, "-c", "import editgan_core, editgan_core.registry as r; print(editgan_core.__file__); "
                           "print(r.CHECKPOINTS_DIR)").split()
-    site = Path(where[0]).parent.parent
-    assert site.is_relative_to(venv) and Path(where[1]) == site / "editgan_checkpoints"
+    installed = Path(where[0]).parent.parent
+    assert installed.is_relative_to(venv) and Path(where[1]) == installed / "editgan_checkpoints"
     assert (Path(where[1]) / "toyfaces" / "MODEL_CARD.md").is_file()
-    assert str(site / "editgan_checkpoints" / "toyfaces") in run(venv / "bin" / "editgan", "list")
+    assert str(installed / "editgan_checkpoints" / "toyfaces") in run(venv / "bin" / "editgan", "list")
     assert "editgan-studio" in run(py, "-m", "editgan_core", "--version")
     # a starter vector by bare name, from the installed model folder
     m = load_model("toyfaces")
