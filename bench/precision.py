@@ -1,7 +1,8 @@
-"""The bf16 fast path (editgan_core/fast.py) against float32: speed and image difference, at 64, 256 and 512 px.
+"""The bf16 fast path (editgan_core/fast.py) against float32: speed and image difference, at 64 to 1024 px.
 
     python bench/precision.py                       # the built-in model (64 px) and paper256 / f512 stand-ins
     python bench/precision.py --batches 1 8 --repeats 10
+    python bench/precision.py --res 1024 --batches 1      # a slider move at 1024 px (config-f)
 
 64 px: the built-in ToyFaces generator (trained weights), 32 samples at psi 0.7. 256 / 512 px: NVIDIA 'paper256'
 and config-f layouts with random weights (seed 0): no trained weights can be downloaded here; the bench says so
@@ -41,9 +42,10 @@ def generator(res: int):
         from editgan_core.hub import load_model
 
         return load_model("toyfaces").G.eval().requires_grad_(False), "ToyFaces (trained)"
-    name = {256: "paper256", 512: "f512"}[res]
+    name = {256: "paper256", 512: "f512", 1024: "f1024"}[res]
+    config = CONFIGS.get(name) or dict(CONFIGS["f512"], img_resolution=res)     # config-f at 1024 px (FFHQ)
     torch.manual_seed(0)
-    return Generator(GeneratorConfig(**CONFIGS[name])).eval().requires_grad_(False), f"{name} (random weights)"
+    return Generator(GeneratorConfig(**config)).eval().requires_grad_(False), f"{name} (random weights)"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ part labels.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -118,11 +119,13 @@ class SegBranch(nn.Module):
                                f"{len(got)}: {got[:3]}...")
 
     # -- the exact, memory-saving evaluation ----------------------------------------------------------------
-    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[int, torch.Tensor, torch.Tensor]]:
-        """Per resolution r: (r, rows, w) -- the level's features as rows [N, r*r, C] (channels-last views, any float
-        dtype; several tensors of one resolution concatenated) and the matching columns of the first layer's weight
-        [K*h1, C]. Nothing is projected here: :meth:`_hidden1` projects only what the wanted pixels read."""
-        weight = self.fc1.weight
+    def _project(self, feats: Sequence[torch.Tensor]) -> List[Tuple[int, List[torch.Tensor], torch.Tensor]]:
+        """Per resolution r: (r, rows, w) -- the level's feature tensors as rows [N, r*r, C_i] (channels-last views,
+        any float dtype; never concatenated, so only the rows read are touched) and the matching columns of the
+        first layer's weight [K*h1, sum C_i]. Nothing is projected here: :meth:`_hidden1` projects only what the
+        wanted pixels read. The weight is split once (its gradient is then one concatenation, not a zero-filled
+        full-size tensor per feature tensor)."""
+        columns = self.fc1.weight.split(self.cfg.feature_channels, dim=1)
         by_res: Dict[int, List[int]] = {}
         for i, r in enumerate(self.cfg.feature_resolutions):
             by_res.setdefault(r, []).append(i)
@@ -133,11 +136,15 @@ class SegBranch(nn.Module):
 
         levels = []
         for r, idx in by_res.items():
-            x = torch.cat([rows(feats[i]) for i in idx], 2) if len(idx) > 1 else rows(feats[idx[0]])
-            w = torch.cat([weight[:, slice(*self._cols[i])] for i in idx], 1) if len(idx) > 1 \
-                else weight[:, slice(*self._cols[idx[0]])]
-            levels.append((r, x, w))
+            w = torch.cat([columns[i] for i in idx], 1) if len(idx) > 1 else columns[idx[0]]
+            levels.append((r, [rows(feats[i]) for i in idx], w))
         return levels
+
+    @staticmethod
+    def _rows_at(tensors: List[torch.Tensor], positions: Optional[torch.Tensor], dtype) -> torch.Tensor:
+        """The rows at ``positions`` (all when None) of a level's tensors, side by side: [N, P, sum C_i]."""
+        got = [t if positions is None else t.index_select(1, positions) for t in tensors]
+        return (torch.cat(got, 2) if len(got) > 1 else got[0]).to(dtype)
 
     def _taps(self, r: int, pixels: torch.Tensor):
         """Bilinear taps of output pixels in an r x r map, exactly as F.interpolate(align_corners=False)."""
@@ -172,7 +179,7 @@ class SegBranch(nn.Module):
         stacked, rows, cols, vals, off = [], [], [], [], 0
         for r, t, w in levels:
             if r == R:                                  # at output resolution: gather the pixels' features
-                x = t.index_select(1, pixels).to(w.dtype)
+                x = self._rows_at(t, pixels, w.dtype)
             else:
                 idx, wts = self._taps(r, pixels)
                 used, inv = None, idx                   # small level: every position
@@ -180,8 +187,7 @@ class SegBranch(nn.Module):
                     used, where = torch.unique(torch.cat(idx), return_inverse=True)
                     inv = list(where.split(P))
                 if used is None or used.numel() <= P:   # project the positions read, interpolate later
-                    src = t if used is None else t.index_select(1, used)
-                    stacked.append(src.to(w.dtype) @ w.t())
+                    stacked.append(self._rows_at(t, used, w.dtype) @ w.t())
                     rows += [ar] * 4
                     cols += [i + off for i in inv]
                     vals += wts
@@ -189,7 +195,7 @@ class SegBranch(nn.Module):
                     continue
                 x = None                                # blend the features at the taps, project at the pixels
                 for i, a in zip(idx, wts):
-                    term = t.index_select(1, i).to(w.dtype) * a[None, :, None]
+                    term = self._rows_at(t, i, w.dtype) * a[None, :, None]
                     x = term if x is None else x + term
             h = x @ w.t()
             out = h if out is None else out + h
@@ -198,10 +204,14 @@ class SegBranch(nn.Module):
             N, S, D = proj.shape
             m = torch.sparse_coo_tensor(torch.stack([torch.cat(rows), torch.cat(cols)]),
                                         torch.cat(vals).to(proj.dtype), (P, S), check_invariants=False)
-            if N == 1:
-                h = torch.sparse.mm(m, proj[0])[None]
-            else:
-                h = torch.sparse.mm(m, proj.permute(1, 0, 2).reshape(S, N * D)).view(P, N, D).permute(1, 0, 2)
+            flat = proj[0] if N == 1 else proj.permute(1, 0, 2).reshape(S, N * D)
+            if flat.requires_grad:
+                h = torch.sparse.mm(m, flat)
+            else:   # no gradient (dense maps): the compressed-row form multiplies about twice as fast
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)     # "sparse CSR support is in beta"
+                    h = m.to_sparse_csr() @ flat
+            h = h[None] if N == 1 else h.view(P, N, D).permute(1, 0, 2)
             out = h if out is None else out + h
         return out + self.fc1.bias
 

@@ -30,7 +30,7 @@ from .errors import CheckpointError, EditGANError
 from .identity import check_identity
 from .fast import enabled as fast_enabled, fast_synthesis
 from .runtime import adapt_threads
-from .settings import APPLY, REFINE
+from .settings import APPLY, EDIT, REFINE
 
 _NAME_RE = re.compile(r"^[\w\- ]{1,64}$")
 
@@ -152,9 +152,11 @@ class Applied:
 
 def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]], *, branch=None,
                   refine_steps: int = 0, segment_result: bool = False, distance=None, refine_lr: float = REFINE.lr,
-                  batch: int = REFINE.batch, fast: bool = False) -> Applied:
+                  batch: int = REFINE.batch, fast: bool = False,
+                  work_resolution: Optional[int] = EDIT.work_resolution) -> Applied:
     """ws [N, num_ws, w_dim] + sum(scale * delta), in one generator pass; with ``refine_steps``, refined by
-    :func:`editgan_core.editing.refine` (needs the branch) in the region of the vectors' classes; with
+    :func:`editgan_core.editing.refine` (needs the branch; at ``work_resolution``) in the region of the vectors'
+    classes; with
     ``segment_result``, the branch's labels of the result too. ``fast``: render the image by the bf16 fast path
     (:mod:`editgan_core.fast`) where the device supports it -- for previews; the latents are the same."""
     from .editing import refine
@@ -172,7 +174,7 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
             raise EditGANError("refinement needs the model's segmentation branch")
         classes = branch.cfg.class_indices(c for v, s in pairs if s for c in v.classes)
         edited = refine(G, branch, ws, edited, classes, steps=refine_steps, lr=refine_lr, batch=batch,
-                        distance=distance)
+                        distance=distance, work_resolution=work_resolution)
     with torch.no_grad():
         if segment_result and branch is not None:
             img, feats = G.synthesis(edited, return_features=True)
