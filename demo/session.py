@@ -191,7 +191,8 @@ class Session:
         """The step's image in float32 (a slider preview drawn by the bf16 fast path is re-rendered once)."""
         step = self.current if step is None else step
         if not step.exact:
-            step.image, step.exact = self._render(step.ws, self._G(step))[0], True
+            step.image, labels = self._render(step.ws, self._G(step))
+            step.exact, step.labels = True, step.labels if step.labels is not None else labels
         return step.image
 
     def _G(self, step: Optional[Step] = None):
