@@ -47,54 +47,85 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Journey:
+    """One journey through the app served in this process: a scratch folder (Hub cache, EditGAN home), the
+    steps timed with the process's peak RSS so far, and the sketch pad's payloads."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"rehearsal-{tag}-"))
+        os.environ["HF_HUB_CACHE"] = str(self.tmp / "hf-cache")
+        os.environ["EDITGAN_HOME"] = str(self.tmp / "home")
+        self.rows: list = []
+        self.client = self.demo = None
+
+    def timed(self, what: str, fn):
+        t = time.perf_counter()
+        out = fn()
+        self.mark(what, round(time.perf_counter() - t, 2))
+        return out
+
+    def mark(self, what: str, seconds: float) -> None:
+        self.rows.append({"step": what, "seconds": seconds, "peak_rss_mib": round(peak_mib())})
+        print(json.dumps({"res": self.tag, **self.rows[-1]}), flush=True)
+
+    def launch(self, endpoint: str):
+        """The app, served here against the stand-in Hub at ``endpoint``, and a gradio_client on it. -> app."""
+        from gradio_client import Client
+
+        os.environ["HF_ENDPOINT"] = endpoint
+        import app
+
+        self.demo = app.build_ui()
+        self.demo.queue(default_concurrency_limit=4)
+        self.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        self.client = Client(self.demo.local_url, verbose=False)
+        return app
+
+    def payload(self, layer, name: str) -> dict:
+        """An RGBA layer [side, side, 4] as the sketch pad sends it (transparent background, one layer)."""
+        import numpy as np
+        from gradio_client import handle_file
+        from PIL import Image
+
+        p, bg = self.tmp / f"{name}.png", self.tmp / "bg.png"
+        Image.fromarray(layer).save(p)
+        Image.fromarray(np.zeros(layer.shape[:2] + (4,), np.uint8)).save(bg)
+        return {"background": handle_file(str(bg)), "layers": [handle_file(str(p))], "composite": None}
+
+
+def layer_of(mask, rgb):
+    """The pixels of ``mask`` painted in ``rgb``, the rest transparent."""
+    import numpy as np
+
+    layer = np.zeros(mask.shape + (4,), np.uint8)
+    layer[mask] = (*rgb, 255)
+    return layer
+
+
 def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
     import numpy as np
-    from gradio_client import Client, handle_file
-    from PIL import Image
 
     import standins
     from fake_hub import FakeHub
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"rehearsal{res}-"))
-    os.environ["HF_HUB_CACHE"] = str(tmp / "hf-cache")
-    os.environ["EDITGAN_HOME"] = str(tmp / "home")
-    rows = []
-
-    def timed(what, fn):
-        t = time.perf_counter()
-        out = fn()
-        rows.append({"step": what, "seconds": round(time.perf_counter() - t, 2), "peak_rss_mib": round(peak_mib())})
-        print(json.dumps({"res": res, **rows[-1]}), flush=True)
-        return out
-
-    pkl = standins.official_pickle(res, tmp / "g.pkl")
-    parser = standins.tiny_face_parser(tmp / "parser")
+    j = Journey(str(res))
+    pkl = standins.official_pickle(res, j.tmp / "g.pkl")
+    parser = standins.tiny_face_parser(j.tmp / "parser")
     with FakeHub() as fh:
         name = standins.serve_generator(fh, res, pkl)
         standins.serve_folder(fh, "jonathandinu/face-parsing", parser)
-        os.environ["HF_ENDPOINT"] = fh.endpoint
-        import app
-
-        demo = app.build_ui()
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-        c = Client(demo.local_url, verbose=False)
+        app = j.launch(fh.endpoint)
+        c = j.client
         side = max(app.EDITOR_SIDE, res)
 
         from demo.session import Session
 
-        def payload(mask, tag, rgb):
-            layer = np.zeros((side, side, 4), np.uint8)
-            layer[mask] = (*rgb, 255)
-            p, bg = tmp / f"{tag}.png", tmp / "bg.png"
-            Image.fromarray(layer).save(p)
-            Image.fromarray(np.zeros((side, side, 4), np.uint8)).save(bg)
-            return {"background": handle_file(str(bg)), "layers": [handle_file(str(p))], "composite": None}
-
         yy, xx = np.mgrid[:side, :side]
         stroke = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 < (side // 6) ** 2
         t0 = time.perf_counter()
-        timed("load the model from the registry (download + load)", lambda: c.predict(model=name, api_name="/load_model"))
+        j.timed("load the model from the registry (download + load)",
+                lambda: c.predict(model=name, api_name="/load_model"))
         probe = Session(app.STUDIO)          # the class table the page shows (same process)
         probe.set_model(name)
         names, palette = probe.class_table()
@@ -104,24 +135,25 @@ def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
             for seed in range(labels):
                 c.predict(model=name, seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
                 _, idx, _ = c.predict(model=name, api_name="/annotate_add")
-                c.predict(painted=payload(stroke, f"s{seed}", hair), index=idx, api_name="/annotate_save")
-        timed(f"sample + parser proposal + hand correction, {labels} images", annotate)
-        timed(f"train the branch (at most {train_steps} steps)", lambda: c.predict(steps=train_steps,
-                                                                                  api_name="/train_branch"))
-        timed("sample the image to edit", lambda: c.predict(model=name, seed=50, truncation=0.7, class_idx=0,
-                                                            overlay=False, api_name="/sample"))
+                c.predict(painted=j.payload(layer_of(stroke, hair), f"s{seed}"), index=idx,
+                          api_name="/annotate_save")
+        j.timed(f"sample + parser proposal + hand correction, {labels} images", annotate)
+        j.timed(f"train the branch (at most {train_steps} steps)", lambda: c.predict(steps=train_steps,
+                                                                                    api_name="/train_branch"))
+        j.timed("sample the image to edit", lambda: c.predict(model=name, seed=50, truncation=0.7, class_idx=0,
+                                                              overlay=False, api_name="/sample"))
         square = np.zeros((side, side), bool)
         square[side // 3: side // 2, side // 3: 2 * side // 3] = True
-        timed(f"mask edit ({edit_steps} steps)", lambda: c.predict(model=name, painted=payload(square, "edit", skin),
-                                                                   steps=edit_steps, overlay=False, api_name="/edit"))
-        rows.append({"step": "first mask edit reached (wall, from load)", "seconds": round(time.perf_counter() - t0, 1),
-                     "peak_rss_mib": round(peak_mib())})
-        timed("save the vector", lambda: c.predict(name="rehearsal", api_name="/save_vector"))
-        timed("move its slider (one generator pass)", lambda: c.predict(scales={"rehearsal": 1.5}, refine=0,
-                                                                        api_name="/apply_vectors"))
-        timed("export result, mask and latent", lambda: c.predict(api_name="/export"))
-        demo.close()
-    return rows
+        j.timed(f"mask edit ({edit_steps} steps)",
+                lambda: c.predict(model=name, painted=j.payload(layer_of(square, skin), "edit"), steps=edit_steps,
+                                  overlay=False, api_name="/edit"))
+        j.mark("first mask edit reached (wall, from load)", round(time.perf_counter() - t0, 1))
+        j.timed("save the vector", lambda: c.predict(name="rehearsal", api_name="/save_vector"))
+        j.timed("move its slider (one generator pass)", lambda: c.predict(scales={"rehearsal": 1.5}, refine=0,
+                                                                          api_name="/apply_vectors"))
+        j.timed("export result, mask and latent", lambda: c.predict(api_name="/export"))
+        j.demo.close()
+    return j.rows
 
 
 CAR_PARTS = ["background", "body", "wheel", "window", "light"]
@@ -155,49 +187,29 @@ def one_car(labels: int, train_steps: int, edit_steps: int, embed_steps: int, pi
     """The car journey through the app (see the module docstring)."""
     import numpy as np
     import torch
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from PIL import Image
 
     import standins
     from editgan_core.registry import REGISTRY
     from fake_hub import FakeHub
 
-    tmp = Path(tempfile.mkdtemp(prefix="rehearsal-car-"))
-    os.environ["HF_HUB_CACHE"] = str(tmp / "hf-cache")
-    os.environ["EDITGAN_HOME"] = str(tmp / "home")
-    rows = []
-
-    def timed(what, fn):
-        t = time.perf_counter()
-        out = fn()
-        rows.append({"step": what, "seconds": round(time.perf_counter() - t, 2), "peak_rss_mib": round(peak_mib())})
-        print(json.dumps({"res": "car-512", **rows[-1]}), flush=True)
-        return out
-
+    j = Journey("car-512")
     G = standins.full_size_generator(512, seed=7)
-    pkl = standins.official_pickle(512, tmp / "car.pkl", seed=7)
+    pkl = standins.official_pickle(512, j.tmp / "car.pkl", seed=7)
     spec = REGISTRY["car-512"]
     with FakeHub() as fh:
         fh.add(spec.repo_id, spec.filename, pkl.read_bytes())
-        os.environ["HF_ENDPOINT"] = fh.endpoint
-        import app
-        from demo.session import Session
-
-        demo = app.build_ui()
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-        c = Client(demo.local_url, verbose=False)
+        fh.commit = spec.revision or fh.commit          # the registry pins this model's revision
+        app = j.launch(fh.endpoint)
+        c = j.client
         side = max(app.EDITOR_SIDE, 512)
 
-        def payload(layer, tag):
-            p, bg = tmp / f"{tag}.png", tmp / "bg.png"
-            Image.fromarray(layer).save(p)
-            Image.fromarray(np.zeros((side, side, 4), np.uint8)).save(bg)
-            return {"background": handle_file(str(bg)), "layers": [handle_file(str(p))], "composite": None}
+        from demo.session import Session
 
         t0 = time.perf_counter()
-        timed("load car-512 from the registry (download + load)", lambda: c.predict(model="car-512",
-                                                                                   api_name="/load_model"))
+        j.timed("load car-512 from the registry (download + load)",
+                lambda: c.predict(model="car-512", api_name="/load_model"))
         probe = Session(app.STUDIO)
         probe.set_model("car-512")
         names, palette = probe.class_table()
@@ -208,49 +220,48 @@ def one_car(labels: int, train_steps: int, edit_steps: int, embed_steps: int, pi
             for seed in range(labels):
                 c.predict(model="car-512", seed=seed, truncation=0.7, class_idx=0, overlay=False, api_name="/sample")
                 _, idx, _ = c.predict(model="car-512", api_name="/annotate_add")
-                c.predict(painted=payload(car_layout(side, seed, palette), f"a{seed}"), index=idx,
+                c.predict(painted=j.payload(car_layout(side, seed, palette), f"a{seed}"), index=idx,
                           api_name="/annotate_save")
-        timed(f"sample + paint every label by hand, {labels} images", annotate)
-        timed(f"train the branch (at most {train_steps} steps)", lambda: c.predict(steps=train_steps,
-                                                                                  api_name="/train_branch"))
-        timed("sample the car to edit", lambda: c.predict(model="car-512", seed=50, truncation=0.7, class_idx=0,
-                                                          overlay=False, api_name="/sample"))
+        j.timed(f"sample + paint every label by hand, {labels} images", annotate)
+        j.timed(f"train the branch (at most {train_steps} steps)", lambda: c.predict(steps=train_steps,
+                                                                                    api_name="/train_branch"))
+        j.timed("sample the car to edit", lambda: c.predict(model="car-512", seed=50, truncation=0.7, class_idx=0,
+                                                            overlay=False, api_name="/sample"))
         wheels = car_layout(side, 50, palette, wheel_scale=1.35)
         wheels[~np.all(wheels[..., :3] == palette[CAR_PARTS.index("wheel")], -1), 3] = 0   # only the wheels painted
-        timed(f"mask edit: bigger wheels ({edit_steps} steps)",
-              lambda: c.predict(model="car-512", painted=payload(wheels, "edit"), steps=edit_steps, overlay=False,
-                                api_name="/edit"))
-        rows.append({"step": "first mask edit reached (wall, from load)", "seconds": round(time.perf_counter() - t0, 1),
-                     "peak_rss_mib": round(peak_mib())})
-        timed("save the vector", lambda: c.predict(name="bigger wheels", api_name="/save_vector"))
+        j.timed(f"mask edit: bigger wheels ({edit_steps} steps)",
+                lambda: c.predict(model="car-512", painted=j.payload(wheels, "edit"), steps=edit_steps, overlay=False,
+                                  api_name="/edit"))
+        j.mark("first mask edit reached (wall, from load)", round(time.perf_counter() - t0, 1))
+        j.timed("save the vector", lambda: c.predict(name="bigger wheels", api_name="/save_vector"))
         with torch.no_grad():    # a 4:3 photo: the stand-in's own picture (rows 64:448), enlarged to 1024 x 768
             img = G.synthesis(G.mapping_ws(torch.randn(1, 512, generator=torch.Generator().manual_seed(99)),
                                            truncation_psi=0.7))
         pic = ((img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).byte().numpy())[64:448]
-        photo_path = tmp / "car_photo.png"
+        photo_path = j.tmp / "car_photo.png"
         Image.fromarray(pic).resize((1024, 768), Image.LANCZOS).save(photo_path)
-        timed("upload a 1024 x 768 photo (the model's cut)",
-              lambda: c.predict(model="car-512", photo=handle_file(str(photo_path)), fit="crop",
-                                cut="the model's", api_name="/upload"))
-        timed(f"embed it ({embed_steps} steps)", lambda: c.predict(model="car-512", steps=embed_steps, overlay=False,
-                                                                   tune_steps=0, api_name="/embed"))
-        timed("apply the vector at 1.5 (one generator pass)",
-              lambda: c.predict(scales={"bigger wheels": 1.5}, refine=0, api_name="/apply_vectors"))
-        exported = timed("export: the photo at its size, result, mask, latent", lambda: c.predict(api_name="/export"))
-        demo.close()
+        j.timed("upload a 1024 x 768 photo (the model's cut)",
+                lambda: c.predict(model="car-512", photo=handle_file(str(photo_path)), fit="crop",
+                                  cut="the model's", api_name="/upload"))
+        j.timed(f"embed it ({embed_steps} steps)", lambda: c.predict(model="car-512", steps=embed_steps,
+                                                                     overlay=False, tune_steps=0, api_name="/embed"))
+        j.timed("apply the vector at 1.5 (one generator pass)",
+                lambda: c.predict(scales={"bigger wheels": 1.5}, refine=0, api_name="/apply_vectors"))
+        exported = j.timed("export: the photo at its size, result, mask, latent",
+                           lambda: c.predict(api_name="/export"))
+        j.demo.close()
     photo_out = next(str(p) for p in exported if str(p).endswith("_photo.png"))
     got = Image.open(photo_out)
     before = np.asarray(Image.open(photo_path).convert("RGB"), np.int16)
     after = np.asarray(got.convert("RGB"), np.int16)
     changed = np.abs(after - before).max(-1) > 0
-    rows.append({"step": f"handed back: {got.size[0]} x {got.size[1]}, {changed.mean():.1%} of its pixels changed",
-                 "seconds": 0, "peak_rss_mib": round(peak_mib())})
+    j.mark(f"handed back: {got.size[0]} x {got.size[1]}, {changed.mean():.1%} of its pixels changed", 0)
     if picture:
         both = Image.new("RGB", (2048 + 16, 768), "white")
         both.paste(Image.open(photo_path).convert("RGB"), (0, 0))
         both.paste(got.convert("RGB"), (1024 + 16, 0))
         both.save(picture)
-    return rows
+    return j.rows
 
 
 def main() -> None:

@@ -95,8 +95,8 @@ class FeatureStore:
                     adapt_threads()
                     _, feats = G.synthesis(w[None].to(G.w_avg.device), return_features=True)
                     with open(self._path(self.count), "wb") as fh:
-                        for f in feats:    # [1, C, r, r] -> [r, r, C] rows, in the store's dtype
-                            fh.write(f[0].permute(1, 2, 0).to(self.dtype).contiguous().cpu().numpy().tobytes())
+                        for f in feats:    # [1, C, r, r] -> [r, r, C] rows, in the store's dtype, written in place
+                            f[0].permute(1, 2, 0).to(self.dtype).contiguous().cpu().numpy().tofile(fh)
                     del feats
                     self.count += 1
         except BaseException:
