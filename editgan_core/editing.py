@@ -217,7 +217,9 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     while it optimises, the synthesis stops there. The shape of a part lives in the coarse and middle W+ entries,
     so only those that the blocks up to that resolution read are optimised (the rest of delta stays zero); the
     image term compares the skip generator's running image at that resolution outside the region (a low-res pixel
-    counts as outside when all the pixels it covers are); the branch reads the live features of those blocks and,
+    counts as outside when all the pixels it covers are), and so do the activations there, relative to their mean
+    square (the finer blocks render them, also what the running image does not show); the branch reads the live
+    features of those blocks and,
     for the finer levels, the features of ``ws`` as they were -- exact for every pixel whose fine features the
     edit does not move. At 1024 px, a 256-px working resolution makes a step several times cheaper
     (docs/results.md); ``None`` or 0 is the exact optimisation at full size."""
@@ -229,8 +231,12 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
     branch.requires_grad_(False).eval()
     fixed: List[torch.Tensor] = []         # the finer levels' features of ws (a truncated optimisation reads them)
     with torch.no_grad():
-        ref = G.synthesis(ws if reference_ws is None else reference_ws, stop_at=work)
+        ref = G.synthesis(ws if reference_ws is None else reference_ws, stop_at=work, return_features=work < R)
         if work < R:
+            ref, ref_feats = ref
+            ref_x = ref_feats[-1]          # the activations the finer blocks start from
+            x_scale = ref_x.square().mean((1, 2, 3), keepdim=True).clamp_min(1e-8)
+            del ref_feats
             live = sum(1 for r in G.feature_resolutions() if r <= work)
             fixed = [f.half() for f in G.synthesis(ws, return_features=True)[1][live:]]
     region = np.broadcast_to(np.asarray(region, bool), (N, R, R))
@@ -268,8 +274,11 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
         for group in opt.param_groups:    # linear warm-up: Adam's first steps are full-size sign steps on every
             group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))    # coordinate and overshoot from delta = 0
         img, feats = G.synthesis(ws + delta, return_features=True, fused=False, stop_at=work)
-        feats = feats + fixed
         l_rgb = ((img - ref).square() * outside).sum((1, 2, 3)) / (n_out * 3) + distance(img * outside, ref * outside)
+        if work < R:   # the finer blocks render what these activations hold, also what the running image does not
+            l_rgb = l_rgb + EDIT.feature_weight * ((feats[-1] - ref_x).square() / x_scale * outside).sum(
+                (1, 2, 3)) / (n_out * ref_x.shape[1])
+        feats = feats + fixed
         loss = rgb_weight * l_rgb
         if delta_weight:
             loss = loss + delta_weight * delta.square().mean(2).sum(1)

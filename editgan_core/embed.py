@@ -286,6 +286,9 @@ def pivotal_tune(G, ws: torch.Tensor, target: torch.Tensor, *, steps: int = PIVO
     if ws.ndim != 3 or ws.shape[0] != 1 or target.shape != (1, 3, R, R):
         raise EditGANError(f"pivotal tuning takes one latent [1, num_ws, w_dim] and one image [1, 3, {R}, {R}]; "
                            f"got {tuple(ws.shape)} and {tuple(target.shape)}")
+    weights = 4 * 4 * sum(p.numel() for p in G.synthesis.parameters())    # the copy, its gradient, Adam's two
+    budget.require(budget.embed_bytes(G, 2 if locality_weight > 0 else 1) + weights, "pivotal tuning",
+                   "use the embedding without tuning, or close other work")
     dev = G.w_avg.device
     target, ws = target.to(dev, torch.float32), ws.to(dev, torch.float32).detach()
     distance = (distance or FallbackDistance()).to(dev)

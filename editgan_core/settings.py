@@ -46,6 +46,8 @@ class EditSettings:
     colour_weight: float = 0.0          # painted pixels pulled to their class's present colour (x mean square)
     work_resolution: int = 256          # larger skip models optimise with the synthesis stopped here (coarse and
                                         #   middle W+ entries; full size rendered at the end); 0: exact, full size
+    feature_weight: float = 20.0        # there, the activations outside the region (relative mean square) count
+                                        #   this much beside the image term: the finer blocks render them
 
 
 @dataclass(frozen=True)

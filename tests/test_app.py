@@ -411,8 +411,13 @@ def test_slider_previews_take_the_fast_path_and_exports_are_exact(app_module, tm
             exact = images_to_uint8(s.assets.G.synthesis(moved.ws))[0].numpy()
         diff = np.abs(moved.image.astype(int) - exact.astype(int))
         assert 0 < diff.max() <= 16 and diff.mean() < 1.0          # a close preview, not the float32 image
+        renders = []
+        real = s._render
+        s._render = lambda *a: renders.append(1) or real(*a)      # count the full-size passes of the export
         files = s.export(tmp_path / "out")
+        del s._render
         assert np.array_equal(np.asarray(Image.open(files[0]).convert("RGB")), exact) and moved.exact
+        assert len(renders) == 1 and moved.labels is not None    # the image and its segmentation: one pass
         back = s.set_scales({name: 0.0})
         assert back.exact and np.array_equal(back.image, base.image)
     finally:

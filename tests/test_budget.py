@@ -9,7 +9,7 @@ import torch
 from conftest import make_generator
 from editgan_core import budget
 from editgan_core.editing import edit_from_mask, refine
-from editgan_core.embed import embed
+from editgan_core.embed import embed, pivotal_tune
 from editgan_core.errors import EditGANError
 from editgan_core.fewshot import FeatureStore, feature_elements, train_branch
 from editgan_core.identity import generator_identity
@@ -113,6 +113,17 @@ def test_embedding_too_many_images_at_once_is_refused(setup, monkeypatch):
     with pytest.raises(budget.MemoryBudgetError, match="embedding 4 image"):
         embed(G, images, steps=1)
     assert embed(G, images[:2], steps=1).ws.shape[0] == 2
+
+
+def test_pivotal_tuning_is_refused_when_its_copy_and_passes_do_not_fit(setup, monkeypatch):
+    G, _, ws, _, _ = setup
+    with torch.no_grad():
+        img = G.synthesis(ws)
+    _free(monkeypatch, budget.embed_bytes(G, 1))
+    with pytest.raises(budget.MemoryBudgetError, match="pivotal tuning"):
+        pivotal_tune(G, ws, img, steps=1)
+    _free(monkeypatch, 1 << 40)
+    assert pivotal_tune(G, ws, img, steps=1) is not None
 
 
 def test_training_refuses_when_the_feature_store_would_not_fit_on_disk(setup, monkeypatch, tmp_path):
