@@ -65,11 +65,6 @@ def synthesis_features(G, ws: torch.Tensor, *, batch: int = 4, half: Optional[bo
     return feats
 
 
-def feature_elements(G) -> int:
-    """Elements of one image's synthesis features (what the store keeps per image)."""
-    return sum(c * r * r for c, r in zip(G.feature_channels(), G.feature_resolutions()))
-
-
 class FeatureStore:
     """The synthesis features of labelled images, one file per image on disk, read a step at a time.
 
@@ -105,12 +100,13 @@ class FeatureStore:
 
     @classmethod
     def dtype_for(cls, G, half: Optional[bool] = None) -> torch.dtype:
-        return torch.float16 if (feature_elements(G) > cls.HALF_ABOVE if half is None else half) else torch.float32
+        big = budget.feature_bytes(G) // 4 > cls.HALF_ABOVE     # elements of one image's features
+        return torch.float16 if (big if half is None else half) else torch.float32
 
     @classmethod
     def bytes_for(cls, G, count: int, half: Optional[bool] = None) -> int:
         """Disk bytes of a store of ``count`` images."""
-        return count * feature_elements(G) * (2 if cls.dtype_for(G, half) == torch.float16 else 4)
+        return count * budget.feature_bytes(G) // (2 if cls.dtype_for(G, half) == torch.float16 else 1)
 
     def _path(self, i: int) -> Path:
         return self.folder / f"{i:05d}.bin"

@@ -11,7 +11,7 @@ from editgan_core import budget
 from editgan_core.editing import edit_from_mask, refine
 from editgan_core.embed import embed, pivotal_tune
 from editgan_core.errors import EditGANError
-from editgan_core.fewshot import FeatureStore, feature_elements, train_branch
+from editgan_core.fewshot import FeatureStore, train_branch
 from editgan_core.identity import generator_identity
 from editgan_core.segbranch import segment
 
@@ -52,7 +52,7 @@ def test_sizes_parse_and_the_limit_variable_caps_what_is_free(monkeypatch):
 
 def test_estimates_follow_the_model_and_the_working_resolution():
     G = make_generator(img_resolution=64, channel_base=512, channel_max=32)
-    assert budget.feature_bytes(G) == 4 * feature_elements(G)
+    assert budget.feature_bytes(G) == 4 * sum(c * r * r for c, r in zip(G.feature_channels(), G.feature_resolutions()))
     assert budget.feature_bytes(G, 32) + budget.feature_bytes(G, above=32) == budget.feature_bytes(G)
     assert budget.edit_bytes(G, 32) < budget.edit_bytes(G, 64) < budget.edit_bytes(G, 64, batch=4)
     overhead = budget.BUDGET.overhead
