@@ -45,9 +45,12 @@ def test_sizes_parse_and_the_limit_variable_caps_what_is_free(monkeypatch):
     monkeypatch.setattr(budget, "held_free_bytes", lambda: 0)
     free = budget.available_bytes()
     assert 0 < free < 1 << 50
-    monkeypatch.setenv(budget.LIMIT_ENV, "1G")            # a Space of 1 GB, this process in it
+    used = budget.rss_bytes()
+    monkeypatch.setenv(budget.LIMIT_ENV, f"{(used >> 20) + 512}M")     # a Space 512 MB larger than this process
     assert budget.available_bytes() < free
-    assert budget.available_bytes() <= (1 << 30) - budget.rss_bytes() + (64 << 20)
+    assert budget.available_bytes() <= (512 + 64) << 20
+    monkeypatch.setenv(budget.LIMIT_ENV, f"{(used >> 20) // 2}M")      # already over it: nothing is free
+    assert budget.available_bytes() == 0
 
 
 def test_estimates_follow_the_model_and_the_working_resolution():
