@@ -42,15 +42,13 @@ def run(res: int, action: str) -> dict:
     from editgan_core.embed import embed
     from editgan_core.fewshot import train_branch
     from editgan_core.runtime import tune_allocator
-    from editgan_core.segbranch import BranchConfig, SegBranch, segment
+    from editgan_core.segbranch import segment
     from editgan_core.settings import BRANCH, EDIT
 
     tune_allocator()
     G = standins.full_size_generator(res)
     names = standins.FACE_LABELS
-    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), res, names,
-                       [(i * 13 % 256, i * 29 % 256, i * 53 % 256) for i in range(len(names))])
-    branch = SegBranch(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    branch = standins.random_face_branch(G)
     ws = G.mapping_ws(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
     base = peak()
     t = time.perf_counter()
@@ -74,7 +72,7 @@ def run(res: int, action: str) -> dict:
         est = budget.embed_bytes(G, 1)
     else:
         masks = np.random.default_rng(0).integers(0, len(names), (4, res, res), dtype=np.uint8)
-        train_branch(G, ws, masks, names, cfg.palette, max_steps=10, eval_every=10)
+        train_branch(G, ws, masks, names, branch.cfg.palette, max_steps=10, eval_every=10)
         est = budget.training_bytes(G, BRANCH.members, BRANCH.hidden)
     return {"res": res, "action": action, "seconds": round(time.perf_counter() - t, 1), "base_mib": base >> 20,
             "used_mib": (peak() - base) >> 20, "estimate_mib": int(est) >> 20}

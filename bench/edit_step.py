@@ -71,14 +71,11 @@ def full_size(res: int, steps: int, works) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import standins
     from editgan_core.editing import optimise_region, work_resolution_for
-    from editgan_core.segbranch import BranchConfig, SegBranch
     from editgan_core.settings import EDIT
 
     G = standins.full_size_generator(res)
     names = standins.FACE_LABELS
-    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), res, names,
-                       [(i * 13 % 256, i * 29 % 256, i * 53 % 256) for i in range(len(names))])
-    branch = SegBranch(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    branch = standins.random_face_branch(G)
     ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
     old = segment(G, branch, ws)[0]
     new = old.copy()

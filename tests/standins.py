@@ -32,6 +32,16 @@ def full_size_generator(res: int, seed: int = 0) -> Generator:
     return G.requires_grad_(False)
 
 
+def random_face_branch(G, seed: int = 0):
+    """A 10-member branch with random weights over face-parsing's 19 labels for G: it costs what a trained one
+    does (the benches' full-size stand-in)."""
+    from editgan_core.segbranch import BranchConfig, SegBranch
+
+    cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), G.img_resolution, FACE_LABELS,
+                       [(i * 13 % 256, i * 29 % 256, i * 53 % 256) for i in range(len(FACE_LABELS))])
+    return SegBranch(cfg, generator=torch.Generator().manual_seed(seed)).eval()
+
+
 def official_pickle(res: int, path: Path, seed: int = 0) -> Path:
     """An NVIDIA stylegan2-ada-pytorch snapshot (G, D, G_ema, ...) of the real configuration, random weights."""
     fake_nvidia.save_snapshot(full_size_generator(res, seed), path)
