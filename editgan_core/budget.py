@@ -17,15 +17,14 @@ bench/branch_training.py report the peaks they are checked against, docs/results
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Optional, Tuple
 
 from .errors import EditGANError
+from .runtime import libc
 from .settings import BUDGET
 
 LIMIT_ENV = "EDITGAN_MEMORY_LIMIT"
@@ -59,18 +58,18 @@ def rss_bytes() -> int:
 
 def held_free_bytes() -> int:
     """Memory this process freed but keeps for reuse (glibc's free blocks; 0 where unknown)."""
-    if not sys.platform.startswith("linux"):
+    c = libc()
+    if c is None:
         return 0
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                   "fsmblks", "uordblks", "fordblks", "keepcost")]
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-        class MallInfo2(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-        libc.mallinfo2.restype = MallInfo2
-        return int(libc.mallinfo2().fordblks)
-    except (OSError, AttributeError):
+        c.mallinfo2.restype = MallInfo2
+        return int(c.mallinfo2().fordblks)
+    except AttributeError:      # glibc before 2.33, or another C library
         return 0
 
 

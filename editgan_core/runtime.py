@@ -15,6 +15,16 @@ from typing import Dict, Optional, Union
 _tuned = False
 
 
+def libc() -> Optional[ctypes.CDLL]:
+    """The C library (glibc on Linux), or None where it cannot be loaded."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def tune_allocator() -> bool:
     """Keep freed memory in the process instead of returning it to the OS (glibc only).
 
@@ -26,13 +36,13 @@ def tune_allocator() -> bool:
     global _tuned
     if _tuned:
         return True
-    if not sys.platform.startswith("linux"):
+    c = libc()
+    if c is None:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
-    except (OSError, AttributeError):
+        ok = c.mallopt(m_mmap_threshold, 1 << 30) == 1 and c.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+    except AttributeError:
         return False
     _tuned = ok
     return ok

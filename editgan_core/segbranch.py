@@ -104,9 +104,6 @@ class SegBranch(nn.Module):
         for w in (self.w2, self.w3):
             for k in range(K):
                 nn.init.kaiming_uniform_(w[k], a=5 ** 0.5, generator=generator)
-        # Column range of fc1's weight for each feature tensor.
-        offs = np.cumsum([0] + cfg.feature_channels)
-        self._cols = [(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:])]
 
     # -- checks ---------------------------------------------------------------------------------------------
     def check_features(self, feats: Sequence[torch.Tensor]) -> None:

@@ -38,3 +38,22 @@ def make_generator(seed: int = 0, **overrides) -> Generator:
 @pytest.fixture
 def tiny_G() -> Generator:
     return make_generator()
+
+
+RGB_CLASSES = (["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
+
+
+def colour_branch(G, n: int = 6, steps: int = 100):
+    """A branch for G trained on ``n`` samples to segment by the dominant colour channel (learnable from the
+    features). -> (branch, the training latents, their masks)."""
+    import numpy as np
+
+    from editgan_core.fewshot import train_branch
+    from editgan_core.identity import generator_identity
+
+    ws = G.mapping_ws(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        masks = G.synthesis(ws).argmax(1).numpy().astype(np.uint8)
+    branch, _ = train_branch(G, ws, masks, *RGB_CLASSES, generator_id=generator_identity(G, "tiny"), members=2,
+                             hidden=(16, 8), max_steps=steps, pixels_per_step=512, eval_every=steps)
+    return branch, ws, masks

@@ -2,29 +2,22 @@
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import make_generator
+from conftest import RGB_CLASSES, colour_branch, make_generator
 from editgan_core import budget
 from editgan_core.editing import edit_from_mask, refine
 from editgan_core.embed import embed, pivotal_tune
 from editgan_core.errors import EditGANError
 from editgan_core.fewshot import FeatureStore, train_branch
-from editgan_core.identity import generator_identity
 from editgan_core.segbranch import segment
 
 
 @pytest.fixture(scope="module")
 def setup():
     G = make_generator(img_resolution=64, channel_base=512, channel_max=32)
-    ws_train = G.mapping_ws(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(3)))
-    with torch.no_grad():
-        masks = G.synthesis(ws_train).argmax(1).numpy().astype(np.uint8)
-    branch, _ = train_branch(G, ws_train, masks, ["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)],
-                             generator_id=generator_identity(G, "tiny"), members=2, hidden=(16, 8),
-                             max_steps=40, pixels_per_step=512, eval_every=40)
+    branch, ws_train, masks = colour_branch(G, n=4, steps=40)
     ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(2)))
     return G, branch, ws, ws_train, masks
 
@@ -139,7 +132,7 @@ def test_training_refuses_when_the_feature_store_would_not_fit_on_disk(setup, mo
 
     monkeypatch.setattr(budget.shutil, "disk_usage", small_disk)
     with pytest.raises(budget.MemoryBudgetError, match="scratch files"):
-        train_branch(G, ws_train, masks, ["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)], max_steps=2,
+        train_branch(G, ws_train, masks, *RGB_CLASSES, max_steps=2,
                      scratch=tmp_path)
     assert not list(tmp_path.iterdir())       # nothing was written
 
@@ -148,4 +141,4 @@ def test_training_refuses_when_memory_is_short(setup, monkeypatch):
     G, _, _, ws_train, masks = setup
     _free(monkeypatch, 1000)
     with pytest.raises(budget.MemoryBudgetError, match="training the branch"):
-        train_branch(G, ws_train, masks, ["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)], max_steps=2)
+        train_branch(G, ws_train, masks, *RGB_CLASSES, max_steps=2)

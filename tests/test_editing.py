@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_generator
+from conftest import colour_branch, make_generator
 from editgan_core.editing import EditError, edit_from_mask, edit_region, optimise_region
 from editgan_core.segbranch import segment
 from editgan_core.errors import CheckpointError, EditGANError
-from editgan_core.fewshot import train_branch
 from editgan_core.identity import generator_identity
 from editgan_core.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
 
@@ -17,12 +16,7 @@ from editgan_core.vectors import EditVector, apply_vectors, list_library, load_v
 def setup():
     """A tiny generator and a branch trained to segment its images by their dominant colour channel."""
     G = make_generator()
-    ws_train = G.mapping_ws(torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(3)))
-    with torch.no_grad():
-        masks = G.synthesis(ws_train).argmax(1).numpy().astype(np.uint8)
-    branch, _ = train_branch(G, ws_train, masks, ["r", "g", "b"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)],
-                             generator_id=generator_identity(G, "tiny"), members=2, hidden=(16, 8),
-                             max_steps=100, pixels_per_step=512, eval_every=100)
+    branch, _, _ = colour_branch(G)
     ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(2)))
     return G, branch, ws
 
