@@ -253,10 +253,23 @@ def on_edit(session: Session, model: str, painted: dict, steps: int, overlay: bo
     msg = (f"edited {len(res.classes)} classes in {res.steps} steps, {res.seconds:.1f} s"
            f"{' (stopped: best so far kept)' if res.stopped else ''}: {res.quality.summary()}. "
            f"{'**Advice:** ' + res.quality.advice() + '. ' if res.quality.advice() else ''}{note}"
-           f"{_work_note(res)}")
+           f"{_work_note(res)}{_handed_note(session)}")
     image, shown, caption, fid, _, hist = _view(session, overlay)
     yield (session, (before, image), msg, _show(session.mask_rgb()), shown, caption, hist, _editor_value(session),
            "", fid, image)
+
+
+def _handed_note(s: Session) -> str:
+    """After an edit of an uploaded photo: how much of the photo it changes (the Image tab shows it)."""
+    res = s.photo_result()
+    return "" if res is None else f" Handed back to your photo (Image tab): {res.summary()}."
+
+
+@ui_action
+def on_hand_back(session: Session, show_region: bool):
+    """The current step handed back at the uploaded photo's size, the region tinted over it when asked."""
+    image, msg = session.photo_view(bool(show_region))
+    return image, msg
 
 
 @ui_action
@@ -487,6 +500,13 @@ def image_tab() -> SimpleNamespace:
             shown = gr.Image(label="Image / overlay", type="numpy", interactive=False, height=256)
             diff = gr.Image(label="Difference to the photo", type="numpy", interactive=False, height=256)
         fidelity = gr.Markdown()
+        with gr.Accordion("Your photo, edited: the current step handed back at the photo's size", open=False):
+            with gr.Row():
+                hand = gr.Button("Hand the edit back to my photo")
+                region = gr.Checkbox(label="Show the region handed back", value=False)
+            handed = gr.Image(label="Your photo with the edit (only where the edit acts; the rest is your photo, "
+                                    "bit for bit)", type="numpy", format="png", interactive=False, height=420)
+            handed_msg = gr.Markdown()
     return SimpleNamespace(**locals())
 
 
@@ -630,6 +650,8 @@ def _wire(top, im, ed, vec, hi, an, demo) -> None:
     ed.stop.click(on_stop, [state], [ed.status], api_visibility="private", concurrency_limit=None)
     an.stop.click(on_stop, [state], [an.train_msg], api_visibility="private", concurrency_limit=None)
     im.overlay.change(on_overlay, [state, im.overlay], [im.shown], api_visibility="private")
+    im.hand.click(on_hand_back, [state, im.region], [im.handed, im.handed_msg], api_name="hand_back", **long)
+    im.region.input(on_hand_back, [state, im.region], [im.handed, im.handed_msg], api_visibility="private", **long)
     ed.apply.click(gpu(on_edit), [state, model, ed.editor, ed.steps, im.overlay],
                    [state, ed.compare, ed.status, ed.new_mask, im.shown, top.caption, hi.table, ed.editor, ed.saved,
                     im.fidelity, top.current], api_name="edit", show_progress_on=[ed.status], **long)

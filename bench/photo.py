@@ -1,17 +1,22 @@
 """Real-photo path on ToyFaces, where the truth is known: alignment error, and edits handed back into the photo.
 
-    python bench/photo.py                    # 20 alignments, 10 photo edits
-    python bench/photo.py --faces 4 --edits 2
+    python bench/photo.py                    # 20 alignments, 21 photo edits
+    python bench/photo.py --faces 4 --edits 3
+    python bench/photo.py --faces 0 --edits 0 --astronaut docs/astronaut_handback.png --out runs/bench_astronaut.json
 
 1. Alignment: a 512-px render with neutral geometry (its own canonical crop) is drawn into a 1600x1200 canvas,
    turned (-45..45 degrees), scaled (0.5..1.5) and shifted at random; it is cut back from its landmarks
    (``align.ffhq_crop`` with ToyFaces' framing). Reported: the crop's corner error against where the render went,
    and the PSNR of the cut against the render at 512 and at 64 px.
-2. Photo edits: such a canvas photo of a face with a small smile is aligned, cut to 64 px, embedded (100 steps),
-   edited with the starter vector "smile" at 1 and with a mask edit (the face re-rendered smiling, lips and
-   mouth pasted over the branch's segmentation), and pasted back. Reported: pixels outside the dilated edit region
-   that differ from the photo (must be 0), the judge's smile on the pasted-back photo brought back to 64 px (cut
-   with the same crop) before and after, and the times of aligning + cutting and of pasting back at photo size.
+2. Photo edits: a face with a small smile drawn into photos of 512x512, 1024x768 and 1600x1200 in turn (at a
+   random place, turn and scale; it fills the 512-px one) is aligned, cut to 64 px, embedded (100 steps), edited
+   four ways (the starter vectors smile, bigger eyes and longer hair at 1, and a mask edit of the mouth: the
+   face re-rendered smiling, lips and mouth pasted over the branch's segmentation), and handed back four ways:
+   today's (the model's pixels over every pixel of the edited classes) and ``photo.hand_back`` with each blend
+   where parts changed shape (delta, poisson, replace). Reported per edit and way: the share of photo pixels
+   changed by more than 10 levels (and at all), the edited parts' own area grown by the margin (the bound) and
+   what changed beyond it, the PSNR of the photo outside that area, the judge's attribute for the edit on the
+   photo cut back to 64 px before and after, and how far the judge's other attributes moved; the times.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
-def place(img, crop, fill=(90, 120, 60)):
+def place(img, crop, size=CANVAS, fill=(90, 120, 60)):
     inv = crop.inverse(img.shape[0])
-    return np.asarray(Image.fromarray(img).transform(CANVAS, Image.AFFINE, data=tuple(inv.reshape(-1)),
+    return np.asarray(Image.fromarray(img).transform(size, Image.AFFINE, data=tuple(inv.reshape(-1)),
                                                      resample=Image.BICUBIC, fillcolor=fill))
 
 
@@ -87,100 +92,230 @@ def alignment(n: int, rng) -> dict:
             "psnr_64_db_min": float(np.min(p64))}
 
 
+SIZES = [(512, 512), (1024, 768), (1600, 1200)]       # the photos' sizes, in turn
+# edit -> (what the judge reads, the parts it is about: their own area grown by the margin is the goal's bound)
+EDITS = {"smile vector": ("smile", ["lips", "mouth"]), "bigger eyes vector": ("eye_size", ["eye_whites", "irises"]),
+         "longer hair vector": ("hair_length", ["hair"]), "mask edit of the mouth": ("smile", ["lips", "mouth"])}
+VECTOR_OF = {"smile vector": "smile", "bigger eyes vector": "bigger eyes", "longer hair vector": "longer hair"}
+OTHER = ["iris_hue", "hair_length", "eye_size", "smile", "skin_tone", "hair_hue", "mouth_open"]   # judge, unchanged?
+WAYS = ["today", "delta", "poisson", "replace"]
+
+
+def placed_photo(k: int, rng):
+    """Photo k: a 512-px render with a small smile, drawn into a photo of SIZES[k % 3] at a random place, turn
+    and scale (it fills a 512-px photo) -> (params, photo, the crop it is cut by)."""
+    from editgan_core.photo import Crop
+    from editgan_core.toyfaces.render import render, sample_params
+
+    p = sample_params(9500 + k).replace(smile=0.15, mouth_open=0.1)
+    size = SIZES[k % len(SIZES)]
+    if size == (512, 512):
+        where = Crop(256, 256, 512)
+    else:
+        scale = rng.uniform(0.5, min(size) / 512 * 0.6)
+        half = 512 * scale * 0.71             # the turned square stays in the photo
+        where = Crop(rng.uniform(half, size[0] - half), rng.uniform(half, size[1] - half), 512 * scale,
+                     math.radians(rng.uniform(-30, 30)))
+    img, _ = render(p, 512)
+    photo = place(img, where, size)
+    crop = where if size == (512, 512) else aligned(p, where)
+    return p, photo, crop, where
+
+
 def photo_edits(n: int, rng, picture=None) -> dict:
+    """Each edit handed back each way: today's (the model's pixels over every pixel of the edited classes), and
+    photo.hand_back with each blend where parts changed shape."""
     from editgan_core import edit_from_mask, embed, images_to_uint8, segment
     from editgan_core.embed import load_encoder
     from editgan_core.hub import load_model
     from editgan_core.identity import model_identity
     from editgan_core.masks import grow
-    from editgan_core.photo import changed_region, cut, paste_back, region_alpha
+    from editgan_core.photo import cut, changed_region, hand_back, paste_back, region_alpha
     from editgan_core.segbranch import load_branch
-    from editgan_core.settings import PASTE
+    from editgan_core.settings import EDIT, PASTE
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.palette import CLASS_INDEX
-    from editgan_core.toyfaces.render import ATTRIBUTES, render, sample_params
+    from editgan_core.toyfaces.render import ATTRIBUTES, render
     from editgan_core.vectors import apply_vectors, list_library
 
     model = ROOT / "checkpoints" / "toyfaces"
     loaded = load_model("toyfaces")
     G, ident = loaded.G.eval(), model_identity(loaded)
+    R = G.img_resolution
     enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
     branch = load_branch(model / "branch.safetensors", expect_generator=ident)
     judge = J.load_judge(model / "judge.safetensors")
-    smile = next(v for v in list_library(model / "vectors", expect_generator=ident)[0] if v.name == "smile")
-    si = ATTRIBUTES.index("smile")
-    smile_of = lambda a: float(J.predict(judge, J.to_input(a[None]))[1][0, si])  # noqa: E731
-    rows = {"vector": [], "mask edit": []}
-    t_cut, t_paste, bad_outside = [], [], 0
+    vectors = {v.name: v for v in list_library(model / "vectors", expect_generator=ident)[0]}
+    attrs = lambda a: J.predict(judge, J.to_input(a[None]))[1][0]  # noqa: E731
+    rows = {e: {w: [] for w in WAYS} for e in EDITS}
+    t_region, t_way = [], {w: [] for w in WAYS}
+    pictures = {}
     for k in range(n):
-        p = sample_params(9500 + k).replace(smile=0.15, mouth_open=0.1)
-        img, _ = render(p, 512)
-        where = random_placement(rng)
-        photo = place(img, where)
-        t = time.perf_counter()
-        crop = aligned(p, where)
-        x = cut(photo, crop, G.img_resolution)
-        t_cut.append(time.perf_counter() - t)
+        p, photo, crop, where = placed_photo(k, rng)
+        size = (photo.shape[1], photo.shape[0])
+        x = cut(photo, crop, R)
         ws = embed(G, torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1, steps=100, encoder=enc).ws
-        before = segment(G, branch, ws)[0]
+        with torch.no_grad():
+            before = images_to_uint8(G.synthesis(ws))[0].numpy()
+        labels_before = segment(G, branch, ws)[0]
         # the mask edit: the same face re-rendered smiling, lips and mouth pasted over the branch's segmentation
-        _, m1 = render(p.replace(smile=0.95), G.img_resolution)
-        _, m0 = render(p, G.img_resolution)
+        _, m1 = render(p.replace(smile=0.95), R)
+        _, m0 = render(p, R)
         ids = [CLASS_INDEX["lips"], CLASS_INDEX["mouth"]]
         painted = np.isin(m0, ids) | np.isin(m1, ids)
-        target = before.copy()
+        target = labels_before.copy()
         target[painted] = m1[painted]
         mask_edit = edit_from_mask(G, branch, ws, target, name="smile")
-        edits = {"vector": (apply_vectors(G, ws, [(smile, 1.0)]).ws, branch.cfg.class_indices(smile.classes)),
-                 "mask edit": (mask_edit.ws, mask_edit.classes)}
-        for name, (w2, edited) in edits.items():
+        a_photo = attrs(cut(photo, crop, R))
+        # the reference: today's paste of the unedited reconstruction over the same parts (what the judge reads into
+        # the model's face alone)
+        recon_only = {e: attrs(cut(paste_back(photo, before, grow(np.isin(labels_before, list(
+            branch.cfg.class_indices(vectors[VECTOR_OF[e]].classes) if e in VECTOR_OF else mask_edit.classes)),
+            EDIT.margin), crop), crop, R))[ATTRIBUTES.index(a)] for e, (a, _) in EDITS.items()}
+        for edit, (attr, parts) in EDITS.items():
+            if edit in VECTOR_OF:
+                vec = vectors[VECTOR_OF[edit]]
+                w2, classes = apply_vectors(G, ws, [(vec, 1.0)]).ws, branch.cfg.class_indices(vec.classes)
+            else:
+                w2, classes = mask_edit.ws, mask_edit.classes
             with torch.no_grad():
-                out = images_to_uint8(G.synthesis(w2))[0].numpy()
-            after = segment(G, branch, w2)[0]
-            region = changed_region(before, after, after.shape, edited)      # the edit's own parts, as the app does
+                after = images_to_uint8(G.synthesis(w2))[0].numpy()
+            labels_after = segment(G, branch, w2)[0]
+            part_ids = [CLASS_INDEX[c] for c in parts]
+            own = grow(np.isin(labels_before, part_ids) | np.isin(labels_after, part_ids), EDIT.margin)
+            bound = region_alpha(own, crop, size) > 0        # the edited parts' own area, grown, in the photo
             t = time.perf_counter()
-            pasted = paste_back(photo, out, region, crop)
-            t_paste.append(time.perf_counter() - t)
-            allowed = grow(region_alpha(region, crop, CANVAS, dilate=PASTE.dilate, feather=PASTE.feather) > 0, 1)
-            bad_outside += int(np.any(pasted != photo, axis=2)[~allowed].sum())
-            if k == 0 and name == "mask edit" and picture:   # the first photo, before | after (and a close-up)
-                c = crop.bounds(margin=20)
-                closeup = lambda a: np.asarray(Image.fromarray(a[max(c[1], 0):c[3], max(c[0], 0):c[2]]).resize(  # noqa
-                    (300, 300), Image.LANCZOS))
-                small = lambda a: np.asarray(Image.fromarray(a).resize((400, 300), Image.LANCZOS))  # noqa: E731
-                row = np.concatenate([small(photo), small(pasted), closeup(photo), closeup(pasted)], 1)
-                Image.fromarray(row).save(picture)
-            rows[name].append({"photo_before": smile_of(cut(photo, crop, G.img_resolution)),
-                               "photo_after": smile_of(cut(pasted, crop, G.img_resolution)),
-                               "crop_after": smile_of(out), "changed_px": int(np.any(pasted != photo, 2).sum())})
+            region = changed_region(before, after, labels_before, labels_after, classes)
+            t_region.append(time.perf_counter() - t)
+            for way in WAYS:
+                t = time.perf_counter()
+                if way == "today":
+                    old = grow(np.isin(labels_before, list(classes)) | np.isin(labels_after, list(classes)),
+                               EDIT.margin)
+                    out = paste_back(photo, after, old, crop)
+                else:
+                    out = hand_back(photo, crop, before, after, region, blend=way).photo
+                t_way[way].append(time.perf_counter() - t)
+                moved = np.abs(out.astype(np.int16) - photo).max(2)
+                a_out = attrs(cut(out, crop, R))
+                rows[edit][way].append({
+                    "changed_10": float((moved > 10).mean()), "changed_any": float((moved > 0).mean()),
+                    "parts_area": float(bound.mean()),
+                    "over_bound_10": float(((moved > 10) & ~bound).mean()),
+                    "psnr_outside_parts": psnr(out[~bound], photo[~bound]),
+                    "judge_before": float(a_photo[ATTRIBUTES.index(attr)]),
+                    "judge_today_no_edit": float(recon_only[edit]),
+                    "judge_after": float(a_out[ATTRIBUTES.index(attr)]),
+                    "others_moved": float(np.mean([abs(a_out[ATTRIBUTES.index(o)] - a_photo[ATTRIBUTES.index(o)])
+                                                   for o in OTHER if o != attr])),
+                    "iris_hue_moved": float(abs(a_out[ATTRIBUTES.index("iris_hue")]
+                                                - a_photo[ATTRIBUTES.index("iris_hue")]))})
+                if picture and k == 0 and way in ("today", "poisson"):
+                    pictures.setdefault(edit, [photo]).append(out)
+    if picture:
+        _grid(pictures, picture)
     summary = {}
-    for name, r in rows.items():
-        b, a = np.array([x["photo_before"] for x in r]), np.array([x["photo_after"] for x in r])
-        summary[name] = {"judge_smile_photo_before": float(b.mean()), "judge_smile_photo_after": float(a.mean()),
-                         "judge_smile_model_crop_after": float(np.mean([x["crop_after"] for x in r])),
-                         "edited_share": float((a >= 0.6).mean()),
-                         "changed_pixels_mean": float(np.mean([x["changed_px"] for x in r]))}
-    return {"photos": n, "photo_size": list(CANVAS), "pixels_changed_outside_dilated_region": bad_outside,
-            "align_and_cut_ms": 1000 * float(np.median(t_cut)), "paste_back_ms": 1000 * float(np.median(t_paste)),
-            **summary}
+    for edit, ways in rows.items():
+        summary[edit] = {}
+        for way, r in ways.items():
+            mean = lambda key: float(np.mean([x[key] for x in r]))  # noqa: E731
+            summary[edit][way] = {
+                "changed_over_10_levels": mean("changed_10"), "changed_at_all": mean("changed_any"),
+                "parts_area_grown": mean("parts_area"), "changed_over_10_beyond_parts": mean("over_bound_10"),
+                "psnr_outside_parts_db_min": float(min(x["psnr_outside_parts"] for x in r)),
+                "judge_before": mean("judge_before"), "judge_today_without_the_edit": mean("judge_today_no_edit"),
+                "judge_after": mean("judge_after"),
+                "judge_others_moved": mean("others_moved"), "judge_iris_hue_moved": mean("iris_hue_moved"),
+                "judge_after_per_photo": [round(x["judge_after"], 3) for x in r]}
+    return {"photos": n, "sizes": SIZES, "edit_region_ms": 1000 * float(np.median(t_region)),
+            "hand_back_ms": {w: 1000 * float(np.median(t)) for w, t in t_way.items()}, **summary}
+
+
+def _grid(pictures: dict, path) -> None:
+    """Rows: the edits; columns: the photo, today's hand-back, the new one (the default blend); at full size."""
+    rows = []
+    for edit, images in pictures.items():
+        rows.append(np.concatenate(images, 1))
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
+
+
+def astronaut(path) -> dict:
+    """The new user's path on a real photo (scikit-image's astronaut, 512x512) with the built-in model: aligned,
+    embedded with pivotal tuning, smiled with the starter vector at 1.5 and given a wider open mouth by a mask edit
+    (painted on the branch's segmentation), each handed back today's way and the new way. Writes the picture
+    (rows: the two edits; columns: the photo, today's, the new one; full size) and returns the numbers."""
+    from skimage.data import astronaut as photo_of
+
+    from editgan_core import edit_from_mask, embed, images_to_uint8, segment
+    from editgan_core.align import align_photo
+    from editgan_core.embed import load_encoder, pivotal_tune
+    from editgan_core.hub import load_model
+    from editgan_core.identity import model_identity
+    from editgan_core.masks import grow
+    from editgan_core.photo import changed_region, cut, hand_back, paste_back
+    from editgan_core.segbranch import load_branch
+    from editgan_core.settings import EDIT
+    from editgan_core.toyfaces.palette import CLASS_INDEX
+    from editgan_core.vectors import apply_vectors, list_library
+
+    model = ROOT / "checkpoints" / "toyfaces"
+    loaded = load_model("toyfaces")
+    G, ident = loaded.G.eval(), model_identity(loaded)
+    R = G.img_resolution
+    enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
+    branch = load_branch(model / "branch.safetensors", expect_generator=ident)
+    smile = next(v for v in list_library(model / "vectors", expect_generator=ident)[0] if v.name == "smile")
+    photo = photo_of()
+    crop = align_photo(photo, R).crop
+    x = torch.from_numpy(cut(photo, crop, R)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    ws = embed(G, x, steps=100, encoder=enc).ws
+    Gt = pivotal_tune(G, ws, x).G
+    with torch.no_grad():
+        before = images_to_uint8(Gt.synthesis(ws))[0].numpy()
+    labels = segment(Gt, branch, ws)[0]
+    mouth = np.isin(labels, [CLASS_INDEX["lips"], CLASS_INDEX["mouth"]])
+    rows, cols = np.nonzero(mouth)
+    target = labels.copy()
+    y = int(rows.mean())
+    target[y:y + 2, cols.min() - 1:cols.max() + 2] = CLASS_INDEX["mouth"]        # a wider, open mouth
+    res = edit_from_mask(Gt, branch, ws, target, name="open wider")
+    edits = {"smile x1.5": (apply_vectors(Gt, ws, [(smile, 1.5)]).ws, branch.cfg.class_indices(smile.classes)),
+             "mask edit: a wider open mouth": (res.ws, res.classes)}
+    out, grid = {}, []
+    for name, (w2, classes) in edits.items():
+        with torch.no_grad():
+            after = images_to_uint8(Gt.synthesis(w2))[0].numpy()
+        labels_after = segment(Gt, branch, w2)[0]
+        old = paste_back(photo, after, grow(np.isin(labels, classes) | np.isin(labels_after, classes), EDIT.margin),
+                         crop)
+        new = hand_back(photo, crop, before, after, changed_region(before, after, labels, labels_after, classes))
+        out[name] = {"today_changed_over_10": float((np.abs(old.astype(int) - photo).max(2) > 10).mean()),
+                     "new_changed_over_10": float((np.abs(new.photo.astype(int) - photo).max(2) > 10).mean()),
+                     "new": new.summary()}
+        grid.append(np.concatenate([photo, old, new.photo], 1))
+    Image.fromarray(np.concatenate(grid, 0)).save(path)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=20)
-    ap.add_argument("--edits", type=int, default=10)
+    ap.add_argument("--edits", type=int, default=21, help="photos edited (sizes in turn: %s)" % SIZES)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_photo.json"))
-    ap.add_argument("--picture", default=str(ROOT / "docs" / "photo_pasteback.png"),
-                    help="the first photo before | after, whole and close up")
+    ap.add_argument("--picture", default=str(ROOT / "docs" / "photo_handback.png"),
+                    help="the first photo (512 px): a row per edit: the photo, today's hand-back, the new one")
+    ap.add_argument("--astronaut", default="", help="also write the real-photo picture (scikit-image's astronaut) here")
     args = ap.parse_args()
     from editgan_core.runtime import configure_threads
 
     configure_threads(None)
     rng = np.random.default_rng(0)
-    res = {"alignment": alignment(args.faces, rng)}
+    res = {"alignment": alignment(args.faces, rng)} if args.faces else {}
     print(json.dumps(res, indent=1), flush=True)
     if args.edits:
         res["photo_edits"] = photo_edits(args.edits, rng, args.picture)
+    if args.astronaut:
+        res["astronaut"] = astronaut(args.astronaut)
     print(json.dumps(res, indent=1))
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))

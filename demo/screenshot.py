@@ -1,7 +1,8 @@
 """Drive the app in headless Chromium through one whole session and save a screenshot of each tab: sample with
 the segmentation overlay, a "wider mouth" stroke (the lips' colour) applied and saved as a vector, the smile slider
 moved with the preview grid open, the history, an image added for annotation, a wide photo uploaded, cropped and
-embedded, and a real photo (scikit-image's astronaut) cut as an aligned face.
+embedded, and a real photo (scikit-image's astronaut) cut as an aligned face, embedded, smiled with the starter
+vector and handed back to the photo (the region it changes shown over it).
 
     python demo/screenshot.py --out docs/screenshots
 
@@ -159,6 +160,26 @@ def main() -> None:
                 page.wait_for_selector("text=/1 face found/", timeout=60_000)
                 page.wait_for_timeout(2500)
                 shot("image_tab_astronaut")
+                # embedded, smiled with the starter vector, handed back to the photo with the region shown
+                page.get_by_role("button", name="Embed photo").click()
+                page.wait_for_selector("text=/embedded photo \\(/", timeout=180_000)
+                page.get_by_role("tab", name="Vectors").click()
+                slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
+                slider.focus()
+                before = image_src(page, "Current image")
+                for _ in range(30):
+                    page.keyboard.press("ArrowRight")
+                wait_new_image(page, before)
+                page.get_by_role("tab", name="Image").click()
+                page.get_by_text("Your photo, edited").click()
+                page.get_by_role("button", name="Hand the edit back to my photo").click()
+                page.wait_for_selector("text=/Handed back to your photo/", timeout=120_000)
+                page.wait_for_timeout(1500)
+                page.get_by_text("Your photo, edited").scroll_into_view_if_needed()
+                shot("image_tab_handback")
+                page.get_by_label("Show the region handed back").check()
+                page.wait_for_timeout(2500)
+                shot("image_tab_handback_region")
             browser.close()
         print(f"wrote screenshots to {out}")
     finally:

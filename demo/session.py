@@ -112,6 +112,7 @@ class Session:
         self.upload: Optional[Upload] = None             # the uploaded photo and its faces (re-cut on moves)
         self.source: Optional[tuple] = None              # (the photo as uploaded, RGB, the Crop embedded)
         self.photo_step: Optional[Step] = None           # the step that embedded it (paste-back's reference)
+        self._handed: Optional[tuple] = None             # (step, photo step, HandBack): the last hand-back
         self.vectors: Dict[str, object] = {}             # name -> EditVector (starter, library and own)
         self.last_edit = None                            # EditResult of the last mask edit (for "save vector")
         self.refine_steps = 0
@@ -546,21 +547,39 @@ class Session:
     def history_rows(self) -> List[List[object]]:
         return [[i, ("> " if i == self.pos else "") + s.what] for i, s in enumerate(self.steps)]
 
-    def photo_result(self, step: Optional[Step] = None) -> Optional[np.ndarray]:
-        """The step handed back at the uploaded photo's own size (paste-back): only the region where its segmentation
-        of the edited parts differs from the embedded photo's (grown by the edit margin, then dilated and feathered)
-        changes; every other pixel is the photo's. None when the image did not come from an uploaded photo."""
-        from editgan_core.photo import changed_region, paste_back
+    def photo_result(self, step: Optional[Step] = None):
+        """The step handed back at the uploaded photo's own size (photo.hand_back): only where the edit acts
+        against the embedded photo's step (parts that moved, and colour changes beside them), with the photo's own
+        detail kept; every other pixel is the photo's. -> HandBack, or None when the image did not come from an
+        uploaded photo."""
+        from editgan_core.photo import changed_region, hand_back
 
         step = self.current if step is None else step
         if self.source is None or not self._photo_in_history():
             return None
+        if self._handed is not None and self._handed[0] is step and self._handed[1] is self.photo_step:
+            return self._handed[2]
         photo, crop = self.source
-        image = self.exact_image(step)
+        before, after = self.exact_image(self.photo_step), self.exact_image(step)
         branch = self.current_branch()
         classes = (branch.cfg.class_indices(step.edited) or None) if branch is not None else None
-        region = changed_region(self.labels_of(self.photo_step), self.labels_of(step), image.shape[:2], classes)
-        return paste_back(photo, image, region, crop)
+        region = changed_region(before, after, self.labels_of(self.photo_step), self.labels_of(step), classes)
+        result = hand_back(photo, crop, before, after, region)
+        self._handed = (step, self.photo_step, result)
+        return result
+
+    def photo_view(self, show_region: bool = False) -> Tuple[Optional[np.ndarray], str]:
+        """(the photo with the current step handed back, a line on how much changed); with ``show_region`` the
+        handed-back region is tinted over it."""
+        res = self.photo_result()
+        if res is None:
+            return None, "upload and embed a photo first: the edit is handed back to it"
+        shown = res.photo
+        if show_region:
+            tint = np.array([255, 0, 180], np.float32)
+            a = 0.45 * res.alpha[..., None]
+            shown = np.clip(np.rint(shown * (1 - a) + tint * a), 0, 255).astype(np.uint8)
+        return shown, f"Handed back to your photo: {res.summary()}."
 
     def export(self, folder: Path) -> List[Path]:
         """The current step as photo.png (at the uploaded photo's size, when it came from one), result.png (the
@@ -573,7 +592,8 @@ class Session:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = f"step{self.pos:03d}"
         out = []
-        pasted = self.photo_result(s)
+        handed = self.photo_result(s)
+        pasted = None if handed is None else handed.photo
         if pasted is not None:
             out.append(folder / f"{stamp}_photo.png")
             Image.fromarray(pasted).save(out[-1])

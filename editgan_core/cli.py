@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import sys
@@ -287,18 +288,26 @@ def _photo_of(meta: dict, name: str):
 
 
 def _hand_back(G, branch, source, ws_before, ws_after, image, class_names=()):
-    """The edited model-size ``image`` pasted back into ``source`` = (photo, crop): only where the branch's parts
-    ``class_names`` (the edited ones) changed between ``ws_before`` and ``ws_after`` (the whole square without a
-    branch)."""
-    from .photo import changed_region, paste_back
+    """The edit from ``ws_before`` to ``ws_after`` (the model-size ``image``) handed back into ``source`` = (photo,
+    crop): only where it acts (photo.changed_region: parts of the edited classes ``class_names`` that moved, from the
+    branch's segmentations; colour changes alone without a branch), with the photo's own detail kept."""
+    import torch
+
+    from .generator import images_to_uint8
+    from .photo import changed_region, hand_back
     from .segbranch import segment
 
     photo, crop = source
-    before = after = classes = None
+    with torch.no_grad():
+        before = images_to_uint8(G.synthesis(ws_before))[0].cpu().numpy()
+    labels = (None, None)
+    classes = None
     if branch is not None:
-        before, after = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
+        labels = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
         classes = branch.cfg.class_indices(class_names) or None
-    return paste_back(photo, image, changed_region(before, after, image.shape[:2], classes), crop)
+    result = hand_back(photo, crop, before, image, changed_region(before, image, *labels, classes))
+    print(f"note: handed back: {result.summary()}", file=sys.stderr)
+    return result
 
 
 def _branch_or_none(loaded, path):
@@ -432,15 +441,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     loaded = _load(args)
     branch = _branch_for(loaded, args.branch)
     src = Path(args.input)
-    if _is_latent_file(src.name):
-        ws = _load_latent(src, model_identity(loaded))
+    ident = model_identity(loaded)
+    if _is_latent_file(src.name):     # rendered as edit and apply render it: with its photo's tuning, if any
+        ws, meta = _load_latent(src, ident, meta=True)
+        G = _generator_for(loaded, src, meta, ident)
         stem = _latent_stem(src.name)
     else:
-        ws = next(iter(_embed_images(loaded, [src], args)))[2].ws
+        _, _, res, _, tuning = next(iter(_embed_images(loaded, [src], args)))
+        ws, G = res.ws, loaded.G if tuning is None else tuning.G
         stem = src.stem
     if len(ws) > 1:
         print(f"note: {src.name} holds {len(ws)} latents; segmenting the first", file=sys.stderr)
-    labels = segment(loaded.G, branch, ws[:1])[0]
+    labels = segment(G, branch, ws[:1])[0]
     out = _save_png(Path(args.out) if args.out else Path(f"{stem}_mask.png"), encode_mask(labels, branch.cfg.palette))
     present = [branch.cfg.class_names[c] for c in sorted(set(labels.ravel().tolist()))]
     print(f"{out}: classes {', '.join(present)}")
@@ -696,15 +708,18 @@ def cmd_edit(args: argparse.Namespace) -> int:
     try:
         path = save_vector(res.vector, out)
         stem = file_stem(name)
+        handed = {}
         if source is not None:     # the photo at its own size, the model-size crop beside it
-            _save_png(out / f"{stem}_edited.png", _hand_back(G, branch, source, ws[:1], res.ws,
-                                                              res.vector.thumb_after, res.vector.classes))
+            back = _hand_back(G, branch, source, ws[:1], res.ws, res.vector.thumb_after, res.vector.classes)
+            _save_png(out / f"{stem}_edited.png", back.photo)
             _save_png(out / f"{stem}_edited_crop.png", res.vector.thumb_after)
+            handed = {"photo_changed_share": back.changed_share, "photo_blend": back.blend,
+                      "photo_psnr_outside_db": None if math.isinf(back.psnr_outside) else back.psnr_outside}
         else:
             _save_png(out / f"{stem}_edited.png", res.vector.thumb_after)
         _save_png(out / f"{stem}_edited_mask.png", encode_mask(res.labels, branch.cfg.palette))
         files.write_json(out / f"{stem}_quality.json", {"vector": name, "classes": res.vector.classes,
-                                                        "steps": res.steps, **res.quality.as_dict(),
+                                                        "steps": res.steps, **res.quality.as_dict(), **handed,
                                                         "advice": res.quality.advice()})
     except BaseException:
         _remove_empty(created)
@@ -854,7 +869,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             path = _save_png(out / f"{name}.png", image)
         else:                         # the photo at its own size, the model-size crop beside it
             edited = [c for v, _ in pairs for c in v.classes]
-            path = _save_png(out / f"{name}.png", _hand_back(g, regions, source, ws[:1], res.ws, image, edited))
+            path = _save_png(out / f"{name}.png", _hand_back(g, regions, source, ws[:1], res.ws, image, edited).photo)
             _save_png(out / f"{name}_crop.png", image)
         print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0

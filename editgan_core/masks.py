@@ -28,8 +28,9 @@ def decode_mask(rgb: np.ndarray, palette, alpha: Optional[np.ndarray] = None,
                     f"nearest class")
 
 
-def grow(mask: np.ndarray, px: int) -> np.ndarray:
-    """A bool mask [H, W] grown by ``px`` pixels (square neighbourhood)."""
+def grow(mask: np.ndarray, px: int, *, round_: bool = False) -> np.ndarray:
+    """A bool mask [H, W] grown by ``px`` pixels: a square neighbourhood, or with ``round_`` an octagon (3x3
+    squares and crosses in turn), whose corners do not draw boxes around a shape."""
     import torch
     import torch.nn.functional as F
 
@@ -37,6 +38,14 @@ def grow(mask: np.ndarray, px: int) -> np.ndarray:
     if px <= 0 or not mask.any():
         return mask.copy()
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    if round_:
+        for i in range(px):
+            if i % 2:
+                t = torch.maximum(F.max_pool2d(t, (3, 1), stride=1, padding=(1, 0)),
+                                  F.max_pool2d(t, (1, 3), stride=1, padding=(0, 1)))
+            else:
+                t = F.max_pool2d(t, 3, stride=1, padding=1)
+        return t[0, 0].numpy() > 0
     k = 2 * px + 1             # a square is separable: rows, then columns (O(px) per pixel, not O(px^2))
     t = F.max_pool2d(t, (k, 1), stride=1, padding=(px, 0))
     return F.max_pool2d(t, (1, k), stride=1, padding=(0, px))[0, 0].numpy() > 0

@@ -220,12 +220,13 @@ def region_alpha(region: np.ndarray, crop: CropLike, photo_size: Tuple[int, int]
     return alpha
 
 
-def _region_window(region: np.ndarray, crop: Crop, H: int, W: int, dilate: float, feather: float):
-    """(window, its alpha) for region_alpha / paste_back: the work stays inside the crop's bounds."""
+def _region_window(region: np.ndarray, crop: Crop, H: int, W: int, dilate: float, feather: float, window=None):
+    """(window, its alpha) for region_alpha / paste_back: the work stays inside the crop's bounds (or the
+    ``window`` given)."""
     from PIL import Image
 
     spread, ramp = max(1, round(dilate * crop.side)), max(1, round(feather * crop.side))
-    window = _paste_window(crop, H, W, spread + ramp)
+    window = window or _paste_window(crop, H, W, spread + ramp)
     if window[2] <= window[0] or window[3] <= window[1] or not region.any():
         return None, None
     canvas = _warp_into(region.astype(np.uint8) * 255, crop, window, Image.NEAREST) > 127
@@ -271,17 +272,198 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
     return out
 
 
-def changed_region(before: Optional[np.ndarray], after: Optional[np.ndarray], shape: Tuple[int, int],
-                   classes: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Where an edit may show in the photo, from the segmentations ``before`` and ``after`` [R, R], grown by the edit
-    margin (``EDIT.margin``): the edited parts ``classes`` (a mask edit's, a vector's) where they are before or after
-    the edit, as a mask edit's own region is; without ``classes``, every pixel whose part changed; the whole square
-    when there is no segmentation."""
-    from .settings import EDIT
+@dataclass(frozen=True)
+class ChangedRegion:
+    """Where an edit acts, in model pixels [R, R]: ``acted`` (parts that moved, and colour changes beside them),
+    and ``reshaped``, the part of it where the segmentation changed (a subset)."""
+    acted: np.ndarray
+    reshaped: np.ndarray
 
-    if before is None or after is None:
-        return np.ones(shape, bool)
+
+def changed_region(before: np.ndarray, after: np.ndarray, before_labels: Optional[np.ndarray] = None,
+                after_labels: Optional[np.ndarray] = None, classes: Optional[Sequence[int]] = None) -> ChangedRegion:
+    """Where an edit really acts, from the model-size images ``before`` / ``after`` [R, R, 3] uint8 and, when the
+    model has a branch, their segmentations [R, R]:
+
+    - parts that moved: pixels whose label changed (from one edited class to another, when ``classes`` are
+      given: an eye that shrank under a hair vector is not the edit) where the colour
+      changed too (a label flipping on an edge that did not change is the branch's flicker), without specks
+      smaller than ``PASTE.min_part`` of the square;
+    - beside them (within ``PASTE.near`` of the side): the parts they reshape (``region.reshaped``: a part of
+      which at least ``PASTE.part_share`` moved, like lips that curved), and within half that of those, pixels
+      whose colour changed beyond ``PASTE.levels`` (a 3x3 mean of the largest channel difference), like a cheek's
+      shading;
+    - no part moved (the branch sees none of the edited parts change), or no segmentation: the colour changes
+      alone (on the edited classes, when known), without specks.
+
+    Colour changes far from any moved part (a vector's pull on the background or the eyes) are not the edit."""
     before, after = np.asarray(before), np.asarray(after)
-    if classes is not None:
-        return grow(np.isin(before, list(classes)) | np.isin(after, list(classes)), EDIT.margin)
-    return grow(before != after, EDIT.margin)
+    if before.shape != after.shape or before.ndim != 3 or before.shape[0] != before.shape[1]:
+        raise EditGANError(f"the images before {before.shape} and after {after.shape} must be the model's square")
+    R = before.shape[0]
+    diff = torch.from_numpy(np.abs(after.astype(np.float32) - before.astype(np.float32)).max(2))[None, None]
+    coloured = (F.avg_pool2d(diff, 3, stride=1, padding=1, count_include_pad=False)[0, 0] > PASTE.levels).numpy()
+    smallest = max(2, round(PASTE.min_part * R * R))
+    moved = np.zeros((R, R), bool)
+    if before_labels is not None and after_labels is not None:
+        bl, al = np.asarray(before_labels), np.asarray(after_labels)
+        moved = (bl != al) & grow(coloured, 1)
+        if classes is not None:
+            moved &= np.isin(bl, list(classes)) & np.isin(al, list(classes))
+        moved = _without_specks(moved, smallest)
+    if not moved.any():
+        if classes is not None and before_labels is not None and after_labels is not None:
+            coloured &= np.isin(bl, list(classes)) | np.isin(al, list(classes))
+        return ChangedRegion(_without_specks(coloured, smallest), moved)
+    reach = max(1, round(PASTE.near * R))
+    reshaped = moved | (grow(moved, reach, round_=True) & _reshaped_parts(bl, al, moved))
+    return ChangedRegion(reshaped | (coloured & grow(reshaped, max(1, reach // 2), round_=True)), reshaped)
+
+
+def _reshaped_parts(before: np.ndarray, after: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """The parts (8-connected pieces of one class, before or after) of which ``moved`` covers at least
+    ``PASTE.part_share``: lips that curved, not the skin around them that lost a few pixels to them."""
+    from scipy import ndimage
+
+    out = np.zeros(moved.shape, bool)
+    for c in np.unique(np.concatenate([before[moved], after[moved]])):
+        pieces, n = ndimage.label((before == c) | (after == c), structure=np.ones((3, 3)))
+        size = np.bincount(pieces.ravel(), minlength=n + 1)
+        hit = np.bincount(pieces[moved], minlength=n + 1)
+        keep = hit >= PASTE.part_share * size
+        keep[0] = False
+        out |= keep[pieces]
+    return out
+
+
+def _without_specks(mask: np.ndarray, smallest: int) -> np.ndarray:
+    """``mask`` without its 8-connected pieces of fewer than ``smallest`` pixels."""
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(pieces.ravel())
+    keep = sizes >= smallest
+    keep[0] = False
+    return keep[pieces]
+
+
+@dataclass
+class HandBack:
+    """An edit handed back at the photo's size (:func:`hand_back`)."""
+    photo: np.ndarray             # [H, W, 3] uint8: the photo with the edit
+    alpha: np.ndarray             # [H, W] float32: the handed-back region's weight (0: the photo's own pixels)
+    region: ChangedRegion            # model pixels: where the edit acts
+    changed_share: float          # share of the photo's pixels that differ from the photo as it was
+    psnr_outside: float           # dB: the photo outside the handed-back region against itself (inf: unchanged)
+    blend: str = "poisson"        # what came in where parts changed shape ('delta': the model's change only)
+
+    def summary(self) -> str:
+        psnr = "bit-identical" if math.isinf(self.psnr_outside) else f"{self.psnr_outside:.1f} dB"
+        how = {"delta": "the model's change added to your photo", "poisson": "reshaped parts Poisson-blended",
+               "replace": "reshaped parts pasted"}[self.blend]
+        return f"{self.changed_share:.1%} of the photo changed ({how}); outside the handed-back region: {psnr}"
+
+
+BLENDS = ("delta", "poisson", "replace")
+
+
+def hand_back(photo: np.ndarray, crop: CropLike, before: np.ndarray, after: np.ndarray, region: ChangedRegion, *,
+              blend: str = PASTE.blend, dilate: float = PASTE.dilate, feather: float = PASTE.feather) -> HandBack:
+    """The edit from the model-size ``before`` to ``after`` [R, R, 3] uint8 handed back into ``photo`` [H, W, 3]
+    uint8 through ``crop``, only inside ``region`` (grown by ``dilate`` and feathered over ``feather``, fractions
+    of the crop's side). The photo keeps its own detail: where parts kept their shape the edit's change (after -
+    before, brought to the photo's size) is added to the photo. Where parts changed shape (``region.reshaped``),
+    ``blend`` says what comes in: ``'delta'`` the change as elsewhere; ``'poisson'`` the model's pixels, blended
+    in the gradient domain so that no seam shows (the EditGAN authors' choice); ``'replace'`` the model's pixels,
+    feathered. (Measured in docs/results.md, issue #21: the change alone leaves a ghost of the old shape, two
+    pupils in an eye that grew, wherever the model did not draw the photo closely.) Every photo pixel outside the
+    grown region is returned exactly as it was."""
+    if blend not in BLENDS:
+        raise EditGANError(f"blend must be one of {', '.join(BLENDS)}; got {blend!r}")
+    photo = _check_photo(photo)
+    before, after = np.asarray(before), np.asarray(after)
+    acted = np.asarray(region.acted, bool)
+    if before.shape != after.shape or before.shape[:2] != acted.shape or before.shape[0] != before.shape[1]:
+        raise EditGANError(f"the images before {before.shape} and after {after.shape} and the region "
+                           f"{acted.shape} must be the model's square")
+    crop = as_crop(crop)
+    reshaped = np.asarray(region.reshaped, bool)
+    H, W = photo.shape[:2]
+    out, full_alpha = photo.copy(), np.zeros((H, W), np.float32)
+    window, alpha = _region_window(acted, crop, H, W, dilate, feather)
+    if window is not None:
+        left, top, right, bottom = window
+        full_alpha[top:bottom, left:right] = alpha
+        view = photo[top:bottom, left:right].astype(np.float32)
+        change = _to_window(after.astype(np.float32) - before.astype(np.float32), crop, window)
+        result = view + alpha[..., None] * change
+        if blend != "delta" and reshaped.any():
+            # the reshaped parts, grown a little: what comes in there is the model's drawing
+            _, beta = _region_window(reshaped, crop, H, W, dilate / 2, feather / 2 if blend == "replace" else 0.0,
+                                     window)
+            model = _to_window(after.astype(np.float32), crop, window)
+            if blend == "replace":
+                result = result * (1 - beta[..., None]) + model * beta[..., None]
+            else:
+                result = poisson_blend(result, model, beta > 0)
+        inside = alpha > 0
+        out[top:bottom, left:right][inside] = np.clip(np.rint(result[inside]), 0, 255).astype(np.uint8)
+    return HandBack(out, full_alpha, region, float(np.any(out != photo, axis=2).mean()),
+                    _psnr(out[full_alpha == 0], photo[full_alpha == 0]), blend)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:
+        return float("inf")
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def _to_window(square: np.ndarray, crop: Crop, window: Tuple[int, int, int, int]) -> np.ndarray:
+    """A float model-size image [R, R, C] brought to the photo ``window``: enlarged with Lanczos to about the
+    photo's scale, then warped bicubically through the crop -> [h, w, C] float32 (0 outside the crop)."""
+    from PIL import Image
+
+    R = square.shape[0]
+    up = max(1, round(crop.side / R))
+    planes = []
+    for c in range(square.shape[2]):
+        img = Image.fromarray(np.ascontiguousarray(square[..., c], np.float32), mode="F")
+        if up > 1:
+            img = img.resize((R * up, R * up), Image.LANCZOS)
+        planes.append(_warp_into(np.asarray(img), crop, window, Image.BICUBIC).astype(np.float32))
+    return np.stack(planes, axis=2)
+
+
+def poisson_blend(base: np.ndarray, source: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``base`` [h, w, C] with the pixels ``inside`` [h, w] replaced by those whose gradients are ``source``'s and
+    which meet ``base`` on the border (Perez et al. 2003: one sparse 5-point Poisson solve, factorised once for the
+    channels)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import splu
+
+    inside = inside.copy()
+    inside[[0, -1], :] = False                 # the window's own edge is always border
+    inside[:, [0, -1]] = False
+    n = int(inside.sum())
+    if n == 0:
+        return base
+    index = np.full(inside.shape, -1, np.int64)
+    index[inside] = np.arange(n)
+    ys, xs = np.nonzero(inside)
+    diff = source - base                       # solve for the correction g: lap(g) = lap(source - base), g = 0 outside
+    rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.full(n, 4.0)]
+    rhs = 4 * diff[ys, xs]
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        ny, nx = ys + dy, xs + dx
+        rhs -= diff[ny, nx]
+        j = index[ny, nx]
+        ok = j >= 0
+        rows.append(np.arange(n)[ok]), cols.append(j[ok]), vals.append(np.full(int(ok.sum()), -1.0))
+    A = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
+    g = splu(A).solve(rhs.astype(np.float64))
+    out = base.copy()
+    out[ys, xs] += g.astype(np.float32)
+    return out

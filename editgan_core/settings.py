@@ -114,6 +114,12 @@ class PasteSettings:
     """Handing an edit back at the photo's size (editgan_core/photo.py), as fractions of the crop box's side."""
     dilate: float = 0.02                # the edit region grows by this before blending
     feather: float = 0.03               # then fades out over this
+    levels: float = 12.0                # a colour change (3x3 mean of the largest channel's, model pixels) above
+                                        # this many levels of 255 is the edit's; below it, the embedding's noise
+    near: float = 0.05                  # colour changes count within this x the side of a part that moved
+    part_share: float = 0.25            # a part of which this share moved changed shape: the model draws it anew
+    min_part: float = 0.001             # moved parts or colour changes smaller than this x the square are specks
+    blend: str = "poisson"              # where parts changed shape: 'delta', 'poisson' or 'replace' (hand_back)
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,44 @@ def test_sample_edit_save_slide_undo_export(server, app_module, tmp_path):
     assert len(grid) == 8
 
 
+def test_a_photo_edit_is_handed_back_at_its_size_with_the_region_shown(server, app_module, tmp_path):
+    """Upload a photo (a sample drawn at 4x the model's size, with a texture the model never draws), embed it, edit
+    the mouth: the status says how much of the photo the edit changes; the Image tab hands the edit back at the
+    photo's size, changed only inside the region it can tint over the photo."""
+    from gradio_client import handle_file
+
+    from demo.session import Session
+
+    c = client(server)
+    s = Session(app_module.STUDIO)
+    s.set_model("toyfaces")
+    face = s.sample(5, 0.7).image
+    rng = np.random.default_rng(1)
+    photo = np.asarray(Image.fromarray(face).resize((4 * R, 4 * R), Image.BICUBIC)).astype(np.int16)
+    photo = np.clip(photo + rng.integers(-6, 7, photo.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "me.png")
+    with pytest.raises(Exception, match="upload and embed a photo first"):
+        c.predict(False, api_name="/hand_back")
+    c.predict("toyfaces", handle_file(str(tmp_path / "me.png")), "crop", api_name="/upload")
+    c.predict("toyfaces", 60, False, api_name="/embed")
+    res = c.predict("toyfaces", editor_payload(tmp_path, mouth_layer(app_module)), 30, False, api_name="/edit")
+    assert "Handed back to your photo" in res[1] and "of the photo changed" in res[1]
+    shown, msg = c.predict(False, api_name="/hand_back")
+    back = img(shown)
+    assert back.shape == photo.shape and "bit-identical" in msg
+    changed = np.any(back != photo, axis=2)
+    assert 0 < changed.mean() < 0.2                  # the mouth's surroundings, not the face
+    labels = s.current.labels
+    eye_rows = np.nonzero(np.isin(labels, [5, 6]))[0]
+    assert not changed[:4 * int(eye_rows.mean())].any()    # from the eyes' middle up: the photo, bit for bit
+    from editgan_core.masks import grow
+    mouth = grow(np.isin(labels, [8, 9]), 12)          # the lips and mouth grown by the region's reach (~10 px)
+    assert not changed[~np.kron(mouth, np.ones((4, 4), bool)).astype(bool)].any()
+    tinted = img(c.predict(True, api_name="/hand_back")[0])
+    region = np.any(tinted != back, axis=2)
+    assert region.any() and not (changed & ~region).any()      # every changed pixel is inside the region shown
+
+
 def test_bad_inputs_are_clear_and_the_session_keeps_working(server, app_module, tmp_path):
     from gradio_client import handle_file
 

@@ -692,8 +692,10 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
     assert rc == 0, capsys.readouterr().err
     q = json.loads((tmp_path / "ed" / "patch_quality.json").read_text())
     assert q["embedding_psnr_db"] == pytest.approx(meta["psnr"], abs=0.01)           # the embedding's fidelity
+    assert q["photo_psnr_outside_db"] is None                                         # outside: bit-identical
     big, small = png(tmp_path / "ed" / "patch_edited.png"), png(tmp_path / "ed" / "patch_edited_crop.png")
     assert big.shape == photo.shape and small.shape == (R, R, 3)
+    assert q["photo_changed_share"] == pytest.approx(np.any(big != photo, axis=2).mean())   # what the file shows
     vec2 = load_vector(tmp_path / "ed" / "patch.safetensors")
     after = segment(G, branch, ws0 + vec2.delta)[0]
     from editgan_core.settings import EDIT

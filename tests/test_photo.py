@@ -164,16 +164,148 @@ def test_the_studio_cuts_uploads_as_faces_or_boxes_and_moves_the_box():
     assert s.source is before
 
 
-def test_the_changed_region_follows_the_edited_parts():
+# A synthetic face at model size: what a model draws before and after an edit, and a photo with its own detail.
+BG, SKIN, HAIR, EYE, LIPS, MOUTH = range(6)
+COLOURS = np.array([[60, 110, 60], [200, 160, 130], [120, 70, 30], [40, 140, 60], [200, 60, 70], [90, 20, 30]],
+                   np.float32)
+
+
+def _face(R: int = 48, smile: bool = False, long_hair: bool = False) -> np.ndarray:
+    yy, xx = np.mgrid[:R, :R]
+    lab = np.full((R, R), BG, np.uint8)
+    lab[(yy - 26) ** 2 + (xx - 24) ** 2 < 15 ** 2] = SKIN
+    lab[(yy < 16) & ((yy - 20) ** 2 + (xx - 24) ** 2 < 17 ** 2)] = HAIR
+    if long_hair:                                            # strands down both sides of the face
+        lab[14:44, 6:11] = HAIR
+        lab[14:44, 37:42] = HAIR
+    lab[20:23, 17:20] = EYE
+    lab[20:23, 28:31] = EYE
+    lab[33:35, 19:29] = LIPS
+    if smile:                                                # the corners go up, the mouth opens a little
+        lab[31:33, 17:19] = LIPS
+        lab[31:33, 29:31] = LIPS
+        lab[34, 21:27] = MOUTH
+    return lab
+
+
+def _draw(lab: np.ndarray, shift=None) -> np.ndarray:
+    """The model's picture of ``lab``: flat colours, blurred a little; ``shift`` {class: levels} on top."""
+    img = COLOURS[lab].copy()
+    for c, v in (shift or {}).items():
+        img[lab == c] += v
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
+    t = F.avg_pool2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return np.clip(np.rint(t[0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
+
+
+def _photo_of(lab: np.ndarray, side: int, seed: int = 0) -> np.ndarray:
+    """A photo of the face at ``side`` pixels: sharp edges and a texture of its own the model never draws."""
+    big = np.kron(lab, np.ones((side // lab.shape[0],) * 2, np.uint8))
+    tex = np.random.default_rng(seed).normal(0, 9, big.shape + (3,))
+    return np.clip(np.rint(COLOURS[big] + tex), 0, 255).astype(np.uint8)
+
+
+def _in_photo(mask: np.ndarray, side: int) -> np.ndarray:
+    return np.kron(mask, np.ones((side // mask.shape[0],) * 2, bool)).astype(bool)
+
+
+def test_the_edit_region_is_where_parts_moved_not_every_pixel_of_their_classes():
     from editgan_core.photo import changed_region
 
-    before = np.zeros((40, 40), np.uint8)
-    before[20:22, 5:7] = 1                                  # the edited part, unchanged here
-    after = before.copy()
-    after[5:8, 5:8] = 1                                     # the edited part grew here
-    after[30, 30] = 2                                       # a flicker of another part elsewhere
-    every = changed_region(before, after, (40, 40))
-    edited = changed_region(before, after, (40, 40), classes=[1])
-    assert every[30, 30] and not edited[30, 30] and edited[6, 6] and edited[2, 2]       # grown by the margin
-    assert edited[21, 6] and not every[21, 6]               # the whole edited part, changed or not
-    assert changed_region(None, after, (40, 40)).all()
+    lab0, lab1 = _face(), _face(smile=True)
+    lab1[21, 16] = SKIN                                      # the branch's flicker on an eye's edge (no colour change)
+    before = _draw(lab0)
+    after = _draw(lab1, {EYE: 30, BG: 25})                   # the vector pulls on the eyes and background as well
+    region = changed_region(before, after, lab0, lab1, classes=[SKIN, LIPS, MOUTH])
+    mouth = grow(np.isin(lab0, [LIPS, MOUTH]) | np.isin(lab1, [LIPS, MOUTH]), 3)
+    assert region.acted[31:35, 17:31].any() and region.reshaped[31:33, 17:19].all()
+    assert not (region.acted & ~mouth).any()                 # not the eyes, the background, the flicker, the hair
+    assert not (region.reshaped & ~region.acted).any()
+    assert region.acted.mean() < 0.1 * np.isin(lab1, [SKIN, LIPS, MOUTH]).mean()
+    # every class: the eyes' own change counts too, the background's as well (it touches no moved part? it does not)
+    every = changed_region(before, after, lab0, lab1)
+    assert every.acted[31:35, 17:31].any() and not every.acted[20:23, 28:31].any()
+    # no segmentation: the colour changes, without specks
+    plain = changed_region(before, after)
+    assert plain.acted[20:23, 28:31].all() and not plain.reshaped.any()
+    with pytest.raises(EditGANError, match="model's square"):
+        changed_region(before, after[:40])
+
+
+@pytest.mark.parametrize("blend", ["delta", "poisson", "replace"])
+def test_a_smile_changes_the_photo_only_near_the_mouth_and_keeps_its_detail(blend):
+    """A vector on skin, lips and mouth that also pulls on the eyes, hair and background: handed back into a 384-px
+    photo, eyes, hair and background are bit-identical, only the mouth's surroundings change, and beside the mouth,
+    where the skin only got lighter, the photo keeps its own texture."""
+    from editgan_core.photo import Crop, changed_region, hand_back
+
+    side = 384
+    lab0, lab1 = _face(), _face(smile=True)
+    before = _draw(lab0)
+    after = _draw(lab1, {EYE: 30, HAIR: 20, BG: 25})
+    after[36:39, 20:28] = np.clip(after[36:39, 20:28].astype(int) + 14, 0, 255)     # the chin's shading, lighter
+    photo = _photo_of(lab0, side)
+    region = changed_region(before, after, lab0, lab1, classes=[SKIN, LIPS, MOUTH])
+    res = hand_back(photo, Crop.from_box((0, 0, side, side)), before, after, region, blend=blend)
+    changed = np.any(res.photo != photo, axis=2)
+    keep = _in_photo(np.isin(lab0, [EYE, HAIR, BG]), side)
+    assert not changed[keep].any() and changed.any()
+    # the reach: reshaped parts and colour changes within 2 x 5 % of the side, then dilated and feathered (5 %)
+    mouth = grow(np.isin(lab0, [LIPS, MOUTH]) | np.isin(lab1, [LIPS, MOUTH]), 7)
+    assert not changed[~_in_photo(mouth, side)].any()
+    assert res.changed_share == pytest.approx(changed.mean()) and res.changed_share < 0.3 * (lab0 == SKIN).mean()
+    assert np.isinf(res.psnr_outside) and "bit-identical" in res.summary()
+    assert not changed[res.alpha == 0].any()
+    # the chin: lighter by the model's change, the photo's texture kept (not the model's flat skin)
+    chin = res.photo[37 * 8 + 2:38 * 8 - 2, 22 * 8:26 * 8].astype(float) - photo[37 * 8 + 2:38 * 8 - 2, 22 * 8:26 * 8]
+    assert 8 < chin.mean() < 16 and chin.std() < 3
+    # the corners of the mouth went up: the skin there turned towards the lips' red (green 160 -> 60)
+    corner = (slice(31 * 8 + 3, 33 * 8 - 3), slice(17 * 8 + 3, 19 * 8 - 3))
+    assert photo[corner][..., 1].mean() - res.photo[corner][..., 1].mean() > 30
+
+
+def test_a_mask_edit_of_the_hair_hands_back_the_hair_only():
+    from editgan_core.photo import Crop, changed_region, hand_back
+
+    side = 288
+    lab0, lab1 = _face(), _face(long_hair=True)
+    before, after = _draw(lab0), _draw(lab1)
+    photo = _photo_of(lab0, side, seed=1)
+    region = changed_region(before, after, lab0, lab1, classes=[BG, SKIN, HAIR])
+    res = hand_back(photo, Crop.from_box((0, 0, side, side)), before, after, region)
+    changed = np.any(res.photo != photo, axis=2)
+    strands = _in_photo(grow(lab1 != lab0, 2), side)
+    assert changed[strands].mean() > 0.5
+    assert not changed[~_in_photo(grow(lab1 != lab0, 4), side)].any()       # the face, eyes, mouth: untouched
+    assert not changed[_in_photo(np.isin(lab0, [EYE, LIPS]), side)].any()
+
+
+def test_poisson_blending_meets_the_photo_at_the_border_with_the_models_gradients_inside():
+    from editgan_core.photo import poisson_blend
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    yy, xx = np.mgrid[:30, :40]
+    source = np.stack([3.0 * xx, 2.0 * yy, 0.1 * xx * yy], 2).astype(np.float32)
+    inside = np.zeros((30, 40), bool)
+    inside[8:22, 10:30] = True
+    out = poisson_blend(base, source, inside)
+    assert np.array_equal(out[~inside], base[~inside])
+
+    def lap(a):
+        return 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
+    deep = inside[1:-1, 1:-1]
+    assert np.allclose(lap(out)[deep], lap(source)[deep], atol=1e-3)
+    # a source that differs from the photo by a constant brings nothing: the same gradients
+    assert np.allclose(poisson_blend(base, base + 50, inside), base, atol=1e-3)
+
+
+def test_hand_back_refuses_what_does_not_fit():
+    from editgan_core.photo import ChangedRegion, hand_back
+
+    img = np.zeros((R, R, 3), np.uint8)
+    region = ChangedRegion(np.ones((R, R), bool), np.zeros((R, R), bool))
+    with pytest.raises(EditGANError, match="blend must be"):
+        hand_back(np.zeros((40, 40, 3), np.uint8), (0, 0, 40, 40), img, img, region, blend="smudge")
+    with pytest.raises(EditGANError, match="model's square"):
+        hand_back(np.zeros((40, 40, 3), np.uint8), (0, 0, 40, 40), img, img[:16, :16], region)
