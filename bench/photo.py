@@ -316,6 +316,9 @@ def main() -> None:
         res["photo_edits"] = photo_edits(args.edits, rng, args.picture)
     if args.astronaut:
         res["astronaut"] = astronaut(args.astronaut)
+    import resource
+
+    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(res, indent=1))
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))

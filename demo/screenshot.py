@@ -161,8 +161,9 @@ def main() -> None:
                 page.wait_for_timeout(2500)
                 shot("image_tab_astronaut")
                 # embedded, smiled with the starter vector, handed back to the photo with the region shown
+                shown = image_src(page, "Current image")
                 page.get_by_role("button", name="Embed photo").click()
-                page.wait_for_selector("text=/embedded photo \\(/", timeout=180_000)
+                wait_new_image(page, shown, timeout=180_000)
                 page.get_by_role("tab", name="Vectors").click()
                 slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
                 slider.focus()
@@ -170,6 +171,7 @@ def main() -> None:
                 for _ in range(30):
                     page.keyboard.press("ArrowRight")
                 wait_new_image(page, before)
+                page.wait_for_selector("text=/sliders smile \\+1\\.50/", timeout=60_000)
                 page.get_by_role("tab", name="Image").click()
                 page.get_by_text("Your photo, edited").click()
                 page.get_by_role("button", name="Hand the edit back to my photo").click()

@@ -574,6 +574,8 @@ class Session:
         res = self.photo_result()
         if res is None:
             return None, "upload and embed a photo first: the edit is handed back to it"
+        if self.current is self.photo_step:
+            return res.photo, "This is your photo as embedded: edit it (Edit tab, or the Vectors sliders) first."
         shown = res.photo
         if show_region:
             tint = np.array([255, 0, 180], np.float32)
