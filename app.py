@@ -9,10 +9,14 @@ it is not). Long actions (embed, edit, train) stream their progress from the ses
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
+import logging
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import List
@@ -26,9 +30,10 @@ from demo.streaming import Done
 from editgan_core import fast
 from editgan_core.align import ALIGNER, ALIGNER_LICENCE
 from editgan_core.errors import EditGANError
+from editgan_core.files import clip
 from editgan_core.labeling import parser_for
 from editgan_core.runtime import configure_threads, tune_allocator
-from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, PIVOTAL, REFINE, SAMPLE
+from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, PIVOTAL, REFINE, SAMPLE, check_number
 
 try:  # ZeroGPU on Spaces; elsewhere the decorator is a no-op
     import spaces  # type: ignore
@@ -39,32 +44,65 @@ except Exception:  # pragma: no cover - depends on the host
         return fn
 
 tune_allocator()
+log = logging.getLogger("editgan-studio")
 STUDIO = Studio()                 # models load once per process and are shared by every session
 MAX_SLIDERS = 12                  # slider slots on the Vectors tab
 EDITOR_SIDE = 320                 # the sketch pad's canvas side in pixels (masks are resized to the model's)
 SHOW_SIDE = 256                   # small model images are shown enlarged to this side
 OUT = Path(tempfile.gettempdir()) / "editgan-studio"   # downloads: a temporary folder only
+MAX_UPLOAD = "200mb"              # an upload (photo, vector, branch) larger than this is refused by the server
 
 
 def ui_action(fn):
-    """A handler whose EditGANError becomes a gr.Error: a clear message in the page, the session untouched.
+    """A handler whose errors become a gr.Error, one line in the page, the session untouched: an EditGANError says
+    what was wrong with the input; anything else (a bug) is logged with its traceback and said in one line.
     Works for plain handlers and for generators (streamed results)."""
+    def said(e: Exception) -> gr.Error:
+        if isinstance(e, EditGANError):
+            return gr.Error(str(e))
+        log.exception("%s failed", fn.__name__)
+        return gr.Error(f"{fn.__name__.replace('on_', '').replace('_', ' ')} failed ({type(e).__name__}: "
+                        f"{clip(str(e).splitlines()[0] if str(e) else '', 160)}); what you had is kept")
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def streamed(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except EditGANError as e:
-                raise gr.Error(str(e)) from None
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001 -- every failure becomes one line, the server keeps serving
+                raise said(e) from None
         return streamed
 
     @functools.wraps(fn)
     def plain(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except EditGANError as e:
-            raise gr.Error(str(e)) from None
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise said(e) from None
     return plain
+
+
+def clean_downloads(older_than: float = 86400.0) -> None:
+    """Remove download folders (exports, vectors, branches) older than ``older_than`` seconds: at start-up, what
+    an earlier run left behind."""
+    if not OUT.is_dir():
+        return
+    now = time.time()
+    for d in OUT.iterdir():
+        with contextlib.suppress(OSError):
+            if d.is_dir() and now - d.stat().st_mtime > older_than:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _downloads(session: Session) -> Path:
+    """A new download folder of this session (removed with the session, see Session.forget)."""
+    folder = OUT / f"{id(session)}-{timestamp()}"
+    session.download_dirs.append(folder)
+    return folder
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -274,9 +312,9 @@ def on_hand_back(session: Session, show_region: bool):
 
 @ui_action
 def on_save_vector(session: Session, name: str):
-    vec, path = session.save_vector(name)
+    vec, path, note = session.save_vector(name)
     where = f" (library: {path.parent})" if path else " (kept in this session: download it from the Vectors tab)"
-    return (session, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}",
+    return (session, f"saved vector **{vec.name}** ({', '.join(vec.classes)}){where}{'. ' + note if note else ''}",
             gr.update(choices=session.vector_names(), value=vec.name), *_slider_updates(session))
 
 
@@ -285,7 +323,7 @@ def on_scales(session: Session, refine: int, *scales: float):
     """The sliders, by slot. Only the image and its caption come back: the session changes in place and the
     History tab refreshes when opened -- fewer outputs, less work per slider move."""
     names = session.vector_names()[:MAX_SLIDERS]
-    session.refine_steps = int(refine)
+    session.refine_steps = int(check_number("refinement steps", refine, integer=True))
     session.set_scales({n: float(v) for n, v in zip(names, scales)})
     return _show(session.current.image), f"step {session.pos}: {session.current.what}"
 
@@ -302,7 +340,8 @@ def on_apply_vectors(session: Session, scales: dict, refine: int):
     """Vectors by name for scripts: ``scales`` like {"smile": 1.5, "open mouth": -0.5}; the others keep theirs."""
     if not isinstance(scales, dict) or not scales:
         raise EditGANError('give the scales as a JSON object of vector names, e.g. {"smile": 1.5}')
-    session.set_scales({str(k): float(v) for k, v in scales.items()}, refine_steps=int(refine))
+    session.set_scales({str(k): check_number(f"the scale for {clip(k, 40)}", v) for k, v in scales.items()},
+                       refine_steps=int(check_number("refinement steps", refine, integer=True)))
     return _show(session.current.image), f"step {session.pos}: {session.current.what}"
 
 
@@ -333,7 +372,7 @@ def on_upload_vector(session: Session, model: str, file: str):
 def on_download_vector(session: Session, vector: str):
     if not vector:
         raise EditGANError("choose a vector")
-    return str(session.export_vector(vector, OUT / f"{id(session)}-{timestamp()}"))
+    return str(session.export_vector(vector, _downloads(session)))
 
 
 @ui_action
@@ -376,7 +415,7 @@ def on_goto(session: Session, overlay: bool, evt: gr.SelectData):
 
 @ui_action
 def on_export(session: Session):
-    return [str(p) for p in session.export(OUT / f"{id(session)}-{timestamp()}")]
+    return [str(p) for p in session.export(_downloads(session))]
 
 
 @ui_action
@@ -420,7 +459,7 @@ def on_train(session: Session, steps: int):
             rep = item.result[1]
             break
         yield session, item.text, gr.skip()
-    path = OUT / f"{id(session)}-{timestamp()}" / "branch.safetensors"
+    path = _downloads(session) / "branch.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(session.branch_bytes())
     yield (session, f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
@@ -533,7 +572,8 @@ def edit_tab() -> SimpleNamespace:
 def vectors_tab() -> SimpleNamespace:
     with gr.Tab("Vectors", id="vectors"):
         with gr.Row():
-            refine = gr.Radio(list(REFINE.choices), value=REFINE.choices[0], label="Refinement steps")
+            refine = gr.Radio([str(c) for c in REFINE.choices], value=str(REFINE.choices[0]),
+                              label="Refinement steps")
             reset = gr.Button("Reset sliders")
         sliders = [gr.Slider(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
                              visible=False) for i in range(MAX_SLIDERS)]
@@ -604,7 +644,7 @@ def build_ui() -> gr.Blocks:
     with gr.Blocks(title="EditGAN Studio", delete_cache=(3600, 86400)) as demo:
         # gr.State deep-copies its value once per user, and a Session's copy is a new empty one (see
         # Session.__deepcopy__): every user, browser or API client, gets a Session of their own.
-        state = gr.State(Session(STUDIO), time_to_live=6 * 3600)
+        state = gr.State(Session(STUDIO), time_to_live=6 * 3600, delete_callback=Session.forget)
         gr.Markdown("# EditGAN Studio\nRepaint the part segmentation of a GAN image, learn the edit as a vector, "
                     "replay it on any image with a slider.")
         with gr.Row():
@@ -703,7 +743,9 @@ def main() -> None:
         fast.set_mode("off")
     demo = build_ui()
     demo.queue(default_concurrency_limit=4, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(OUT)])
+    clean_downloads()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(OUT)],
+                max_file_size=MAX_UPLOAD)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def slider_user(url: str, k: int, moves: int) -> tuple:
         vals[k % 5] = round(-2 + 4 * j / max(moves - 1, 1), 2)
         t = time.perf_counter()
         try:
-            c.predict(0, *vals, api_name="/set_scales")
+            c.predict("0", *vals, api_name="/set_scales")
             times.append(time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001
             errors.append(f"slider: {e}")
@@ -103,7 +103,7 @@ def http_user(url: str, k: int, moves: int, ready: threading.Barrier) -> tuple:
     vals = [0.0] * 12
     for j in range(moves):
         vals[k % 5] = round(-2 + 4 * j / max(moves - 1, 1), 2)
-        body = json.dumps({"data": [None, 0, *vals], "session_hash": c.session_hash}).encode()
+        body = json.dumps({"data": [None, "0", *vals], "session_hash": c.session_hash}).encode()
         t = time.perf_counter()
         try:
             req = urllib.request.Request(url + "gradio_api/run/set_scales", data=body,

@@ -113,6 +113,7 @@ class Session:
         self.source: Optional[tuple] = None              # (the photo as uploaded, RGB, the Crop embedded)
         self.photo_step: Optional[Step] = None           # the step that embedded it (paste-back's reference)
         self._handed: Optional[tuple] = None             # (step, photo step, HandBack): the last hand-back
+        self.download_dirs: List[Path] = []              # this session's download folders (removed with it)
         self.vectors: Dict[str, object] = {}             # name -> EditVector (starter, library and own)
         self.last_edit = None                            # EditResult of the last mask edit (for "save vector")
         self.refine_steps = 0
@@ -126,6 +127,14 @@ class Session:
         """gr.State deep-copies its initial value once per user: each user gets a new, empty session over the
         same process-wide studio (models are never copied)."""
         return Session(self.studio, self.model_ref)
+
+    def forget(self) -> None:
+        """The session ends (it expired, or the page closed for good): its download folders go with it."""
+        import shutil
+
+        for d in self.download_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.download_dirs.clear()
 
     # -- model ----------------------------------------------------------------------------------------------
     @property
@@ -446,26 +455,50 @@ class Session:
             return self.edit(new_labels, steps=steps, progress=tick)
         return streaming.run(work, self.stop)
 
-    def save_vector(self, name: str, *, to_library: bool = True) -> Tuple[object, Optional[Path]]:
-        """The last mask edit's delta as a named vector (kept in the session; also in the user library)."""
+    def save_vector(self, name: str, *, to_library: bool = True) -> Tuple[object, Optional[Path], str]:
+        """The last mask edit's delta as a named vector (kept in the session; also in the user library). A name
+        that is taken -- by a starter vector, a vector of this session or a file in the library -- is never
+        overwritten: the vector is saved as "name (2)" (or the next free number) and the note says so.
+        -> (vector, its file or None, note)."""
         from editgan_core.vectors import check_name, save_vector
 
         if self.last_edit is None:
             raise EditGANError("apply a mask edit first: a vector is the latent change of an edit")
-        vec = dataclasses.replace(self.last_edit.vector, name=check_name(name),
+        wanted = check_name(name)
+        library = self.studio.library(self.model_ref) if to_library and self.studio.persist else None
+        name = self._free_name(wanted, library)
+        note = "" if name == wanted else f"{wanted!r} is taken (a starter vector or one you saved): saved as {name!r}"
+        vec = dataclasses.replace(self.last_edit.vector, name=name,
                                   extra={**self.last_edit.vector.extra, "source": "editgan-studio app"})
-        path = save_vector(vec, self.studio.library(self.model_ref)) if to_library and self.studio.persist else None
+        path = save_vector(vec, library) if library is not None else None
         self.vectors[name] = vec
-        return vec, path
+        return vec, path, note
 
     # -- vectors and sliders --------------------------------------------------------------------------------
     def vector_names(self) -> List[str]:
         return list(self.vectors)
 
+    def _free_name(self, wanted: str, library: Optional[Path] = None) -> str:
+        """``wanted``, or "wanted (2)", "wanted (3)", ... : the first name no vector of this session (starters
+        included) and no file in ``library`` has."""
+        from editgan_core.vectors import check_name, file_stem
+
+        def taken(n: str) -> bool:
+            return (any(v.lower() == n.lower() for v in self.vectors)
+                    or (library is not None and (library / f"{file_stem(n)}.safetensors").exists()))
+        name, k = wanted, 2
+        while taken(name):
+            name = check_name(f"{wanted[:58]} ({k})")
+            k += 1
+        return name
+
     def add_vector_file(self, path) -> object:
+        """An uploaded vector (checked against this model); under a name that is taken it comes in as "name (2)"
+        rather than hiding the vector that has it."""
         from editgan_core.vectors import load_vector
 
         vec = load_vector(path, expect_generator=self.assets.identity)
+        vec = dataclasses.replace(vec, name=self._free_name(vec.name))
         self.vectors[vec.name] = vec
         return vec
 

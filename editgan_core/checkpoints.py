@@ -577,6 +577,26 @@ def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any
 # Entry point.
 
 
+MAX_INFLATION = 16             # a zip entry may unpack to at most this x its packed size (torch stores them unpacked)
+MAX_UNPACKED = 8 * 2 ** 30     # and a checkpoint to at most this many bytes in all (the largest real ones: ~1 GB)
+
+
+def _check_inflation(path: Path) -> None:
+    """Refuse a zip whose entries say they unpack far beyond their packed size (a zip bomb), before reading any:
+    torch.save stores its entries unpacked, so a real checkpoint unpacks to about its own size."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path.name} is a truncated or corrupt zip/torch file ({e})") from None
+    total = sum(i.file_size for i in infos)
+    worst = max(infos, key=lambda i: i.file_size / max(i.compress_size, 1), default=None)
+    if total > MAX_UNPACKED or (worst is not None and worst.file_size > MAX_INFLATION * max(worst.compress_size, 1)
+                                + 2 ** 20):
+        raise CheckpointError(f"{path.name} would unpack to {total / 2 ** 20:.0f} MiB from {path.stat().st_size / 2 ** 20:.1f} "
+                              f"MiB on disk; a checkpoint does not (a zip bomb?): it was not read")
+
+
 def _torch_load(path: Path) -> Any:
     try:
         # rosinality's train.py stores its argparse.Namespace: plain attributes, safe to allow.
@@ -607,6 +627,7 @@ def load_generator(path: os.PathLike, *, key: Optional[str] = None) -> LoadedGen
     if kind == "zip":
         if not zipfile.is_zipfile(path):
             raise CheckpointError(f"{path.name} is a truncated or corrupt zip/torch file")
+        _check_inflation(path)
         obj = _torch_load(path)
         return LoadedGenerator(_load_torch_obj(obj, key, notes, path), _torch_format(obj), str(path), sha, notes)
     # Pickle: legacy torch.save, NVIDIA, or TensorFlow.

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+from . import files
 from .errors import EditGANError
 from .settings import BRANCH, EDIT, EMBED, LABEL, PIVOTAL, REFINE, SAMPLE
 
@@ -56,6 +57,24 @@ class CLIError(EditGANError):
     """A mistake on the command line (a missing file, a wrong size, a name that is not there)."""
 
 
+def _number(what: str, lo=None, hi=None, integer: bool = False):
+    """An argparse type: a finite number in [lo, hi] (settings.check_number), with argparse's message."""
+    from .settings import check_number
+
+    def parse(text: str):
+        try:
+            return check_number(what, text, lo, hi, integer=integer)
+        except EditGANError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = what          # argparse names the type in its message
+    return parse
+
+
+PSI = _number("truncation psi", -4.0, 4.0)
+STEPS = _number("a step count", 0, 100_000, integer=True)
+INDEX = _number("an index", 0, 1_000_000, integer=True)
+
+
 def parse_seeds(text: str) -> List[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
     from .settings import SAMPLE
@@ -70,13 +89,18 @@ def parse_seeds(text: str) -> List[int]:
             a, b = int(m.group(1)), int(m.group(2))
             if b < a:
                 raise argparse.ArgumentTypeError(f"seed range {part!r} is descending")
+            if len(seeds) + b - a + 1 > SAMPLE.max_seeds:
+                raise argparse.ArgumentTypeError(f"at most {SAMPLE.max_seeds} seeds per call; {part!r} alone is "
+                                                 f"{b - a + 1}")
             seeds.extend(range(a, b + 1))
-        elif part.isdigit():
+        elif part.isdigit() and len(part) <= 12:
             seeds.append(int(part))
         else:
             raise argparse.ArgumentTypeError(f"bad seed {part!r}: use numbers and ranges like 0-7,12")
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
+    if len(seeds) > SAMPLE.max_seeds:
+        raise argparse.ArgumentTypeError(f"at most {SAMPLE.max_seeds} seeds per call, got {len(seeds)}")
     if any(s > SAMPLE.max_seed for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be at most {SAMPLE.max_seed} (numpy RandomState)")
     return seeds
@@ -676,6 +700,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     name = check_name(args.name)     # before any work: a bad name must not cost an optimisation
     loaded = _load(args)
     ident = model_identity(loaded)
+    out = Path(args.out) if args.out else library_dir(ident)
+    _check_new_vector(loaded, ident, name, out, args.overwrite)
     branch = _branch_for(loaded, args.branch)
     ws, meta = _load_latent(args.latent, ident, meta=True)
     source = _photo_of(meta, Path(args.latent).name)
@@ -703,7 +729,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
     fidelity = meta.get("tuned_psnr") if G is not loaded.G else meta.get("psnr")
     if fidelity is not None:          # the embedding's fidelity to its photo, recorded by embed
         res.quality = dataclasses.replace(res.quality, embedding_psnr=float(fidelity))
-    out = Path(args.out) if args.out else library_dir(ident)
     created = _first_missing(out)     # main() knows --out, not the library: clean that up here
     try:
         path = save_vector(res.vector, out)
@@ -746,6 +771,22 @@ def parse_vector_arg(text: str) -> Tuple[str, float]:
         except ValueError:
             pass
     return text, 1.0
+
+
+def _check_new_vector(loaded, ident, name: str, out: Path, overwrite: bool) -> None:
+    """A new vector's name: not a starter vector's (apply would find the starter first), and not an existing
+    vector's in ``out`` unless ``overwrite``."""
+    from .assets import vector_folders
+    from .vectors import file_stem, library_dir
+
+    stem = file_stem(name).lower()
+    for folder in vector_folders(loaded, ident):
+        if folder != library_dir(ident) and any(p.stem.lower() == stem for p in folder.glob("*.safetensors")):
+            raise CLIError(f"{name!r} is the name of one of this model's starter vectors (in {folder}); "
+                           f"choose another --name")
+    if (out / f"{file_stem(name)}.safetensors").exists() and not overwrite:
+        raise CLIError(f"a vector named {name!r} is already in {out}; choose another --name, or pass --overwrite "
+                       f"to replace it")
 
 
 def find_vector(loaded, ident, ref: str):
@@ -916,10 +957,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="render one PNG per seed", formatter_class=fmt)
     common(g)
     g.add_argument("--seeds", type=parse_seeds, default="0-7", help="e.g. 0-7 or 1,5,9-12")
-    g.add_argument("--truncation", type=float, default=None,
+    g.add_argument("--truncation", type=PSI, default=None,
                    help="truncation psi (default: no truncation, psi 1, as NVIDIA's generate.py)")
-    g.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ layers")
-    g.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional models)")
+    g.add_argument("--truncation-cutoff", type=INDEX, default=None, help="truncate only the first N W+ layers")
+    g.add_argument("--class", dest="class_idx", type=INDEX, default=None, help="class index (conditional models)")
     g.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
     g.add_argument("--out", default="out", help="output folder (seedNNNN.png)")
     g.add_argument("--key", default=None, help="network to use from an NVIDIA snapshot (default G_ema)")
@@ -948,12 +989,12 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how to make an image square")
         q.add_argument("--cut", default="auto", choices=["auto", "face", "box"], help="cut photos as an aligned "
                        "face (FFHQ's recipe, dlib landmarks) or a box (--fit); auto: face for FFHQ-style models")
-        q.add_argument("--face", type=int, default=0, help="which face when a photo has several (0 = the largest)")
-        q.add_argument("--tune", type=int, default=0, help=f"pivotal tuning steps after embedding (0 = off; "
+        q.add_argument("--face", type=INDEX, default=0, help="which face when a photo has several (0 = the largest)")
+        q.add_argument("--tune", type=STEPS, default=0, help=f"pivotal tuning steps after embedding (0 = off; "
                        f"{PIVOTAL.steps} gives a more faithful photo; embed writes NAME{TUNING_SUFFIX})")
 
     def embed_steps(q, default=EMBED.steps):
-        q.add_argument("--steps", type=int, default=default, help="embedding steps after the encoder's guess")
+        q.add_argument("--steps", type=STEPS, default=default, help="embedding steps after the encoder's guess")
 
     e = sub.add_parser("embed", help="embed images into W+ (latent file + what the model sees + reconstruction)",
                        formatter_class=fmt)
@@ -980,8 +1021,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--n", type=_positive_int, default=None, help=f"label N samples, seeds 0..N-1 (default "
                     f"{LABEL.count})")
     lb.add_argument("--seeds", type=parse_seeds, default=None, help="the samples' seeds instead, e.g. 0-15")
-    lb.add_argument("--truncation", type=float, default=SAMPLE.truncation, help="truncation psi of the samples")
-    lb.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional models)")
+    lb.add_argument("--truncation", type=PSI, default=SAMPLE.truncation, help="truncation psi of the samples")
+    lb.add_argument("--class", dest="class_idx", type=INDEX, default=None, help="class index (conditional models)")
     lb.add_argument("--inputs", default=None, help="label these photos (a file or a folder) instead of samples; each "
                     "cropped or padded to the model's size (--fit)")
     lb.add_argument("--fit", default="crop", choices=["crop", "pad"], help="how --inputs photos are made square")
@@ -1000,7 +1041,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"FOLDER/{CLASSES_FILE} when present, else the model's classes, else the ToyFaces parts)")
     t.add_argument("--map", default=None, help=f"the class map label used: the branch's classes are the map's "
                    f"(colours from FOLDER/{CLASSES_FILE}, which is also read on its own when present)")
-    t.add_argument("--max-steps", type=int, default=BRANCH.max_steps, help="training steps at most")
+    t.add_argument("--max-steps", type=STEPS, default=BRANCH.max_steps, help="training steps at most")
     editing_args(t)
     embed_steps(t, BRANCH.embed_steps)
     t.set_defaults(func=cmd_train_branch, writes="file")
@@ -1012,8 +1053,9 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--name", required=True, help="name of the editing vector (letters, digits, spaces, - and _)")
     ed.add_argument("--out", default=None, help="folder for the vector (default: the model's library, where apply "
                     "finds it by name; $EDITGAN_HOME/vectors/...)")
+    ed.add_argument("--overwrite", action="store_true", help="replace a vector of the same name in --out")
     ed.add_argument("--branch", default=None, help="branch file (default: the model's)")
-    ed.add_argument("--steps", type=int, default=EDIT.steps, help="optimisation steps of the edit")
+    ed.add_argument("--steps", type=STEPS, default=EDIT.steps, help="optimisation steps of the edit")
     ed.add_argument("--exact", action="store_true",
                     help=f"optimise at the model's full size (default: models over {EDIT.work_resolution} px optimise "
                          f"their coarse and middle layers at {EDIT.work_resolution} px, several times faster)")
@@ -1073,7 +1115,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ok = False
     try:
         if hasattr(args, "threads"):
-            configure_threads(args.threads)
+            policy = configure_threads(args.threads)
+            if str(args.threads or "").strip().isdigit() and int(args.threads) > policy.cores:
+                print(f"note: --threads {files.clip(args.threads, 20)}: this machine has {policy.cores} cores; "
+                      f"using {policy.cores}", file=sys.stderr)
         rc = args.func(args)
         ok = True
         return rc

@@ -33,7 +33,7 @@ import torch
 
 from . import budget
 from .embed import keep_best
-from .errors import EditGANError
+from .errors import EditGANError, check_finite
 from .generator import images_to_uint8
 from .masks import grow
 from .perceptual import Distance, FallbackDistance, cached_lpips
@@ -293,6 +293,7 @@ def optimise_region(G, branch, ws: torch.Tensor, target_labels: np.ndarray, regi
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix[idx], tgt[:, idx], w, total=total)
         elif len(pix_np):
             loss = loss + ce_weight * branch.cross_entropy_per_image(feats, pix, tgt, wt)
+        check_finite(loss, "the edit's optimisation", step)
         best_loss = keep_best(loss, best_loss, best, delta)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()

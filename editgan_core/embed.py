@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from . import budget, files
-from .errors import EditGANError
+from .errors import CheckpointError, EditGANError, check_finite
 from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
 from .runtime import adapt_threads
@@ -90,8 +90,11 @@ def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, obje
     path = Path(path)
     state, meta = files.load(path, files.ENCODER)
     check_identity(meta.get("generator", {}), expect_generator, f"encoder {path.name}")
-    enc = Encoder(EncoderConfig(**meta["config"]))
-    enc.load_state_dict(state)
+    try:
+        enc = Encoder(EncoderConfig(**meta["config"]))
+        enc.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name}: its encoder config or weights are damaged ({files.clip(str(e), 200)})") from e
     return enc.eval()
 
 
@@ -219,6 +222,7 @@ def embed(G, target: torch.Tensor, *, steps: int = EMBED.steps, lr: float = EMBE
         img = G.synthesis(ws, fused=False)
         loss = losses(img)
         best_loss = keep_best(loss, best_loss, best, ws)   # the current iterate's loss, before the step
+        check_finite(loss, "the embedding", step)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -323,6 +327,7 @@ def pivotal_tune(G, ws: torch.Tensor, target: torch.Tensor, *, steps: int = PIVO
                 ref = G.synthesis(w_r)
             img_r = tuned.synthesis(w_r, fused=False)
             total = total + locality_weight * ((img_r - ref).square().mean() + distance(img_r, ref).mean())
+        check_finite(total, "pivotal tuning", step)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()

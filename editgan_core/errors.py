@@ -23,3 +23,16 @@ class ModelNotFoundError(EditGANError):
 
 class HashMismatchError(EditGANError):
     """A downloaded or cached file does not have the sha256 the registry pins."""
+
+
+class DivergedError(EditGANError):
+    """An optimisation produced NaN or infinite values; nothing it made is kept or written."""
+
+
+def check_finite(loss, what: str, step: int) -> None:
+    """Stop ``what`` (an embedding, a mask edit, ...) at ``step`` when its loss (a tensor) is NaN or infinite."""
+    import torch
+
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise DivergedError(f"{what} diverged at step {step} (its loss is not a finite number): nothing was kept; "
+                            f"the input latent, image or vector may hold extreme values")

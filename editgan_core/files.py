@@ -3,7 +3,9 @@
 Every file is a safetensors file: tensors plus one JSON descriptor under the metadata key ``editgan`` with at least
 ``format`` (what kind of file) and ``format_version``. Readers check both: a file of another kind, a foreign
 safetensors file or one written by a newer version gets an :class:`~editgan_core.errors.CheckpointError` that names
-the file and says what it is. Writes are atomic (temporary file in the same folder, then rename), so a crash
+the file and says what it is. Each kind's schema (``Format.fields``, ``Format.tensors``) is checked on every read:
+required fields, their types and ranges, the generator identity where the kind records one, the tensors the kind
+needs, and finite values in every tensor; a violation names the file and the field. Writes are atomic (temporary file in the same folder, then rename), so a crash
 mid-save leaves the old file or the new one, never a broken one.
 
 | kind                 | written by                         | format id                              |
@@ -25,11 +27,12 @@ still read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 
@@ -40,10 +43,44 @@ LEGACY_METADATA_KEY = "editgan_config"
 
 
 @dataclass(frozen=True)
+class Field:
+    """One descriptor field of a file kind: ``ok(value)`` says whether a value is acceptable, ``want`` says in
+    words what is (for the message), ``required`` whether the field must be there."""
+    ok: Callable[[Any], bool]
+    want: str
+    required: bool = True
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _text(limit: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and 0 < len(v.strip()) <= limit
+
+
+MAX_NAME = 64          # vector names (vectors.check_name) and class names
+MAX_CLASSES = 256
+TEXT = Field(_text(4096), "text of at most 4096 characters", required=False)
+IDENTITY = Field(lambda v: isinstance(v, dict) and all(isinstance(v.get(k), int) and not isinstance(v.get(k), bool)
+                                                        and v.get(k) > 0 for k in ("resolution", "num_ws", "w_dim"))
+                 and isinstance(v.get("feature_channels"), list) and len(v["feature_channels"]) > 0
+                 and all(isinstance(c, int) and c > 0 for c in v["feature_channels"])
+                 and (v.get("sha256") is None or (isinstance(v["sha256"], str) and len(v["sha256"]) <= 128))
+                 and (v.get("name") is None or (isinstance(v["name"], str) and len(v["name"]) <= 1024)),
+                 "the identity of its generator (resolution, num_ws, w_dim and feature_channels as positive "
+                 "integers; sha256 and name as text)")
+CONFIG = Field(lambda v: isinstance(v, dict), "a JSON object (the network's configuration)")
+OPTIONAL_OBJECT = Field(lambda v: isinstance(v, dict), "a JSON object", required=False)
+
+
+@dataclass(frozen=True)
 class Format:
     id: str          # the descriptor's "format"
     version: int     # the newest "format_version" this code writes and reads
     what: str        # in words, for messages
+    fields: Tuple[Tuple[str, Field], ...] = ()       # descriptor fields checked on every read
+    tensors: Tuple[str, ...] = ()                     # tensors the file must hold
 
     @property
     def article(self) -> str:
@@ -51,13 +88,23 @@ class Format:
 
 
 GENERATOR = Format("editgan-studio/generator", 1, "generator")
-BRANCH = Format("editgan-studio/segmentation-branch", 1, "segmentation branch")
-ENCODER = Format("editgan-studio/encoder", 1, "encoder")
-VECTOR = Format("editgan-studio/editing-vector", 1, "editing vector")
-LATENT = Format("editgan-studio/latent", 1, "latent file")
-TUNING = Format("editgan-studio/generator-tuning", 1, "generator tuning (pivotal tuning of one photo)")
+BRANCH = Format("editgan-studio/segmentation-branch", 1, "segmentation branch", (("config", CONFIG),))
+ENCODER = Format("editgan-studio/encoder", 1, "encoder", (("config", CONFIG), ("generator", IDENTITY)))
+VECTOR = Format("editgan-studio/editing-vector", 1, "editing vector", (
+    ("name", Field(_text(MAX_NAME), f"a name of 1-{MAX_NAME} characters")),
+    ("generator", IDENTITY),
+    ("classes", Field(lambda v: isinstance(v, list) and len(v) <= MAX_CLASSES and all(
+        isinstance(c, str) and 0 < len(c) <= MAX_NAME for c in v), f"a list of at most {MAX_CLASSES} class names")),
+    ("scale_range", Field(lambda v: isinstance(v, list) and len(v) == 2 and all(map(_finite_number, v))
+                          and v[0] < v[1], "two finite numbers, low < high", required=False)),
+    ("shape", Field(lambda v: isinstance(v, list) and len(v) == 2 and all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v), "[num_ws, w_dim]")),
+    ("created", TEXT), ("extra", OPTIONAL_OBJECT)), ("delta",))
+LATENT = Format("editgan-studio/latent", 1, "latent file", (("generator", IDENTITY),), ("ws",))
+TUNING = Format("editgan-studio/generator-tuning", 1, "generator tuning (pivotal tuning of one photo)",
+                (("generator", IDENTITY),))
 DISCRIMINATOR = Format("editgan-studio/discriminator", 1, "discriminator")
-JUDGE = Format("editgan-studio/toyfaces-judge", 1, "ToyFaces judge")
+JUDGE = Format("editgan-studio/toyfaces-judge", 1, "ToyFaces judge", (("config", CONFIG),))
 TRAINING_STATE = Format("editgan-studio/training-state", 1, "training checkpoint")
 FORMATS = (GENERATOR, BRANCH, ENCODER, VECTOR, LATENT, TUNING, DISCRIMINATOR, JUDGE, TRAINING_STATE)
 
@@ -121,7 +168,29 @@ def check(meta: dict, fmt: Format, where: str) -> dict:
     if version > fmt.version:
         raise CheckpointError(f"{where} was written by a newer EditGAN Studio ({fmt.what} format {version} > "
                               f"{fmt.version}, newer than this version reads); upgrade to read it")
+    for name, field in fmt.fields:
+        if name not in meta:
+            if field.required:
+                raise CheckpointError(f"{where}: this {fmt.what} has no '{name}' field (it must be {field.want})")
+        elif not field.ok(meta[name]):
+            raise CheckpointError(f"{where}: its '{name}' field must be {field.want}; it is {clip(meta[name])}")
     return meta
+
+
+def check_tensors(tensors: Dict[str, torch.Tensor], fmt: Format, where: str) -> None:
+    """Refuse a file without the tensors its kind needs, or with NaN or infinite values in any of them."""
+    for name in fmt.tensors:
+        if name not in tensors:
+            raise CheckpointError(f"{where}: this {fmt.what} holds no '{name}' tensor")
+    for name, t in tensors.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{where}: its tensor '{clip(name)}' holds NaN or infinite values")
+
+
+def clip(value, limit: int = 80) -> str:
+    """A value as it goes into a message or a log line: its repr, at most ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
 
 
 def read_meta(path: os.PathLike) -> dict:
@@ -156,6 +225,7 @@ def load(path: os.PathLike, fmt: Format, *, float32: bool = True) -> Tuple[Dict[
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"{path.name} is not a readable {fmt.what} ({type(e).__name__}: {e})") from e
+    check_tensors(tensors, fmt, path.name)
     if float32:
         tensors = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}
     return tensors, meta

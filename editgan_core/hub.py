@@ -38,10 +38,22 @@ class Resolved:
 
 def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
     """'hf://org/repo/path@rev' -> (repo_id, path, revision)."""
-    m = _HF_RE.match(ref.strip())
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .files import clip
+
+    m = _HF_RE.match(ref.strip()) if len(ref) <= 2048 else None
     if not m:
-        raise ModelNotFoundError(f"malformed Hub reference {ref!r}; expected hf://org/repo/path/to/file[@revision]")
-    return m.group("repo"), (m.group("path") or ""), m.group("rev")
+        raise ModelNotFoundError(f"malformed Hub reference {clip(ref)}; expected hf://org/repo/path/to/file[@revision]")
+    repo, path, rev = m.group("repo"), (m.group("path") or ""), m.group("rev")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise ModelNotFoundError(f"malformed Hub reference {clip(ref)}: {str(e).splitlines()[0]}") from None
+    if any(part in ("", ".", "..") for part in path.split("/")) and path or (rev is not None and ".." in rev):
+        raise ModelNotFoundError(f"malformed Hub reference {clip(ref)}: the file path may not hold '..', '.' or "
+                                 f"empty parts")
+    return repo, path, rev
 
 
 def _verify(path: Path, sha256: Optional[str], what: str) -> None:
@@ -112,12 +124,19 @@ def download_file(repo_id: str, filename: str, revision: Optional[str], *, cache
         raise ModelNotFoundError(f"could not download {filename} from {repo_id}: {e}") from e
 
 
+MAX_REF = 1024      # characters of a model reference
+
+
 def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str] = None,
             token: Optional[str] = None, local_files_only: bool = False) -> Resolved:
     """Turn a registry name, local path or hf:// reference into local files (downloading if needed)."""
     ref = str(ref).strip()
     if not ref:
         raise ModelNotFoundError("no model given")
+    if len(ref) > MAX_REF:
+        from .files import clip
+        raise ModelNotFoundError(f"a model reference of {len(ref)} characters ({clip(ref, 40)}): a registry name, "
+                                 f"path or hf:// reference is at most {MAX_REF}")
     # HF_ENDPOINT is read at each call (huggingface_hub reads it once, at import), so a mirror or a stand-in Hub
     # set after start-up is used -- as demo/hubsync does for vector libraries.
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None

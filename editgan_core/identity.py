@@ -51,6 +51,9 @@ def check_identity(made_for: Identity, expected: Optional[Identity], what: str,
     partial (plain .npy latents)."""
     if expected is None:
         return
+    if not any(k in (made_for or {}) for k in LAYOUT_KEYS) and w_shape is None:
+        raise EditGANError(f"{what} does not say which generator it was made for: it cannot be checked against "
+                           f"this model, so it is not used")
     why = mismatch(made_for, expected)
     if why:
         raise EditGANError(f"{what} belongs to another model: it was {why}")

@@ -32,7 +32,12 @@ def load_latent(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
             arr = np.load(path, allow_pickle=False)
         except Exception as e:
             raise CheckpointError(f"{path} is not a readable .npy array ({e})") from e
-        ws, meta = torch.from_numpy(np.asarray(arr, dtype=np.float32)), {"format": "npy"}
+        try:
+            ws, meta = torch.from_numpy(np.asarray(arr, dtype=np.float32)), {"format": "npy"}
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path.name} is not an array of numbers ({e})") from e
+        if not bool(torch.isfinite(ws).all()):
+            raise CheckpointError(f"{path.name} holds NaN or infinite values: not a latent")
     else:
         tensors, meta = files.load(path, files.LATENT)
         if "ws" not in tensors:

@@ -133,6 +133,7 @@ def configure_threads(threads: Union[int, str, None] = None) -> ThreadPolicy:
         if n < 1:
             from .errors import EditGANError
             raise EditGANError(f"{THREADS_ENV} (or --threads) must be at least 1, got {n}")
+        n = min(n, cores)            # more threads than cores only slow torch down (and 100000 crashes it)
         _policy = ThreadPolicy("fixed", n, cores)
         torch.set_num_threads(n)
     return _policy

@@ -7,7 +7,7 @@ changes it everywhere; nothing else in the project writes these numbers as liter
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class SampleSettings:
     truncation_range: Tuple[float, float] = (0.0, 1.5)  # psi accepted by the app
     truncation: float = 0.7             # the app's default psi
     max_seed: int = 2 ** 32 - 1         # numpy RandomState seeds, as NVIDIA's generate.py
+    max_seeds: int = 10_000             # seeds per call (CLI generate/label): a stated bound, not a memory error
 
 
 @dataclass(frozen=True)
@@ -160,16 +161,37 @@ ALIGN = AlignSettings()
 INTERACTIVE_BRANCH = BranchTrainSettings(max_steps=600, eval_every=50)
 
 
+def check_number(what: str, value, lo: Optional[float] = None, hi: Optional[float] = None, *,
+                 integer: bool = False) -> float:
+    """A number a user gave (a CLI option, an API field, a file's value): refused with a message naming ``what``
+    when it is not a number, not finite, or outside [lo, hi]; -> the number (an int with ``integer``)."""
+    import math
+
+    from .errors import EditGANError
+
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, AttributeError):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:30] + "..."
+        raise EditGANError(f"{what} must be a number, got {shown}") from None
+    if not math.isfinite(number):
+        raise EditGANError(f"{what} must be a finite number, got {value!r}")
+    if integer:
+        if number != int(number):
+            raise EditGANError(f"{what} must be a whole number, got {value!r}")
+        number = int(number)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        span = f"{lo:g} to {hi:g}" if lo is not None and hi is not None else \
+            (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+        raise EditGANError(f"{what} is out of range: it must be {span}, got {number:g}")
+    return number
+
+
 def check_scale(name: str, value: float, scale_range: Tuple[float, float] = APPLY.slider_range) -> float:
     """A vector's scale, refused outside the slider's range (the vector's own suggested range, widened to the
     app's), so a script cannot ask for what the UI would not show."""
-    from .errors import EditGANError
-
     lo, hi = min(scale_range[0], APPLY.slider_range[0]), max(scale_range[1], APPLY.slider_range[1])
-    value = float(value)
-    if not lo <= value <= hi:
-        raise EditGANError(f"scale {value:g} for {name!r} is out of range ({lo:g} to {hi:g})")
-    return value
+    return check_number(f"the scale for {name!r}", value, lo, hi)
 
 
 def check_refine_steps(steps: int) -> int:

@@ -32,7 +32,7 @@ from .fast import enabled as fast_enabled, fast_synthesis
 from .runtime import adapt_threads
 from .settings import APPLY, EDIT, REFINE
 
-_NAME_RE = re.compile(r"^[\w\- ]{1,64}$")
+_NAME_RE = re.compile(r"^[\w\-() ]{1,64}$")
 
 
 @dataclass
@@ -74,7 +74,8 @@ def library_dir(generator: Dict[str, object], root: Optional[os.PathLike] = None
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME_RE.match(name):
-        raise EditGANError(f"vector name {name!r}: use 1-64 letters, digits, spaces, '-' or '_'")
+        raise EditGANError(f"vector name {files.clip(name)}: use 1-64 letters, digits, spaces, '-', '_' or "
+                           f"parentheses")
     return name
 
 

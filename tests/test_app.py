@@ -142,11 +142,11 @@ def test_sample_edit_save_slide_undo_export(server, app_module, tmp_path):
     names.set_model("toyfaces")
     idx = len(names.vector_names())
     values[idx] = 1.5
-    cur, caption = c.predict(0, *values, api_name="/set_scales")
+    cur, caption = c.predict("0", *values, api_name="/set_scales")
     slid = img(cur)
     assert "sliders wide mouth +1.50" in caption and not np.array_equal(slid, edited)
     values[idx] = 0.0
-    cur0 = img(c.predict(0, *values, api_name="/set_scales")[0])
+    cur0 = img(c.predict("0", *values, api_name="/set_scales")[0])
     assert np.array_equal(cur0, edited)             # scale 0 is the image before the sliders
     back = c.predict(False, api_name="/undo")
     assert "mask edit" in back[2]                   # the slider drag was one step
@@ -301,7 +301,7 @@ def test_concurrent_sliders_while_an_edit_runs(server, app_module, tmp_path):
             vals = [0.0] * app_module.MAX_SLIDERS
             for j in range(3):
                 vals[k % 5] = 0.5 * (j + 1)
-                cur, caption = c.predict(0, *vals, api_name="/set_scales")
+                cur, caption = c.predict("0", *vals, api_name="/set_scales")
             results[k] = (img(cur), caption)
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
