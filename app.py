@@ -227,7 +227,10 @@ def on_load_model(session: Session, model: str, progress=gr.Progress()):
 
 @ui_action
 def on_sample(session: Session, model: str, seed: int, truncation: float, class_idx: int, overlay: bool):
-    session.use_model(model).sample(int(seed), float(truncation), None if class_idx is None else int(class_idx))
+    session.use_model(model).sample(
+        int(check_number("the seed", seed, 0, SAMPLE.max_seed, integer=True)),
+        check_number("truncation psi", truncation, *SAMPLE.truncation_range),
+        None if class_idx is None else int(check_number("the class", class_idx, 0, 1_000_000, integer=True)))
     return (session, *_view(session, overlay), _editor_value(session), *_slider_updates(session))
 
 
@@ -246,7 +249,10 @@ def on_upload(session: Session, model: str, photo: str, fit: str, cut: str):
 @ui_action
 def on_adjust(session: Session, fit: str, face, dx: float, dy: float, zoom: float, turn: float):
     """The crop moved, scaled or turned, or another face chosen: cut the photo again."""
-    prepared, note, boxed = session.adjust_crop(face=int(face or 0), dx=dx, dy=dy, zoom=zoom, turn=turn, fit=fit)
+    prepared, note, boxed = session.adjust_crop(
+        face=int(check_number("the face", face or 0, 0, 1000, integer=True)), dx=check_number("move right", dx, -0.5, 0.5),
+        dy=check_number("move down", dy, -0.5, 0.5), zoom=check_number("the scale", zoom, 0.5, 2.0),
+        turn=check_number("the turn", turn, -45, 45), fit=fit)
     return session, _show(prepared), boxed, f"Prepared for the model: {note}"
 
 
@@ -256,7 +262,9 @@ CUTS = {"the model's": None, "aligned face": "face", "box": "box"}     # the Cut
 @ui_action
 def on_embed(session: Session, model: str, steps: int, overlay: bool, tune_steps: int = 0):
     """Streams the progress into the status line; ends with the full view. Closing the page stops it."""
-    for item in session.use_model(model).embed_stream(steps=int(steps), tune_steps=int(tune_steps or 0)):
+    steps = int(check_number("embedding steps", steps, 0, 3 * EMBED.steps, integer=True))
+    tune_steps = int(check_number("pivotal tuning steps", tune_steps or 0, 0, 3 * PIVOTAL.steps, integer=True))
+    for item in session.use_model(model).embed_stream(steps=steps, tune_steps=tune_steps):
         if isinstance(item, Done):
             break
         yield (session, *[gr.skip()] * 6, item.text, gr.skip(), *[gr.skip()] * MAX_SLIDERS)
@@ -278,6 +286,7 @@ def on_overlay(session: Session, overlay: bool):
 @ui_action
 def on_edit(session: Session, model: str, painted: dict, steps: int, overlay: bool):
     """Streams (preview, status) while optimising; ends with the full view. Closing the page stops it."""
+    steps = int(check_number("optimisation steps", steps, 1, 10 * EDIT.steps, integer=True))
     session.use_model(model)
     before = _show(session.current.image)
     labels, note = _painted_labels(session, painted)
@@ -356,7 +365,8 @@ def on_reset(session: Session):
 def on_preview(session: Session, vector: str, scale: float):
     if not vector:
         raise EditGANError("choose a vector")
-    return [(_show(im) if im.shape[0] < 128 else im, cap) for im, cap in session.preview(vector, float(scale))]
+    scale = check_number("the preview scale", scale, *APPLY.slider_range)
+    return [(_show(im) if im.shape[0] < 128 else im, cap) for im, cap in session.preview(vector, scale)]
 
 
 @ui_action
@@ -430,7 +440,7 @@ def on_annotate_add(session: Session, model: str):
 
 @ui_action
 def on_annotate_save(session: Session, painted: dict, index: int):
-    i = int(index)
+    i = int(check_number("the annotation number", index, integer=True))
     if not 0 <= i < len(session.annotations):
         raise EditGANError(f"no annotation image {i}: add the current image first")
     a = session.annotations[i]
@@ -454,7 +464,7 @@ def on_annotate_save(session: Session, painted: dict, index: int):
 def on_train(session: Session, steps: int):
     """Streams the training progress; ends with the held-out mIoU and the branch file. Closing the page stops it."""
     rep = None
-    for item in session.train_stream(max_steps=int(steps)):
+    for item in session.train_stream(max_steps=int(check_number("training steps", steps, 1, 20_000, integer=True))):
         if isinstance(item, Done):
             rep = item.result[1]
             break

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import files
-from .errors import CheckpointError, UnsafePickleError
+from .errors import CheckpointError, EditGANError, UnsafePickleError
 from .generator import Generator, GeneratorConfig
 from .safe_pickle import EasyDictStub, PersistentStub, TFNetworkStub, safe_load_pickle
 
@@ -558,19 +558,22 @@ def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is truncated or corrupt ({e})") from e
-    if embedded is not None:
-        meta = _parse_native_meta(embedded, f"{weights.name} metadata")
-    elif cfg_path.exists():
-        meta = _parse_native_meta(cfg_path.read_text(), str(cfg_path))
-    else:
-        # A bare safetensors state dict in NVIDIA layout: infer what shapes allow.
-        meta = {"generator": config_from_state_dict(tensors).to_dict(), "source": {}}
-        notes.append("no config found: architecture inferred from tensor shapes")
+    files.check_tensors(tensors, files.GENERATOR, weights.name)
     try:
+        if embedded is not None:
+            meta = _parse_native_meta(embedded, f"{weights.name} metadata")
+        elif cfg_path.exists():
+            meta = _parse_native_meta(cfg_path.read_text(), str(cfg_path))
+        else:
+            # A bare safetensors state dict in NVIDIA layout: infer what shapes allow.
+            meta = {"generator": config_from_state_dict(tensors).to_dict(), "source": {}}
+            notes.append("no config found: architecture inferred from tensor shapes")
         cfg = GeneratorConfig.from_dict(meta["generator"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"invalid generator config: {e}") from e
-    return generator_from_state_dict(cfg, tensors, what=str(weights)), meta, weights
+        return generator_from_state_dict(cfg, tensors, what=str(weights)), meta, weights
+    except EditGANError:
+        raise
+    except files.DAMAGE as e:
+        raise CheckpointError(f"{weights.name}: invalid generator config ({files.clip(str(e), 200)})") from e
 
 
 # ------------------------------------------------------------------------------------------------

@@ -132,8 +132,9 @@ def _about(path) -> Iterator[None]:
     try:
         yield
     except EditGANError as e:
-        msg, p = str(e), Path(str(path))
-        if str(path) in msg or (p.name and p.name in msg):
+        msg, text = str(e), str(path)
+        name = Path(text).name if len(text) < 4096 else ""
+        if text in msg or (name and name in msg) or len(text) > 1024:     # a 5000-character name: said clipped
             raise
         raise CLIError(f"{path}: {msg}") from e
 

@@ -93,7 +93,7 @@ def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, obje
     try:
         enc = Encoder(EncoderConfig(**meta["config"]))
         enc.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError) as e:
+    except files.DAMAGE as e:
         raise CheckpointError(f"{path.name}: its encoder config or weights are damaged ({files.clip(str(e), 200)})") from e
     return enc.eval()
 

@@ -187,6 +187,11 @@ def check_tensors(tensors: Dict[str, torch.Tensor], fmt: Format, where: str) -> 
             raise CheckpointError(f"{where}: its tensor '{clip(name)}' holds NaN or infinite values")
 
 
+# What building a network from a damaged descriptor raises (a config field of the wrong type or size): loaders turn
+# these into a CheckpointError that names the file.
+DAMAGE = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RuntimeError, ZeroDivisionError)
+
+
 def clip(value, limit: int = 80) -> str:
     """A value as it goes into a message or a log line: its repr, at most ``limit`` characters."""
     text = repr(value)

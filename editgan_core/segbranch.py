@@ -335,14 +335,17 @@ def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
     state, meta = files.load(path, files.BRANCH)
     try:
         cfg = BranchConfig(**meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path.name}: its branch config is damaged ({e})") from e
-    check_identity(cfg.generator, expect_generator, f"segmentation branch {path.name}")
-    branch = SegBranch(cfg)
+        check_identity(cfg.generator, expect_generator, f"segmentation branch {path.name}")
+        branch = SegBranch(cfg)
+    except EditGANError:
+        raise
+    except files.DAMAGE as e:
+        raise CheckpointError(f"{path.name}: its branch config is damaged ({files.clip(str(e), 200)})") from e
     try:
         branch.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored branch config ({e})") from e
+        raise CheckpointError(f"{path.name}: weights do not match the stored branch config "
+                              f"({files.clip(str(e), 200)})") from e
     return branch.eval()
 
 
