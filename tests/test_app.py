@@ -243,6 +243,26 @@ def test_bad_inputs_are_clear_and_the_session_keeps_working(server, app_module, 
     assert "embedded photo (5 steps" in out[2] and "PSNR" in out[3]
 
 
+def test_every_api_field_answers_bad_values_in_one_line_naming_it(server, app_module, tmp_path):
+    """Text, NaN or out-of-range values where the API expects numbers, refinement as the strings its docs show, a
+    malformed Hub reference: each a one-line message naming the field, and the session keeps working."""
+    c = client(server)
+    sample(c, seed=7)
+    for kw, said in [(dict(seed="abc"), "Seed must be a number"), (dict(truncation="nan"), "must be a finite number"),
+                     (dict(seed=-1), "Seed: Value -1 is less than"), (dict(truncation=9), "Truncation psi: Value 9")]:
+        args = {**dict(model="toyfaces", seed=5, truncation=0.7, class_idx=0, overlay=False), **kw}
+        with pytest.raises(Exception, match=said) as e:
+            c.predict(api_name="/sample", **args)
+        assert "upstream" not in str(e.value) and "\n" not in str(e.value).strip()
+    with pytest.raises(Exception, match="the scale for 'smile' must be a number"):
+        c.predict({"smile": "abc"}, "0", api_name="/apply_vectors")
+    cur, caption = c.predict({"smile": 1}, "10", api_name="/apply_vectors")      # refinement "10", as documented
+    assert "smile +1.00" in caption
+    with pytest.raises(Exception, match="may not hold '..'"):
+        c.predict("hf://a/b/../c.pkl", api_name="/load_model")
+    assert "sample seed 8" in sample(c, seed=8)[2]
+
+
 def test_stop_mid_edit_keeps_best_so_far(server, app_module, tmp_path):
     c = client(server)
     sample(c)

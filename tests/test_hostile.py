@@ -324,6 +324,19 @@ def test_download_folders_go_with_the_session_and_old_ones_at_start_up(tmp_path,
     assert not old.exists() and new.exists()
 
 
+def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
+    import zipfile
+
+    from editgan_core.checkpoints import load_generator
+
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("archive/data/0", b"\0" * (64 * 2 ** 20))
+    assert (tmp_path / "bomb.pt").stat().st_size < 2 ** 20
+    with pytest.raises(CheckpointError, match="would unpack to 64 MiB.*zip bomb"):
+        load_generator(tmp_path / "bomb.pt")
+
+
 def test_user_strings_are_clipped_in_messages():
     from editgan_core.vectors import check_name
 
