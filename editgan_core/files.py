@@ -184,7 +184,7 @@ def check_tensors(tensors: Dict[str, torch.Tensor], fmt: Format, where: str) -> 
             raise CheckpointError(f"{where}: this {fmt.what} holds no '{name}' tensor")
     for name, t in tensors.items():
         if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{where}: its tensor '{clip(name)}' holds NaN or infinite values")
+            raise CheckpointError(f"{where}: its tensor {clip(name)} holds NaN or infinite values")
 
 
 # What building a network from a damaged descriptor raises (a config field of the wrong type or size): loaders turn
