@@ -8,34 +8,16 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 
+from editgan_core.assets import Bundle
 from editgan_core.checkpoints import LoadedGenerator
 from editgan_core.errors import ModelNotFoundError
 from editgan_core.hub import load_model
 from editgan_core.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
-
-
-@dataclass
-class ModelAssets:
-    """A generator and what travels with it, loaded once per process and shared read-only by every session."""
-    ref: str
-    loaded: LoadedGenerator
-    identity: dict
-    encoder: Optional[torch.nn.Module] = None
-    branch: Optional[torch.nn.Module] = None
-    vectors: list = field(default_factory=list)          # starter vectors shipped beside the model + user library
-    problems: List[str] = field(default_factory=list)    # files that were skipped, in words
-    classes: Tuple[List[str], List[Tuple[int, int, int]]] = ((), ())
-    distance: Optional[torch.nn.Module] = None
-
-    @property
-    def G(self):
-        return self.loaded.G
 
 
 def pick_device() -> torch.device:
@@ -48,7 +30,7 @@ class Studio:
     def __init__(self, device: Optional[torch.device] = None):
         self.device = device or pick_device()
         self._models: Dict[str, LoadedGenerator] = {}
-        self._assets: Dict[str, ModelAssets] = {}
+        self._assets: Dict[str, Bundle] = {}
         self._labelers: Dict[str, Optional[tuple]] = {}
         self._lock = threading.Lock()
         # On a hosted Space nothing is written outside temporary and cache folders, and user vectors stay in the
@@ -75,41 +57,15 @@ class Studio:
                 self._models[ref] = loaded
             return self._models[ref]
 
-    def assets(self, ref: str) -> ModelAssets:
-        """The model with its encoder, branch, starter vectors and library (each loaded once per process)."""
-        from editgan_core.assets import BRANCH_NAME, ENCODER_NAME, companion, default_classes, vector_folders
-        from editgan_core.embed import load_encoder
-        from editgan_core.identity import model_identity
-        from editgan_core.perceptual import FallbackDistance
-        from editgan_core.segbranch import load_branch
-        from editgan_core.vectors import list_library
-
+    def assets(self, ref: str) -> Bundle:
+        """The model with its encoder, branch, starter vectors and library, its embedding distance and how photos
+        are cut (an :class:`~editgan_core.assets.Bundle`, as the CLI loads it), loaded once per process."""
         ref = (ref or "").strip()
         loaded = self.model(ref)
         with self._lock:
-            if ref in self._assets:
-                return self._assets[ref]
-            ident = model_identity(loaded)
-            a = ModelAssets(ref, loaded, ident, distance=FallbackDistance().to(self.device))
-            p = companion(loaded, ENCODER_NAME)
-            if p is not None:
-                a.encoder = load_encoder(p, expect_generator=ident).to(self.device).eval()
-            p = companion(loaded, BRANCH_NAME)
-            if p is not None:
-                a.branch = load_branch(p, expect_generator=ident).to(self.device).eval()
-            # The loaded branch's classes; default_classes would read the branch file a second time.
-            a.classes = ((list(a.branch.cfg.class_names), list(a.branch.cfg.palette)) if a.branch is not None
-                         else default_classes(loaded))
-            seen = set()
-            for folder in vector_folders(loaded, ident):
-                vecs, problems = list_library(folder, expect_generator=ident)
-                a.problems += problems
-                for v in vecs:
-                    if v.name not in seen:
-                        seen.add(v.name)
-                        a.vectors.append(v)
-            self._assets[ref] = a
-            return a
+            if ref not in self._assets:
+                self._assets[ref] = Bundle.of(loaded, ref, self.device)
+            return self._assets[ref]
 
     def labeler(self, ref: str) -> Optional[tuple]:
         """(Labeler, ClassMap) of the registry parser that fits the model (loaded once per process), or None when

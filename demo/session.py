@@ -273,10 +273,10 @@ class Session:
         """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
         default is the model's, ``align.cut_for``), and cut it. -> (the model-sized square that will be embedded, a
         note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
-        from editgan_core.align import AlignmentError, cut_for, detect_faces
+        from editgan_core.align import AlignmentError, detect_faces
         from editgan_core.imageio import prepare_image
 
-        cut = cut or cut_for(self.model_ref)
+        cut = cut or self.assets.cut
         if cut not in ("face", "box"):
             raise EditGANError(f"a photo is cut as 'face' or 'box', not {cut!r}")
         prep = prepare_image(image, self.assets.G.img_resolution, fit=fit, visible=self._visible())
@@ -316,10 +316,7 @@ class Session:
 
     def _visible(self):
         """The part of the model's square it really draws (the registry's crop, e.g. cars), or None."""
-        from editgan_core.registry import get_spec
-
-        spec = get_spec(self.model_ref)
-        return spec.crop if spec is not None else None
+        return self.assets.visible
 
     def embed(self, *, steps: int = EMBED.steps, tune_steps: int = 0, progress: Optional[Callable] = None) -> Step:
         """Embed the prepared photo (encoder guess, then W+ optimisation); with ``tune_steps``, then pivotal tuning

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import EditGANError
+from .errors import AlignmentError
 from .photo import Crop
 from .settings import ALIGN
 
@@ -29,10 +29,6 @@ ALIGNER_LICENCE = ("dlib: Boost Software License; its 68-point landmark model wa
 PREDICTOR_FILE = "models/shape_predictor_68_face_landmarks.dat"
 
 Point = Tuple[float, float]
-
-
-class AlignmentError(EditGANError):
-    """No aligner available, or nothing to align."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What travels with a generator: its identity and the files beside a native checkpoint.
+"""What travels with a generator: its identity, the files beside a native checkpoint, and the :class:`Bundle` that
+holds them all.
 
 A native model folder may hold, next to ``model.safetensors``: ``encoder.safetensors`` (embedding),
 ``branch.safetensors`` (segmentation branch), ``discriminator.safetensors`` (perceptual features) and a
@@ -7,6 +8,7 @@ A native model folder may hold, next to ``model.safetensors``: ``encoder.safeten
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -46,3 +48,88 @@ def vector_folders(loaded, identity) -> List[Path]:
 
     d = model_dir(loaded)
     return ([d / "vectors"] if d is not None else []) + [library_dir(identity)]
+
+
+@dataclass
+class Bundle:
+    """A generator and everything that travels with it, loaded once: what the CLI, the studio and the benches work
+    with. ``Bundle.load(ref)`` (or ``Bundle.of(loaded)`` for a generator already loaded) finds the companions the
+    same way everywhere, so a photo embeds, is cut and is handed back alike in the CLI and the app."""
+    ref: str
+    loaded: object                                   # checkpoints.LoadedGenerator
+    identity: dict
+    encoder: Optional[object] = None                 # embed.Encoder
+    branch: Optional[object] = None                  # segbranch.SegBranch
+    classes: Tuple[List[str], List[Tuple[int, int, int]]] = ((), ())
+    vectors: list = field(default_factory=list)      # starter vectors beside the model, then the user's library
+    problems: List[str] = field(default_factory=list)    # files skipped, in words
+    notes: List[str] = field(default_factory=list)       # what was (not) found, in words
+    distance: Optional[object] = None                # perceptual.Distance used to embed photos
+    cut: str = "box"                                 # how photos are cut: 'face' (FFHQ alignment) or 'box'
+    visible: Optional[tuple] = None                  # the registry's drawn part of the square (the car models)
+
+    @property
+    def G(self):
+        return self.loaded.G
+
+    @classmethod
+    def load(cls, ref: str, device="cpu", **choices) -> "Bundle":
+        """The generator of ``ref`` (registry name, path or hf:// reference) with its companions; ``choices`` as
+        for :meth:`of`."""
+        from .hub import load_model
+
+        return cls.of(load_model(ref), ref, device, **choices)
+
+    @classmethod
+    def of(cls, loaded, ref: str = "", device="cpu", *, encoder: str = "auto", branch: Optional[str] = "auto",
+           perceptual: str = "auto", vectors: bool = True) -> "Bundle":
+        """A bundle around a loaded generator. ``encoder`` / ``branch``: 'auto' (the file beside the model),
+        'none' (None for the branch), or a file; ``perceptual``: the embedding distance, 'auto' by default --
+        LPIPS when its weights are cached, else the model's discriminator features when it has one, else the
+        fallback (perceptual.perceptual_for) -- the same for the CLI and the app."""
+        from .align import cut_for
+        from .identity import model_identity
+        from .perceptual import perceptual_for
+        from .registry import get_spec
+
+        loaded.G.to(device).eval()
+        b = cls(ref or str(loaded.path), loaded, model_identity(loaded))
+        b.encoder = companion_module(loaded, b.identity, encoder, ENCODER_NAME, device)
+        b.branch = companion_module(loaded, b.identity, "none" if branch is None else branch, BRANCH_NAME, device)
+        b.notes += [f"this model has no {n}" for n, c, m in (("encoder", encoder, b.encoder),
+                                                              ("segmentation branch", branch, b.branch))
+                    if c == "auto" and m is None]
+        b.classes = ((list(b.branch.cfg.class_names), list(b.branch.cfg.palette)) if b.branch is not None
+                     else default_classes(loaded))
+        if vectors:
+            from .vectors import list_library
+
+            seen = set()
+            for folder in vector_folders(loaded, b.identity):
+                found, problems = list_library(folder, expect_generator=b.identity)
+                b.problems += problems
+                for v in found:
+                    if v.name not in seen:
+                        seen.add(v.name)
+                        b.vectors.append(v)
+        b.distance = perceptual_for(model_dir(loaded), perceptual).to(device)
+        spec = get_spec(ref) if ref else None
+        b.visible = spec.crop if spec is not None else None
+        b.cut = cut_for(ref) if ref else "box"
+        return b
+
+
+def companion_module(loaded, identity: dict, choice: str, name: str, device="cpu"):
+    """The encoder (``name`` = ENCODER_NAME) or branch (BRANCH_NAME) of a generator: ``choice`` 'auto' (the file
+    beside the model; None when there is none), 'none', or a file -- refused with a message naming it when it is
+    of another model or damaged. The CLI and the Bundle both load companions through here."""
+    if choice == "none":
+        return None
+    path = companion(loaded, name) if choice == "auto" else Path(choice)
+    if path is None:
+        return None
+    if name == ENCODER_NAME:
+        from .embed import load_encoder as load
+    else:
+        from .segbranch import load_branch as load
+    return load(path, expect_generator=identity).to(device).eval()

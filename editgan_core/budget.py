@@ -23,16 +23,12 @@ import shutil
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .errors import EditGANError
+from .errors import EditGANError, MemoryBudgetError
 from .runtime import libc
 from .settings import BUDGET
 
 LIMIT_ENV = "EDITGAN_MEMORY_LIMIT"
 GiB = 1 << 30
-
-
-class MemoryBudgetError(EditGANError):
-    """A long action would need more memory (or scratch disk) than is free: refused before it started."""
 
 
 def _read(path: str) -> Optional[str]:

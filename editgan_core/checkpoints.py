@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import files
-from .errors import CheckpointError, EditGANError, UnsafePickleError
+from .errors import CheckpointError, UnsafePickleError
 from .generator import Generator, GeneratorConfig
 from .safe_pickle import EasyDictStub, PersistentStub, TFNetworkStub, safe_load_pickle
 
@@ -570,9 +570,7 @@ def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any
             notes.append("no config found: architecture inferred from tensor shapes")
         cfg = GeneratorConfig.from_dict(meta["generator"])
         return generator_from_state_dict(cfg, tensors, what=str(weights)), meta, weights
-    except EditGANError:
-        raise
-    except files.DAMAGE as e:
+    except files.DAMAGE as e:      # a config of the wrong types (InputError is a ValueError too)
         raise CheckpointError(f"{weights.name}: invalid generator config ({files.clip(str(e), 200)})") from e
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from . import files
-from .errors import EditGANError
+from .errors import CLIError, EditGANError
 from .settings import BRANCH, EDIT, EMBED, LABEL, PIVOTAL, REFINE, SAMPLE
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -51,10 +51,6 @@ EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise)
   {prog} label --model ./my-model --labeler hf://org/parser --inputs photos --map map.json --out labelled
   {prog} train-branch annotated/ --out my-branch.safetensors               # NAME.png + NAME_mask.png pairs
 """
-
-
-class CLIError(EditGANError):
-    """A mistake on the command line (a missing file, a wrong size, a name that is not there)."""
 
 
 def _number(what: str, lo=None, hi=None, integer: bool = False):
@@ -175,21 +171,18 @@ def _load(args, key: Optional[str] = None):
 
 
 def _encoder_for(loaded, choice: str):
-    from .assets import ENCODER_NAME, companion
-    from .embed import load_encoder
+    from .assets import ENCODER_NAME, companion_module
     from .identity import model_identity
 
-    if choice == "none":
-        return None
-    path = companion(loaded, ENCODER_NAME) if choice == "auto" else Path(choice)
-    if path is None:
+    with _about(choice):
+        enc = companion_module(loaded, model_identity(loaded), choice, ENCODER_NAME, loaded.G.w_avg.device)
+    if enc is None and choice == "auto":
         print("note: this model has no encoder; starting from the average latent", file=sys.stderr)
-        return None
-    with _about(path):
-        return load_encoder(path, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
+    return enc
 
 
 def _distance_for(loaded, choice: str):
+    """The embedding distance: as the studio's (assets.Bundle), 'auto' unless --perceptual says otherwise."""
     from .assets import model_dir
     from .perceptual import perceptual_for
 
@@ -197,16 +190,15 @@ def _distance_for(loaded, choice: str):
 
 
 def _branch_for(loaded, path: Optional[str]):
-    from .assets import BRANCH_NAME, companion
+    from .assets import BRANCH_NAME, companion_module
     from .identity import model_identity
-    from .segbranch import load_branch
 
-    bpath = Path(path) if path else companion(loaded, BRANCH_NAME)
-    if bpath is None:
+    with _about(path or "the model's branch"):
+        branch = companion_module(loaded, model_identity(loaded), path or "auto", BRANCH_NAME, loaded.G.w_avg.device)
+    if branch is None:
         raise CLIError(f"the model {loaded.path} has no segmentation branch ({BRANCH_NAME}); pass --branch FILE "
                        f"or train one with train-branch")
-    with _about(bpath):
-        return load_branch(bpath, expect_generator=model_identity(loaded)).to(loaded.G.w_avg.device)
+    return branch
 
 
 def _prepare_photo(loaded, path, args):

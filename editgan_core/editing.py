@@ -33,7 +33,7 @@ import torch
 
 from . import budget
 from .embed import keep_best
-from .errors import EditGANError, check_finite
+from .errors import EditError, check_finite
 from .generator import images_to_uint8
 from .masks import grow
 from .perceptual import Distance, FallbackDistance, cached_lpips
@@ -41,10 +41,6 @@ from .segbranch import segment
 from .runtime import adapt_threads
 from .settings import EDIT, QUALITY, REFINE
 from .vectors import EditVector
-
-
-class EditError(EditGANError):
-    """An edit that cannot run: nothing changed, unknown classes, wrong shapes."""
 
 
 @dataclass

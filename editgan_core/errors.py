@@ -25,6 +25,35 @@ class HashMismatchError(EditGANError):
     """A downloaded or cached file does not have the sha256 the registry pins."""
 
 
+class CLIError(EditGANError):
+    """A mistake on the command line (a missing file, a wrong size, a name that is not there)."""
+
+
+class AlignmentError(EditGANError):
+    """No aligner available, or nothing to align."""
+
+
+class EditError(EditGANError):
+    """An edit that cannot run: nothing changed, unknown classes, wrong shapes."""
+
+
+class MemoryBudgetError(EditGANError):
+    """A long action would need more memory (or scratch disk) than is free: refused before it started."""
+
+
+class LabelerError(EditGANError):
+    """A labeler reference that is not a usable semantic-segmentation model, or images it cannot label."""
+
+
+class ImageInputError(EditGANError):
+    """The input is not an image we can use (corrupt, empty, too small or too large)."""
+
+
+class InputError(EditGANError, ValueError):
+    """A value a user gave (a seed, a class index, a configuration, a mode) that cannot be used; a ValueError too, for
+    code that catches those."""
+
+
 class DivergedError(EditGANError):
     """An optimisation produced NaN or infinite values; nothing it made is kept or written."""
 

@@ -23,6 +23,8 @@ import weakref
 
 import torch
 
+from .errors import InputError
+
 BF16_ENV = "EDITGAN_BF16"          # "0": float32 everywhere; "1": bf16 everywhere; unset: where the hardware has it
 
 _copies: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -55,7 +57,7 @@ def set_mode(mode: str) -> None:
     """The fast path for the whole process: "auto" (where the hardware has bf16), "off" (the app's --no-bf16) or
     "on" (everywhere)."""
     if mode not in ("auto", "on", "off"):
-        raise ValueError(f"bf16 mode must be auto, on or off, not {mode!r}")
+        raise InputError(f"bf16 mode must be auto, on or off, not {mode!r}")
     _switch["mode"] = mode
 
 

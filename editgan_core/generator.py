@@ -22,6 +22,7 @@ from torch import nn
 
 from . import ops
 from .runtime import adapt_threads
+from .errors import InputError
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "orig", "resnet")
@@ -54,16 +55,16 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         r = int(self.img_resolution)
         if r < 4 or r & (r - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+            raise InputError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise InputError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.z_dim <= 0 and self.c_dim <= 0:
-            raise ValueError("a generator needs z_dim > 0 or c_dim > 0")
+            raise InputError("a generator needs z_dim > 0 or c_dim > 0")
         if self.channels is not None:
             self.channels = {int(k): int(v) for k, v in self.channels.items()}
             missing = [res for res in self.block_resolutions if res not in self.channels]
             if missing:
-                raise ValueError(f"config.channels lacks resolutions {missing}")
+                raise InputError(f"config.channels lacks resolutions {missing}")
         self.resample_filter = tuple(float(v) for v in self.resample_filter)
 
     # Derived quantities -------------------------------------------------------------------------
@@ -101,7 +102,7 @@ class GeneratorConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown generator config keys {unknown}")
+            raise InputError(f"unknown generator config keys {unknown}")
         return cls(**d)
 
 
@@ -157,11 +158,11 @@ class MappingNetwork(nn.Module):
         x = None
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
-                raise ValueError(f"z must be [N, {self.z_dim}], got {None if z is None else tuple(z.shape)}")
+                raise InputError(f"z must be [N, {self.z_dim}], got {None if z is None else tuple(z.shape)}")
             x = ops.normalize_2nd_moment(z.to(self.w_avg.dtype))
         if self.c_dim > 0:
             if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
-                raise ValueError(f"this generator is conditional: c must be [N, {self.c_dim}], "
+                raise InputError(f"this generator is conditional: c must be [N, {self.c_dim}], "
                                  f"got {None if c is None else tuple(c.shape)}")
             y = ops.normalize_2nd_moment(self.embed(c.to(self.w_avg.dtype)))
             x = torch.cat([x, y], dim=1) if x is not None else y
@@ -354,12 +355,12 @@ class SynthesisNetwork(nn.Module):
         features are those of the blocks that ran. The W+ entries of later layers are not read.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
+            raise InputError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+            raise InputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if stop_at is not None and stop_at != self.img_resolution:
             if stop_at not in self.block_resolutions or self.cfg.architecture != "skip":
-                raise ValueError(f"stop_at must be one of {self.block_resolutions} on a skip generator "
+                raise InputError(f"stop_at must be one of {self.block_resolutions} on a skip generator "
                                  f"(this one: {self.cfg.architecture}), got {stop_at}")
         param = self.b4.const
         ws = ws.to(device=param.device, dtype=param.dtype)
@@ -454,7 +455,7 @@ class Generator(nn.Module):
             if r == res:
                 return n + block.num_conv + block.num_torgb
             n += block.num_conv
-        raise ValueError(f"{res} is not a block resolution of this generator ({self.cfg.block_resolutions})")
+        raise InputError(f"{res} is not a block resolution of this generator ({self.cfg.block_resolutions})")
 
     def feature_resolutions(self) -> List[int]:
         res = [4, 4]
@@ -488,7 +489,7 @@ def seeds_to_z(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     so seed N of a published model gives the same picture here as with the official tools."""
     for s in seeds:
         if not 0 <= int(s) < 2 ** 32:
-            raise ValueError(f"seed {s} is out of range: seeds are 0 to 4294967295 (numpy RandomState)")
+            raise InputError(f"seed {s} is out of range: seeds are 0 to 4294967295 (numpy RandomState)")
     return torch.from_numpy(np.concatenate([np.random.RandomState(int(s)).randn(1, z_dim) for s in seeds])).float()
 
 
@@ -497,9 +498,9 @@ def class_labels(G: "Generator", class_idx: Optional[int], n: int) -> Optional[t
     if not G.c_dim:
         return None
     if class_idx is None:
-        raise ValueError(f"this generator is conditional ({G.c_dim} classes): give a class index")
+        raise InputError(f"this generator is conditional ({G.c_dim} classes): give a class index")
     if not 0 <= int(class_idx) < G.c_dim:
-        raise ValueError(f"class index must be between 0 and {G.c_dim - 1}, got {class_idx}")
+        raise InputError(f"class index must be between 0 and {G.c_dim - 1}, got {class_idx}")
     c = torch.zeros([n, G.c_dim])
     c[:, int(class_idx)] = 1
     return c
@@ -514,7 +515,7 @@ def generate(G: "Generator", seeds: Optional[Sequence[int]] = None, *,
              batch: int = 1) -> Generated:   # images per synthesis pass; 1 = bit-identical to generate.py
     """Seeds (or z) -> W+ and images, exactly as NVIDIA's generate.py renders them."""
     if (seeds is None) == (z is None):
-        raise ValueError("give either seeds or z")
+        raise InputError("give either seeds or z")
     seeds = None if seeds is None else [int(s) for s in seeds]
     dev = G.w_avg.device
     z = (seeds_to_z(seeds, G.z_dim) if seeds is not None else z.float()).to(dev)

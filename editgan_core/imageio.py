@@ -12,16 +12,12 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .errors import EditGANError
+from .errors import ImageInputError
 
 MIN_SIDE = 8                   # smaller images carry nothing to embed
 MAX_PIXELS = 80_000_000        # refuse decompression bombs before decoding them
 
 ImageLike = Union[str, os.PathLike, bytes, np.ndarray, "PIL.Image.Image"]  # noqa: F821
-
-
-class ImageInputError(EditGANError):
-    """The input is not an image we can use (corrupt, empty, too small or too large)."""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import EditGANError, ModelNotFoundError
+from .errors import EditGANError, LabelerError, ModelNotFoundError
 from .settings import LABEL
 
 CONFIG_FILE = "config.json"
@@ -48,10 +48,6 @@ _MERGES = ((("u_lip", "l_lip"), "lips"), (("upper_lip", "lower_lip"), "lips"))
 _ARCH_SUFFIX = "ForSemanticSegmentation"
 
 Color = Tuple[int, int, int]
-
-
-class LabelerError(EditGANError):
-    """A labeler reference that is not a usable semantic-segmentation model, or images it cannot label."""
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 
 LPIPS_REPO = "achiru/DiffSynth-Studio-ImageMetrics"
 LPIPS_FILE = "LPIPS/vgg.safetensors"
@@ -189,7 +189,7 @@ def perceptual_for(model_dir: Optional[Path] = None, prefer: str = "auto") -> Di
     from .errors import EditGANError
 
     if prefer not in ("auto", "lpips", "discriminator", "fallback"):
-        raise ValueError(f"unknown perceptual distance {prefer!r}")
+        raise InputError(f"unknown perceptual distance {prefer!r}")
     if prefer in ("auto", "lpips"):
         try:
             return load_lpips(download=prefer == "lpips")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import EditGANError
+from .errors import EditGANError, InputError
 from .masks import grow
 from .settings import PASTE
 
@@ -110,7 +110,7 @@ def centre_crop(size: Tuple[int, int], fit: str = "crop", visible: Optional[Tupl
     the model rows and columns of R that a model really draws (the registry's car crop: a 512 x 384 picture in a
     512 net), fits that part to the photo instead, the rest of the square beyond it."""
     if fit not in ("crop", "pad"):
-        raise ValueError(f"fit must be 'crop' or 'pad', got {fit!r}")
+        raise InputError(f"fit must be 'crop' or 'pad', got {fit!r}")
     W, H = size
     if visible is None:
         side = min(W, H) if fit == "crop" else max(W, H)

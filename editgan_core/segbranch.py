@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import files
-from .errors import CheckpointError, EditGANError
+from .errors import CheckpointError, EditGANError, InputError
 from .identity import check_identity
 
 
@@ -58,13 +58,13 @@ class BranchConfig:
         self.palette = [tuple(int(v) for v in c) for c in self.palette]
         self.hidden = tuple(int(h) for h in self.hidden)
         if len(self.feature_channels) != len(self.feature_resolutions):
-            raise ValueError("feature_channels and feature_resolutions differ in length")
+            raise InputError("feature_channels and feature_resolutions differ in length")
         if len(self.class_names) != len(self.palette):
-            raise ValueError(f"{len(self.class_names)} class names but {len(self.palette)} palette colours")
+            raise InputError(f"{len(self.class_names)} class names but {len(self.palette)} palette colours")
         if len(self.class_names) < 2:
-            raise ValueError("a segmentation branch needs at least two classes")
+            raise InputError("a segmentation branch needs at least two classes")
         if len(set(self.palette)) != len(self.palette):
-            raise ValueError("palette colours must be distinct")
+            raise InputError("palette colours must be distinct")
 
     @property
     def num_classes(self) -> int:
@@ -337,9 +337,7 @@ def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
         cfg = BranchConfig(**meta["config"])
         check_identity(cfg.generator, expect_generator, f"segmentation branch {path.name}")
         branch = SegBranch(cfg)
-    except EditGANError:
-        raise
-    except files.DAMAGE as e:
+    except files.DAMAGE as e:      # a config of the wrong types (InputError is a ValueError too)
         raise CheckpointError(f"{path.name}: its branch config is damaged ({files.clip(str(e), 200)})") from e
     try:
         branch.load_state_dict(state)

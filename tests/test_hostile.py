@@ -344,3 +344,35 @@ def test_user_strings_are_clipped_in_messages():
         check_name("x" * 10_000_000)
     assert len(str(e.value)) < 200 and "10000002 characters" in str(e.value)
     assert math.isfinite(1.0)
+
+
+def test_the_cli_and_the_studio_load_a_model_alike_and_embed_with_the_same_distance(tmp_path, monkeypatch):
+    """Issue #23's disagreement, fixed through assets.Bundle: a native model with a discriminator beside it embeds
+    with the discriminator's features in the CLI and in the studio alike (the studio used the fallback always)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from demo.model import Studio
+    from editgan_core.assets import Bundle
+    from editgan_core.checkpoints import save_native
+    from editgan_core.cli import _distance_for
+    from editgan_core.discriminator import Discriminator, DiscriminatorConfig
+    from editgan_core.hub import load_model
+    from editgan_core.perceptual import DiscriminatorDistance, FallbackDistance
+    from editgan_core.training import export_discriminator
+
+    monkeypatch.setenv("EDITGAN_HOME", str(tmp_path / "home"))
+    G = make_generator()
+    folder = save_native(G, tmp_path / "model")
+    folder = folder if folder.is_dir() else folder.parent
+    export_discriminator(Discriminator(DiscriminatorConfig(img_resolution=G.img_resolution, channel_base=256,
+                                                           channel_max=32)), folder)
+    cli = _distance_for(load_model(str(folder)), "auto")
+    studio = Studio(torch.device("cpu")).assets(str(folder)).distance
+    assert type(cli) is type(studio) is DiscriminatorDistance
+    b = Bundle.load(str(folder))
+    assert b.encoder is None and b.branch is None and b.cut == "box" and b.vectors == []
+    assert "this model has no encoder" in b.notes and "this model has no segmentation branch" in b.notes
+    toy = Bundle.load("toyfaces")
+    assert toy.encoder is not None and toy.branch is not None and isinstance(toy.distance, FallbackDistance)
+    assert {"smile", "bigger eyes", "longer hair", "open mouth", "wider nose"} <= {v.name for v in toy.vectors}

@@ -6,6 +6,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..errors import InputError
+
 # (name, RGB) in class-index order. Colours are far apart so that painted masks decode unambiguously.
 CLASSES: List[Tuple[str, Tuple[int, int, int]]] = [
     ("background", (0, 0, 0)),
@@ -31,7 +33,7 @@ def colorize(mask: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
     """Label map [H, W] (int) -> RGB image [H, W, 3] uint8."""
     mask = np.asarray(mask)
     if mask.min(initial=0) < 0 or mask.max(initial=0) >= len(palette):
-        raise ValueError(f"mask has labels outside 0..{len(palette) - 1}")
+        raise InputError(f"mask has labels outside 0..{len(palette) - 1}")
     return palette[mask]
 
 
@@ -44,7 +46,7 @@ def decode(rgb: np.ndarray, palette: np.ndarray = PALETTE, alpha: np.ndarray = N
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
+        raise InputError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
     px = rgb[..., :3].astype(np.int32)
     d = ((px[:, :, None, :] - palette[None, None].astype(np.int32)) ** 2).sum(-1)   # [H, W, C]
     labels = d.argmin(-1)

@@ -20,6 +20,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from .palette import CLASS_INDEX, NUM_CLASSES
+from ..errors import InputError
 
 # Continuous attributes, each in [0, 1] (0.5 = neutral for signed ones). Order = the attribute vector.
 ATTRIBUTES: List[str] = [
@@ -89,7 +90,7 @@ class FaceParams:
     def replace(self, **changes: float) -> "FaceParams":
         unknown = set(changes) - set(ATTRIBUTES)
         if unknown:
-            raise ValueError(f"unknown ToyFaces attributes {sorted(unknown)}; known: {ATTRIBUTES}")
+            raise InputError(f"unknown ToyFaces attributes {sorted(unknown)}; known: {ATTRIBUTES}")
         return dataclasses.replace(self, **{k: float(np.clip(v, 0.0, 1.0)) for k, v in changes.items()})
 
     @property
@@ -125,7 +126,7 @@ def params_from_gaussian(x) -> FaceParams:
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size != NUM_ATTRIBUTES:
-        raise ValueError(f"need {NUM_ATTRIBUTES} numbers, got {x.size}")
+        raise InputError(f"need {NUM_ATTRIBUTES} numbers, got {x.size}")
     u = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in x]))
     u = np.clip(u, 0.0, 1.0 - 1e-9)
     p = {a: float(v) for a, v in zip(ATTRIBUTES, u)}
@@ -354,7 +355,7 @@ def alignment_framing() -> Tuple[float, Tuple[float, float]]:
 def render(p: FaceParams, res: int = 128, *, supersample: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     """FaceParams -> (RGB uint8 [res, res, 3], labels uint8 [res, res]); res a power of two >= 8."""
     if res < 8 or res & (res - 1):
-        raise ValueError(f"ToyFaces resolution must be a power of two >= 8, got {res}")
+        raise InputError(f"ToyFaces resolution must be a power of two >= 8, got {res}")
     s = int(supersample)
     label, colour = _labels_and_colours(p, res * s)
     img = colour.reshape(res, s, res, s, 3).mean(axis=(1, 3))
