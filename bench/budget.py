@@ -2,7 +2,7 @@
 
     python bench/budget.py --res 256 512 1024
 
-For each resolution, a stand-in of the real configuration (tests/standins.py: random weights, config-f above 256)
+For each resolution, a stand-in of the real configuration (tests/fakes/standins.py: random weights, config-f above 256)
 and a random 10-member branch with 19 classes. Each action runs in its own process after the model is built; the
 table gives the peak RSS above the model-only process (ru_maxrss after minus before), the estimate
 ``editgan_core/budget.py`` makes for it, their ratio (>= 1: the estimate is on the safe side) and the wall time.
@@ -36,7 +36,7 @@ def run(res: int, action: str) -> dict:
     import numpy as np
     import torch
 
-    import standins
+    from fakes import standins
     from editgan_core import budget
     from editgan_core.editing import edit_from_mask, refine
     from editgan_core.embed import embed

@@ -4,7 +4,7 @@
     python bench/edit_step.py --steps 50 --threads 1
     python bench/edit_step.py --res 1024 --steps 100   # a full-size stand-in: exact vs working resolutions (#20)
 
-Full size (``--res``): a config-f generator with random weights of the real configuration (tests/standins.py) and
+Full size (``--res``): a config-f generator with random weights of the real configuration (tests/fakes/standins.py) and
 a random 10-member branch with 19 classes (a random network costs what a trained one does). A box of 1/6 of the
 side is painted over the branch's own segmentation of a sample. Reported, in one run: a bare forward at full size,
 one edit step at each working resolution (``--work``; the model's own = the exact optimisation), each as a ratio
@@ -69,7 +69,7 @@ def bare_ms(G, ws, n=100) -> float:
 def full_size(res: int, steps: int, works) -> None:
     """A full-size stand-in: bare forward, one step per working resolution, one whole edit (EDIT's default)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    import standins
+    from fakes import standins
     from editgan_core.editing import optimise_region, work_resolution_for
     from editgan_core.settings import EDIT
 

@@ -3,7 +3,7 @@
     python bench/rehearsal.py --res 256 512 1024          # one fresh process per resolution
     python bench/rehearsal.py --res 256 --labels 16 --train-steps 600 --edit-steps 100    # the journey
 
-Stand-ins, since real weights cannot be downloaded here (tests/standins.py): an official-layout NVIDIA pickle with
+Stand-ins, since real weights cannot be downloaded here (tests/fakes/standins.py): an official-layout NVIDIA pickle with
 random weights in the real configuration (paper256 at 256 px, config-f at 512 and 1024), served by the stand-in
 Hub under the registry's name (ffhq-256 / ffhq-512 / ffhq-1024), and a tiny random face parser in the transformers
 format served as `face-parsing`. The app is served in-process and driven with gradio_client exactly as a user's
@@ -106,8 +106,8 @@ def layer_of(mask, rgb):
 def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
     import numpy as np
 
-    import standins
-    from fake_hub import FakeHub
+    from fakes import standins
+    from fakes.fake_hub import FakeHub
 
     j = Journey(str(res))
     pkl = standins.official_pickle(res, j.tmp / "g.pkl")
@@ -190,9 +190,9 @@ def one_car(labels: int, train_steps: int, edit_steps: int, embed_steps: int, pi
     from gradio_client import handle_file
     from PIL import Image
 
-    import standins
+    from fakes import standins
     from editgan_core.registry import REGISTRY
-    from fake_hub import FakeHub
+    from fakes.fake_hub import FakeHub
 
     j = Journey("car-512")
     G = standins.full_size_generator(512, seed=7)

@@ -101,9 +101,9 @@ def test_session_sample_matches_cli_and_samples_conditional_models(tmp_path, app
 def test_registry_hub_model_loads_samples_and_shows_its_card(server, app_module, tmp_path, monkeypatch):
     """A registry Hub entry (cifar10-32, conditional) served by the stand-in Hub, through /load_model: loaded,
     sampled with a class, model card shown (defect 1: the card raised TypeError for every Hub entry)."""
-    import fake_nvidia
+    from fakes import fake_nvidia
     from editgan_core.registry import REGISTRY
-    from fake_hub import FakeHub
+    from fakes.fake_hub import FakeHub
 
     spec = REGISTRY["cifar10-32"]
     fake_nvidia.save_snapshot(make_generator(c_dim=10), tmp_path / "cifar.pkl")
@@ -420,7 +420,7 @@ def test_annotation_proposals_come_from_the_branch_trained_so_far_and_labelers_a
     session, it proposes the next image's mask (and says so). A labeler chosen by the user is checked: not a
     segmentation model, or a class map naming unknown labels, is refused and changes nothing."""
     from demo.session import Session
-    from standins import make_segformer
+    from fakes.standins import make_segformer
 
     s = Session(app_module.STUDIO)
     s.set_model(str(save_native(make_generator(), tmp_path / "plain")))

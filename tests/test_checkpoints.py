@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-import fake_nvidia
-import fake_tf
-import ref_rosinality
+from fakes import fake_nvidia
+from fakes import fake_tf
+from fakes import ref_rosinality
 from conftest import make_generator
 from editgan_core.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, convert, load_generator, save_native)
 from editgan_core.errors import CheckpointError

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-import fake_nvidia
+from fakes import fake_nvidia
 import numpy as np
 import pytest
 import torch
@@ -492,7 +492,7 @@ def test_failures_leave_no_empty_folder(tmp_path, capsys, monkeypatch, editable)
 
 @pytest.fixture(scope="module")
 def face_parser(tmp_path_factory):
-    from standins import make_segformer
+    from fakes.standins import make_segformer
 
     return make_segformer(tmp_path_factory.mktemp("parser") / "face-parser")
 

@@ -16,7 +16,7 @@ from editgan_core.latents import load_latent, save_latent
 from editgan_core.masks import decode_mask, encode_mask
 from editgan_core.perceptual import VGG16_CONVS, FallbackDistance, LPIPS, load_lpips, perceptual_for
 from editgan_core.identity import generator_identity
-from fake_hub import FakeHub
+from fakes.fake_hub import FakeHub
 
 
 def _png(im: Image.Image) -> bytes:

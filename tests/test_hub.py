@@ -5,13 +5,13 @@ import hashlib
 import pytest
 import torch
 
-import fake_nvidia
+from fakes import fake_nvidia
 from conftest import make_generator
 from editgan_core import hub
 from editgan_core.checkpoints import CONFIG_NAME, WEIGHTS_NAME, save_native
 from editgan_core.errors import HashMismatchError, ModelNotFoundError
 from editgan_core.registry import REGISTRY, ModelSpec
-from fake_hub import FakeHub
+from fakes.fake_hub import FakeHub
 
 
 @pytest.fixture

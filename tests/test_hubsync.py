@@ -7,7 +7,7 @@ from conftest import make_generator
 from editgan_core.errors import EditGANError
 from editgan_core.identity import generator_identity
 from editgan_core.vectors import EditVector
-from fake_hub import FakeHub
+from fakes.fake_hub import FakeHub
 
 
 def _vec(G, name, ident):

@@ -18,9 +18,9 @@ from editgan_core.errors import EditGANError, ModelNotFoundError
 from editgan_core.labeling import (ClassMap, Labeler, class_palette, fit_note, label_images, load_labeler,
                                    parser_for, save_mask_png)
 from editgan_core.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
-from fake_hub import FakeHub
+from fakes.fake_hub import FakeHub
 
-from standins import FACE_LABELS, make_segformer  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal
+from fakes.standins import FACE_LABELS, make_segformer  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal
 
 FACE_CLASSES = ["background", "skin", "nose", "eye_g", "eye", "brow", "ear", "mouth", "lips", "hair", "hat",
                 "ear_r", "neck_l", "neck", "cloth"]

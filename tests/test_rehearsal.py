@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import standins
-from fake_hub import FakeHub
+from fakes import standins
+from fakes.fake_hub import FakeHub
 
 
 def _layer(side, painted, rgb):

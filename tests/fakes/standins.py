@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-import fake_nvidia
+from fakes import fake_nvidia
 from editgan_core.generator import Generator, GeneratorConfig
 
 # NVIDIA's configurations of the registry's face models (paper256 for 256 px; config-f above).

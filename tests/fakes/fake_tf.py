@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 
 from editgan_core.generator import Generator
-from fake_modules import stand_in_modules
+from fakes.fake_modules import stand_in_modules
 
 
 class Network:
