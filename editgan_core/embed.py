@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from . import budget, files
-from .errors import CheckpointError, EditGANError, check_finite
+from .errors import EditGANError, check_finite
 from .identity import check_identity
 from .perceptual import Distance, FallbackDistance
 from .runtime import adapt_threads
@@ -82,20 +82,14 @@ class Encoder(nn.Module):
 
 
 def save_encoder(enc: Encoder, path: os.PathLike, generator: Dict[str, object], extra: Optional[dict] = None) -> Path:
-    meta = {"config": asdict(enc.cfg), "generator": generator, **(extra or {})}
-    return files.save(path, files.ENCODER, dict(enc.state_dict()), meta, half=True)   # fp16 on disk: half the size
+    """fp16 on disk: half the size."""
+    return files.save_module(path, files.ENCODER, enc, asdict(enc.cfg), generator=generator, extra=extra, half=True)
 
 
 def load_encoder(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> Encoder:
-    path = Path(path)
-    state, meta = files.load(path, files.ENCODER)
-    check_identity(meta.get("generator", {}), expect_generator, f"encoder {path.name}")
-    try:
-        enc = Encoder(EncoderConfig(**meta["config"]))
-        enc.load_state_dict(state)
-    except files.DAMAGE as e:
-        raise CheckpointError(f"{path.name}: its encoder config or weights are damaged ({files.clip(str(e), 200)})") from e
-    return enc.eval()
+    enc, _ = files.load_module(path, files.ENCODER, lambda cfg: Encoder(EncoderConfig(**cfg)),
+                               expect_generator=expect_generator)
+    return enc
 
 
 def train_encoder(G, *, steps: int, batch: int = 16, lr: float = 1e-3, real_images: Optional[np.ndarray] = None,

@@ -32,7 +32,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -234,3 +234,34 @@ def load(path: os.PathLike, fmt: Format, *, float32: bool = True) -> Tuple[Dict[
     if float32:
         tensors = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}
     return tensors, meta
+
+
+def save_module(path: os.PathLike, fmt: Format, module: torch.nn.Module, config: dict, *,
+                generator: Optional[dict] = None, extra: Optional[dict] = None, half: bool = False) -> Path:
+    """A network as a file of kind ``fmt``: its weights, its ``config`` (what rebuilds it) and, for a network that
+    belongs to one generator, that generator's identity. ``half`` stores the weights as float16."""
+    meta = {"config": config, **({"generator": generator} if generator is not None else {}), **(extra or {})}
+    return save(path, fmt, dict(module.state_dict()), meta, half=half)
+
+
+def load_module(path: os.PathLike, fmt: Format, build: Callable[[dict], torch.nn.Module], *,
+                config_key: str = "config", expect_generator: Optional[dict] = None,
+                identity: Optional[Callable[[dict], dict]] = None) -> Tuple[torch.nn.Module, dict]:
+    """-> (the network of a file written by :func:`save_module`, its descriptor), in eval mode. ``build(config)``
+    makes the empty network; with ``expect_generator`` the file's generator identity (``identity(meta)``, by
+    default its 'generator' field) must match. A config or weights that do not build (a damaged file) give a
+    CheckpointError that names the file."""
+    from .identity import check_identity
+
+    path = Path(path)
+    tensors, meta = load(path, fmt)
+    try:
+        config = meta[config_key]
+        check_identity((identity or (lambda m: m.get("generator", {})))(meta), expect_generator,
+                       f"{fmt.what} {path.name}")
+        module = build(config)
+        module.load_state_dict(tensors)
+    except DAMAGE as e:      # a config of the wrong types or sizes, weights of other shapes
+        raise CheckpointError(f"{path.name} is not a usable {fmt.what}: its config or weights are damaged "
+                              f"({clip(str(e).splitlines()[0] if str(e) else type(e).__name__, 200)})") from None
+    return module.eval(), meta

@@ -172,14 +172,8 @@ def load_discriminator(path: Path):
     from . import files
     from .discriminator import Discriminator, DiscriminatorConfig
 
-    path = Path(path)
-    tensors, meta = files.load(path, files.DISCRIMINATOR)
-    try:
-        D = Discriminator(DiscriminatorConfig(**meta["discriminator"]))
-        D.load_state_dict(tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path.name} is not a usable discriminator "
-                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    D, _ = files.load_module(path, files.DISCRIMINATOR, lambda cfg: Discriminator(DiscriminatorConfig(**cfg)),
+                             config_key="discriminator")
     return D
 
 

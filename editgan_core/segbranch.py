@@ -37,8 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import files
-from .errors import CheckpointError, EditGANError, InputError
-from .identity import check_identity
+from .errors import EditGANError, InputError
 
 
 @dataclass
@@ -326,25 +325,16 @@ class SegBranch(nn.Module):
 
 
 def save_branch(branch: SegBranch, path: os.PathLike, extra: Optional[dict] = None) -> Path:
-    return files.save(path, files.BRANCH, dict(branch.state_dict()), {"config": asdict(branch.cfg), **(extra or {})})
+    """The branch's weights and config (its generator's identity inside the config)."""
+    return files.save_module(path, files.BRANCH, branch, asdict(branch.cfg), extra=extra)
 
 
 def load_branch(path: os.PathLike, *, expect_generator: Optional[Dict[str, object]] = None) -> SegBranch:
     """Load a branch; with ``expect_generator`` (an identity) refuse one made for another model."""
-    path = Path(path)
-    state, meta = files.load(path, files.BRANCH)
-    try:
-        cfg = BranchConfig(**meta["config"])
-        check_identity(cfg.generator, expect_generator, f"segmentation branch {path.name}")
-        branch = SegBranch(cfg)
-    except files.DAMAGE as e:      # a config of the wrong types (InputError is a ValueError too)
-        raise CheckpointError(f"{path.name}: its branch config is damaged ({files.clip(str(e), 200)})") from e
-    try:
-        branch.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path.name}: weights do not match the stored branch config "
-                              f"({files.clip(str(e), 200)})") from e
-    return branch.eval()
+    branch, _ = files.load_module(path, files.BRANCH, lambda cfg: SegBranch(BranchConfig(**cfg)),
+                                  expect_generator=expect_generator,
+                                  identity=lambda meta: meta["config"].get("generator", {}))
+    return branch
 
 
 # ----------------------------------------------------------------------------------------------------------

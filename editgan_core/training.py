@@ -203,7 +203,7 @@ def read_checkpoint(path: Path, trainer: Optional[str] = None) -> Checkpoint:
 def export_discriminator(D: nn.Module, dst: Path) -> Path:
     """``dst/discriminator.safetensors``: the trained D, read back by :func:`perceptual.load_discriminator`."""
     return files.save(Path(dst) / "discriminator.safetensors", files.DISCRIMINATOR, D.state_dict(),
-                      {"discriminator": D.cfg.to_dict()})
+                      {"discriminator": D.cfg.to_dict()})     # the key read by perceptual.load_discriminator
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import files
-from ..errors import CheckpointError
 from .dataset import SEEDS, render_set
 from .palette import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 from .render import ATTRIBUTES, NUM_ATTRIBUTES
@@ -95,21 +94,14 @@ def to_input(images_uint8: np.ndarray) -> torch.Tensor:
 
 def save_judge(model: Judge, path: Path, metrics: Optional[dict] = None, *, half: bool = True) -> Path:
     """Weights in float16 by default (half the size), loaded back as float32 by load_judge."""
-    meta = {"config": asdict(model.cfg), "classes": CLASS_NAMES, "attributes": ATTRIBUTES, "metrics": metrics or {}}
-    return files.save(path, files.JUDGE, model.state_dict(), meta, half=half)
+    return files.save_module(path, files.JUDGE, model, asdict(model.cfg), half=half,
+                             extra={"classes": CLASS_NAMES, "attributes": ATTRIBUTES, "metrics": metrics or {}})
 
 
 def load_judge(path: Path) -> Judge:
     """A judge written by :func:`save_judge` (format and version checked; a CheckpointError names the file)."""
-    path = Path(path)
-    tensors, meta = files.load(path, files.JUDGE)
-    try:
-        model = Judge(JudgeConfig(**meta["config"]))
-        model.load_state_dict(tensors)
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path.name} is not a usable {files.JUDGE.what} "
-                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    return model.eval().requires_grad_(False)
+    model, _ = files.load_module(path, files.JUDGE, lambda cfg: Judge(JudgeConfig(**cfg)))
+    return model.requires_grad_(False)
 
 
 # ------------------------------------------------------------------------------------------------
