@@ -37,7 +37,7 @@ def files_to_try() -> dict:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from editgan_core.cli import main
+    from editgan_core.commands import main
     from editgan_core.toyfaces.palette import PALETTE
 
     f = {}
@@ -173,7 +173,7 @@ def cli_cases(f) -> list:
 
 
 def run_cli(argv) -> dict:
-    from editgan_core.cli import main
+    from editgan_core.commands import main
 
     err, outp = io.StringIO(), io.StringIO()
     traceback = False
@@ -268,7 +268,7 @@ def main() -> None:
     rows = []
     # the second "grin" must be refused: make the first
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        app_cli = __import__("editgan_core.cli", fromlist=["main"])
+        app_cli = __import__("editgan_core.commands", fromlist=["main"])
         app_cli.main(["edit", str(f["latent"]), str(f["mask"]), "--name", "grin", "--steps", "2",
                       "--out", str(WORK / "out")])
     for label, argv in cli_cases(f):

@@ -80,7 +80,7 @@ def test_session_sample_matches_cli_and_samples_conditional_models(tmp_path, app
     """The UI's own sampling path (Session.sample) gives the CLI's picture for a seed, unconditional and
     conditional (defect 3: it used to ignore c_dim)."""
     from demo.session import Session
-    from editgan_core.cli import main
+    from editgan_core.commands import main
 
     for name, G, extra in [("m", make_generator(), []), ("cond", make_generator(c_dim=4), ["--class", "2"])]:
         model = save_native(G, tmp_path / name)

@@ -15,7 +15,9 @@ from PIL import Image
 
 from editgan_core import images_to_uint8
 from editgan_core.checkpoints import save_native
-from editgan_core.cli import build_parser, collect_inputs, main, parse_seeds
+from editgan_core.commands import build_parser, main
+from editgan_core.commands.common import parse_seeds
+from editgan_core.commands.edits import collect_inputs
 from editgan_core.generator import generate
 from editgan_core.hub import load_model
 from editgan_core.identity import model_identity
@@ -162,7 +164,7 @@ def test_module_entry_point_and_version(tmp_path):
 
 
 def test_core_does_not_import_gradio():
-    code = "import sys, editgan_core, editgan_core.cli, editgan_core.hub; print('gradio' in sys.modules)"
+    code = "import sys, editgan_core, editgan_core.commands, editgan_core.hub; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 

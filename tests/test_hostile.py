@@ -208,7 +208,7 @@ def test_check_number_refuses_what_is_not_a_finite_number_in_range():
 
 def run(argv) -> int:
     """The CLI's exit code, whether argparse or the command gives it."""
-    from editgan_core.cli import main
+    from editgan_core.commands import main
 
     try:
         return main(argv)
@@ -235,7 +235,7 @@ def test_cli_bounds_overwrites_and_references(tmp_path, capsys):
 def test_cli_edit_never_overwrites_in_silence_and_reserves_starter_names(tmp_path, capsys):
     from PIL import Image
 
-    from editgan_core.cli import main
+    from editgan_core.commands import main
     from editgan_core.masks import encode_mask
     from editgan_core.toyfaces.palette import PALETTE
 
@@ -355,7 +355,7 @@ def test_the_cli_and_the_studio_load_a_model_alike_and_embed_with_the_same_dista
     from demo.model import Studio
     from editgan_core.assets import Bundle
     from editgan_core.checkpoints import save_native
-    from editgan_core.cli import _distance_for
+    from editgan_core.commands.common import distance_for as _distance_for
     from editgan_core.discriminator import Discriminator, DiscriminatorConfig
     from editgan_core.hub import load_model
     from editgan_core.perceptual import DiscriminatorDistance, FallbackDistance

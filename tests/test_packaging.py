@@ -32,7 +32,7 @@ def test_pyproject_ships_every_package_and_every_model_file():
                           p.relative_to(ckpt).as_posix().count("/") == pat.count("/") for pat in patterns)]
     assert not missing, f"not in package-data: {missing}"
     assert sum(p.stat().st_size for p in files) < 64 * 2 ** 20
-    assert PYPROJECT["project"]["scripts"]["editgan"] == "editgan_core.cli:main"
+    assert PYPROJECT["project"]["scripts"]["editgan"] == "editgan_core.commands:main"
 
 
 def test_checkpoints_dir_is_the_repositorys_in_a_source_tree():

@@ -1,0 +1,82 @@
+"""Commands about photos and latents: embed, segment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, embed_images, embed_steps, generator_for, is_latent_file, latent_stem, load, photo_meta, read_latent, save_png)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from ..generator import images_to_uint8
+    from ..identity import model_identity
+    from ..latents import save_latent
+
+    loaded = load(args)
+    ident = model_identity(loaded)
+    out = Path(args.out)
+    for path, prep, res, dname, tuning in embed_images(loaded, args.images, args):
+        stem = path.stem
+        extra = {}
+        if tuning is not None:
+            from ..embed import save_tuning
+
+            extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
+            extra["tuned_psnr"] = round(tuning.psnr, 2)
+        latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
+                             {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
+                              "perceptual": dname, "prepare": prep.note, **photo_meta(path, prep), **extra})
+        save_png(out / f"{stem}_input.png", prep.array)
+        recon = res.image if tuning is None else tuning.G.synthesis(res.ws)
+        save_png(out / f"{stem}_recon.png", images_to_uint8(recon)[0].cpu().numpy())
+        psnr = res.psnr.item() if tuning is None else tuning.psnr
+        print(f"{latent}  PSNR {psnr:.2f} dB  ({res.seconds + (tuning.seconds if tuning else 0):.1f} s)")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from ..identity import model_identity
+    from ..masks import encode_mask
+    from ..segbranch import segment
+
+    loaded = load(args)
+    branch = branch_for(loaded, args.branch)
+    src = Path(args.input)
+    ident = model_identity(loaded)
+    if is_latent_file(src.name):     # rendered as edit and apply render it: with its photo's tuning, if any
+        ws, meta = read_latent(src, ident, meta=True)
+        G = generator_for(loaded, src, meta, ident)
+        stem = latent_stem(src.name)
+    else:
+        _, _, res, _, tuning = next(iter(embed_images(loaded, [src], args)))
+        ws, G = res.ws, loaded.G if tuning is None else tuning.G
+        stem = src.stem
+    if len(ws) > 1:
+        print(f"note: {src.name} holds {len(ws)} latents; segmenting the first", file=sys.stderr)
+    labels = segment(G, branch, ws[:1])[0]
+    out = save_png(Path(args.out) if args.out else Path(f"{stem}_mask.png"), encode_mask(labels, branch.cfg.palette))
+    present = [branch.cfg.class_names[c] for c in sorted(set(labels.ravel().tolist()))]
+    print(f"{out}: classes {', '.join(present)}")
+    return 0
+
+
+def add_parsers(sub, fmt) -> None:
+    """The embed, segment subcommands, their options beside the code above."""
+    e = sub.add_parser("embed", help="embed images into W+ (latent file + what the model sees + reconstruction)",
+                       formatter_class=fmt)
+    e.add_argument("images", nargs="+", help="image files (any size or mode)")
+    e.add_argument("--out", default="embedded", help="output folder (NAME.latent.safetensors, NAME_input.png, "
+                   "NAME_recon.png)")
+    editing_args(e)
+    embed_steps(e)
+    e.set_defaults(func=cmd_embed, writes="folder")
+
+    s = sub.add_parser("segment", help="segment a latent or an image into a palette mask PNG", formatter_class=fmt)
+    s.add_argument("input", help="a latent file (.latent.safetensors / .npy) or an image (embedded first)")
+    s.add_argument("--out", default=None, help="mask PNG to write (default: NAME_mask.png in this folder)")
+    s.add_argument("--branch", default=None, help="branch file (default: the model's branch.safetensors)")
+    editing_args(s)
+    embed_steps(s)
+    s.set_defaults(func=cmd_segment, writes="file")
