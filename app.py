@@ -28,11 +28,11 @@ import numpy as np
 from demo.model import Studio
 from demo.session import Session, timestamp
 from demo.streaming import Done
-from editgan_core import fast
-from editgan_core.align import ALIGNER, ALIGNER_LICENCE
+from editgan_core.models import fast
+from editgan_core.pipeline.align import ALIGNER, ALIGNER_LICENCE
 from editgan_core.errors import EditGANError
-from editgan_core.files import clip
-from editgan_core.labeling import parser_for
+from editgan_core.storage.files import clip
+from editgan_core.pipeline.labeling import parser_for
 from editgan_core.runtime import configure_threads, tune_allocator
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, PIVOTAL, REFINE, SAMPLE, check_number
 

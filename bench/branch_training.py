@@ -34,10 +34,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from editgan_core.fewshot import FeatureStore, synthesis_features, train_branch  # noqa: E402
-from editgan_core.generator import Generator, GeneratorConfig  # noqa: E402
+from editgan_core.pipeline.fewshot import FeatureStore, synthesis_features, train_branch  # noqa: E402
+from editgan_core.models.generator import Generator, GeneratorConfig  # noqa: E402
 from editgan_core.runtime import tune_allocator  # noqa: E402
-from editgan_core.segbranch import BranchConfig, SegBranch  # noqa: E402
+from editgan_core.models.segbranch import BranchConfig, SegBranch  # noqa: E402
 from editgan_core.settings import BRANCH  # noqa: E402
 
 

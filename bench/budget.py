@@ -38,11 +38,11 @@ def run(res: int, action: str) -> dict:
 
     from fakes import standins
     from editgan_core import budget
-    from editgan_core.editing import edit_from_mask, refine
-    from editgan_core.embed import embed
-    from editgan_core.fewshot import train_branch
+    from editgan_core.pipeline.editing import edit_from_mask, refine
+    from editgan_core.pipeline.embed import embed
+    from editgan_core.pipeline.fewshot import train_branch
     from editgan_core.runtime import tune_allocator
-    from editgan_core.segbranch import segment
+    from editgan_core.models.segbranch import segment
     from editgan_core.settings import BRANCH, EDIT
 
     tune_allocator()
@@ -79,7 +79,7 @@ def run(res: int, action: str) -> dict:
 
 
 def budget_work(G, work):
-    from editgan_core.editing import work_resolution_for
+    from editgan_core.pipeline.editing import work_resolution_for
 
     return work_resolution_for(G, work)
 

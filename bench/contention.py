@@ -43,12 +43,14 @@ def worker(task: str) -> dict:
     import torch
     from PIL import Image
 
-    from editgan_core import apply_vectors, edit_from_mask, embed, images_to_uint8, segment
-    from editgan_core.embed import load_encoder
-    from editgan_core.hub import load_model
-    from editgan_core.identity import model_identity
-    from editgan_core.segbranch import load_branch
-    from editgan_core.vectors import load_vector
+    from editgan_core import apply_vectors, edit_from_mask, images_to_uint8, segment
+
+    from editgan_core.pipeline import embed
+    from editgan_core.pipeline.embed import load_encoder
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.models.segbranch import load_branch
+    from editgan_core.storage.vectors import load_vector
 
     model = ROOT / "checkpoints" / "toyfaces"
     loaded = load_model("toyfaces")

@@ -34,11 +34,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from editgan_core import apply_vectors, edit_from_mask, segment  # noqa: E402
-from editgan_core.editing import changed_classes, edit_region  # noqa: E402
-from editgan_core.hub import load_model  # noqa: E402
-from editgan_core.identity import model_identity  # noqa: E402
+from editgan_core.pipeline.editing import changed_classes, edit_region  # noqa: E402
+from editgan_core.loaders.hub import load_model  # noqa: E402
+from editgan_core.storage.identity import model_identity  # noqa: E402
 from editgan_core.runtime import configure_threads, tune_allocator  # noqa: E402
-from editgan_core.segbranch import load_branch  # noqa: E402
+from editgan_core.models.segbranch import load_branch  # noqa: E402
 
 
 def strokes(names):
@@ -70,7 +70,7 @@ def full_size(res: int, steps: int, works) -> None:
     """A full-size stand-in: bare forward, one step per working resolution, one whole edit (EDIT's default)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from fakes import standins
-    from editgan_core.editing import optimise_region, work_resolution_for
+    from editgan_core.pipeline.editing import optimise_region, work_resolution_for
     from editgan_core.settings import EDIT
 
     G = standins.full_size_generator(res)

@@ -51,10 +51,10 @@ STARTER = {"smile": "smile", "eye_size": "bigger eyes", "hair_length": "longer h
 
 
 def _setup():
-    from editgan_core.identity import model_identity
-    from editgan_core.embed import load_encoder
-    from editgan_core.hub import load_model
-    from editgan_core.segbranch import load_branch
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.pipeline.embed import load_encoder
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.models.segbranch import load_branch
     from editgan_core.toyfaces import judge as J
 
     loaded = load_model("toyfaces")
@@ -134,7 +134,9 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False
     ``strokes``) -> edit."""
     import dataclasses
 
-    from editgan_core import edit_from_mask, embed, segment
+    from editgan_core import edit_from_mask, segment
+
+    from editgan_core.pipeline import embed
     from editgan_core.toyfaces import render_seed
     from editgan_core.toyfaces.dataset import SEEDS
     from editgan_core.toyfaces.palette import CLASS_INDEX
@@ -162,7 +164,7 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False
 
 
 def test_latents(G, enc, n: int) -> tuple:
-    from editgan_core.embed import embed
+    from editgan_core.pipeline.embed import embed
     from editgan_core.toyfaces.dataset import SEEDS, render_set
 
     cache = ROOT / "runs" / f"bench_edit_latents_{n}.pt"
@@ -178,7 +180,7 @@ def test_latents(G, enc, n: int) -> tuple:
 
 def calibration_latents(G, enc, n: int = 200) -> torch.Tensor:
     """Encoder-only embeddings of n renders disjoint from the test set: the test set's distribution, cheaply."""
-    from editgan_core.embed import encoder_only
+    from editgan_core.pipeline.embed import encoder_only
     from editgan_core.toyfaces.dataset import SEEDS, render_set
 
     base = SEEDS["eval"] + 450_000
@@ -236,7 +238,7 @@ def speed(G, branch, vec, ws) -> dict:
     """Median ms of one bare generator pass and of applying a vector (batch 1, 30 runs each)."""
     import statistics
 
-    from editgan_core.vectors import apply_vectors
+    from editgan_core.storage.vectors import apply_vectors
 
     w = ws[:1]
     for _ in range(3):
@@ -279,7 +281,7 @@ def main() -> None:
 
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
-    from editgan_core.vectors import apply_vectors, save_vector
+    from editgan_core.storage.vectors import apply_vectors, save_vector
 
     G, ident, enc, branch, judge = _setup()
     if args.edit_timing:
@@ -354,7 +356,7 @@ def main() -> None:
             Path(args.grid) / f"edit_{attr}{tag}.png")
         if args.strokes:     # what was painted: the training render, its segmentation, the strokes, the result
             from editgan_core.toyfaces.palette import PALETTE
-            from editgan_core.masks import encode_mask
+            from editgan_core.storage.masks import encode_mask
 
             img0, rec0, out0, new = train_imgs
             row = np.concatenate([img0, rec0, encode_mask(new, PALETTE), out0], 1)

@@ -27,16 +27,16 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from editgan_core.runtime import tune_allocator  # noqa: E402
-from editgan_core.segbranch import segment  # noqa: E402
+from editgan_core.models.segbranch import segment  # noqa: E402
 
 MODEL = ROOT / "checkpoints" / "toyfaces"
 
 
 def _setup():
-    from editgan_core.identity import model_identity
-    from editgan_core.embed import load_encoder
-    from editgan_core.hub import load_model
-    from editgan_core.segbranch import load_branch
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.pipeline.embed import load_encoder
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.models.segbranch import load_branch
     from editgan_core.toyfaces import judge as J
 
     loaded = load_model("toyfaces")
@@ -60,8 +60,8 @@ def _to_tensor(imgs: np.ndarray) -> torch.Tensor:
 
 def bench_quality(n: int, steps: int) -> None:
     from editgan_core import images_to_uint8
-    from editgan_core.generator import seeds_to_z
-    from editgan_core.embed import embed
+    from editgan_core.models.generator import seeds_to_z
+    from editgan_core.pipeline.embed import embed
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
     from editgan_core.toyfaces.palette import CLASS_NAMES, NUM_CLASSES
@@ -115,7 +115,7 @@ def bench_quality(n: int, steps: int) -> None:
 
 
 def bench_speed(k: int, steps: int) -> None:
-    from editgan_core.embed import embed, encoder_only
+    from editgan_core.pipeline.embed import embed, encoder_only
     from editgan_core.toyfaces.dataset import SEEDS, render_set
 
     G, enc, _, _ = _setup()
@@ -137,8 +137,8 @@ def bench_speed(k: int, steps: int) -> None:
 _MEM_CHILD = r"""
 import resource, sys, torch, torch.nn.functional as F
 sys.path.insert(0, {root!r})
-from editgan_core.generator import Generator, GeneratorConfig
-from editgan_core.segbranch import BranchConfig, SegBranch
+from editgan_core.models.generator import Generator, GeneratorConfig
+from editgan_core.models.segbranch import BranchConfig, SegBranch
 res, mode, what = {res}, {mode!r}, {what!r}
 torch.manual_seed(0)
 G = Generator(GeneratorConfig(img_resolution=res, channel_base=32768, channel_max=512, mapping_layers=8)).eval()
@@ -196,14 +196,14 @@ def bench_pivotal(n: int, steps: int, tune_steps: int, lr: float, out: str) -> N
     generator: the branch's segmentation against the exact mask, and the starter vector "smile" at 1 (the judge's
     smile change and the change of the other attributes), each against the plain embedding."""
     from editgan_core import images_to_uint8
-    from editgan_core.embed import embed, pivotal_tune
-    from editgan_core.identity import model_identity
-    from editgan_core.hub import load_model
+    from editgan_core.pipeline.embed import embed, pivotal_tune
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.loaders.hub import load_model
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
     from editgan_core.toyfaces.palette import CLASS_NAMES, NUM_CLASSES
     from editgan_core.toyfaces.render import ATTRIBUTES
-    from editgan_core.vectors import list_library
+    from editgan_core.storage.vectors import list_library
 
     G, enc, branch, judge = _setup()
     ident = model_identity(load_model("toyfaces"))

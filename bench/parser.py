@@ -14,7 +14,7 @@ Scored two ways, as bench/embedding.py scores the shipped branch:
 Rows:
 - the parser itself on the renders, on their reconstructions and on the samples (and the judge beside it);
 - the shipped branch (16 annotated renders, exact masks);
-- branches trained with editgan_core.fewshot.train_branch (default settings) on 16 / 64 / 256 generator samples
+- branches trained with editgan_core.pipeline.fewshot.train_branch (default settings) on 16 / 64 / 256 generator samples
   (RandomState seeds 1,000,000 onwards) labelled by the parser, on the samples' own W+;
 - (--assisted K) branches trained on K renders of the branch's seed range (SEEDS['annotated'] + 100,000 onwards,
   never seen by the parser), embedded like the test renders, labelled by the parser on the render itself or on
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from editgan_core.runtime import tune_allocator  # noqa: E402
-from editgan_core.segbranch import segment  # noqa: E402
+from editgan_core.models.segbranch import segment  # noqa: E402
 
 MODEL = ROOT / "checkpoints" / "toyfaces"
 CACHE = ROOT / "runs" / "bench_parser"
@@ -58,7 +58,7 @@ def to_tensor(imgs: np.ndarray) -> torch.Tensor:
 def embedded(G, enc, imgs: np.ndarray, name: str, steps: int):
     """-> (ws, reconstructions uint8, psnr) of renders embedded with encoder + ``steps``, cached under ``name``."""
     from editgan_core import images_to_uint8
-    from editgan_core.embed import embed
+    from editgan_core.pipeline.embed import embed
 
     path = CACHE / f"{name}_{len(imgs)}_{steps}.npz"
     if path.is_file():
@@ -79,7 +79,7 @@ def embedded(G, enc, imgs: np.ndarray, name: str, steps: int):
 
 def samples(G, seeds):
     from editgan_core import images_to_uint8
-    from editgan_core.generator import seeds_to_z
+    from editgan_core.models.generator import seeds_to_z
 
     z = seeds_to_z(seeds, G.z_dim)
     with torch.no_grad():
@@ -105,11 +105,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t_all = time.time()
 
-    from editgan_core.embed import load_encoder
-    from editgan_core.fewshot import train_branch
-    from editgan_core.hub import load_model
-    from editgan_core.identity import model_identity
-    from editgan_core.segbranch import load_branch
+    from editgan_core.pipeline.embed import load_encoder
+    from editgan_core.pipeline.fewshot import train_branch
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.models.segbranch import load_branch
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
     from editgan_core.toyfaces.distill import render_latents

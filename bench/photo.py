@@ -53,7 +53,7 @@ def place(img, crop, size=CANVAS, fill=(90, 120, 60)):
 
 
 def random_placement(rng, side=512):
-    from editgan_core.photo import Crop
+    from editgan_core.pipeline.photo import Crop
 
     scale = rng.uniform(0.5, 1.5)
     half = side * scale * 0.75
@@ -63,7 +63,7 @@ def random_placement(rng, side=512):
 
 def aligned(p, where, res=512):
     """The crop found from the landmarks of face ``p`` drawn where ``where`` says."""
-    from editgan_core.align import ffhq_crop
+    from editgan_core.pipeline.align import ffhq_crop
     from editgan_core.toyfaces.render import alignment_framing, landmarks
 
     m = where.matrix(res)
@@ -73,7 +73,7 @@ def aligned(p, where, res=512):
 
 
 def alignment(n: int, rng) -> dict:
-    from editgan_core.photo import cut
+    from editgan_core.pipeline.photo import cut
     from editgan_core.toyfaces.render import render, sample_params
 
     corner, p512, p64 = [], [], []
@@ -104,7 +104,7 @@ WAYS = ["today", "delta", "poisson", "replace"]
 def placed_photo(k: int, rng):
     """Photo k: a 512-px render with a small smile, drawn into a photo of SIZES[k % 3] at a random place, turn
     and scale (it fills a 512-px photo) -> (params, photo, the crop it is cut by)."""
-    from editgan_core.photo import Crop
+    from editgan_core.pipeline.photo import Crop
     from editgan_core.toyfaces.render import render, sample_params
 
     p = sample_params(9500 + k).replace(smile=0.15, mouth_open=0.1)
@@ -125,18 +125,19 @@ def placed_photo(k: int, rng):
 def photo_edits(n: int, rng, picture=None) -> dict:
     """Each edit handed back each way: today's (the model's pixels over every pixel of the edited classes), and
     photo.hand_back with each blend where parts changed shape."""
-    from editgan_core import edit_from_mask, embed, images_to_uint8, segment
-    from editgan_core.embed import load_encoder
-    from editgan_core.hub import load_model
-    from editgan_core.identity import model_identity
-    from editgan_core.masks import grow
-    from editgan_core.photo import cut, changed_region, hand_back, paste_back, region_alpha
-    from editgan_core.segbranch import load_branch
+    from editgan_core import edit_from_mask, images_to_uint8, segment
+    from editgan_core.pipeline import embed
+    from editgan_core.pipeline.embed import load_encoder
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.storage.masks import grow
+    from editgan_core.pipeline.photo import cut, changed_region, hand_back, paste_back, region_alpha
+    from editgan_core.models.segbranch import load_branch
     from editgan_core.settings import EDIT, PASTE
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.palette import CLASS_INDEX
     from editgan_core.toyfaces.render import ATTRIBUTES, render
-    from editgan_core.vectors import apply_vectors, list_library
+    from editgan_core.storage.vectors import apply_vectors, list_library
 
     model = ROOT / "checkpoints" / "toyfaces"
     loaded = load_model("toyfaces")
@@ -246,17 +247,19 @@ def astronaut(path) -> dict:
     (rows: the two edits; columns: the photo, today's, the new one; full size) and returns the numbers."""
     from skimage.data import astronaut as photo_of
 
-    from editgan_core import edit_from_mask, embed, images_to_uint8, segment
-    from editgan_core.align import align_photo
-    from editgan_core.embed import load_encoder, pivotal_tune
-    from editgan_core.hub import load_model
-    from editgan_core.identity import model_identity
-    from editgan_core.masks import grow
-    from editgan_core.photo import changed_region, cut, hand_back, paste_back
-    from editgan_core.segbranch import load_branch
+    from editgan_core import edit_from_mask, images_to_uint8, segment
+
+    from editgan_core.pipeline import embed
+    from editgan_core.pipeline.align import align_photo
+    from editgan_core.pipeline.embed import load_encoder, pivotal_tune
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.storage.masks import grow
+    from editgan_core.pipeline.photo import changed_region, cut, hand_back, paste_back
+    from editgan_core.models.segbranch import load_branch
     from editgan_core.settings import EDIT
     from editgan_core.toyfaces.palette import CLASS_INDEX
-    from editgan_core.vectors import apply_vectors, list_library
+    from editgan_core.storage.vectors import apply_vectors, list_library
 
     model = ROOT / "checkpoints" / "toyfaces"
     loaded = load_model("toyfaces")

@@ -1,4 +1,4 @@
-"""The bf16 fast path (editgan_core/fast.py) against float32: speed and image difference, at 64 to 1024 px.
+"""The bf16 fast path (editgan_core/models/fast.py) against float32: speed and image difference, at 64 to 1024 px.
 
     python bench/precision.py                       # the built-in model (64 px) and paper256 / f512 stand-ins
     python bench/precision.py --batches 1 8 --repeats 10
@@ -27,8 +27,8 @@ import torch  # noqa: E402
 
 from bench.generator import CONFIGS  # noqa: E402
 from editgan_core import Generator, GeneratorConfig  # noqa: E402
-from editgan_core.fast import bf16_synthesis, cpu_has_bf16  # noqa: E402
-from editgan_core.generator import images_to_uint8  # noqa: E402
+from editgan_core.models.fast import bf16_synthesis, cpu_has_bf16  # noqa: E402
+from editgan_core.models.generator import images_to_uint8  # noqa: E402
 from editgan_core.runtime import configure_threads, tune_allocator  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def generator(res: int):
     if res == 64:
-        from editgan_core.hub import load_model
+        from editgan_core.loaders.hub import load_model
 
         return load_model("toyfaces").G.eval().requires_grad_(False), "ToyFaces (trained)"
     name = {256: "paper256", 512: "f512", 1024: "f1024"}[res]
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"CPU bf16 instructions (avx512_bf16 / amx_bf16): {'yes' if cpu_has_bf16() else 'NO'}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if not cpu_has_bf16():
-        print("this CPU has no bf16 dot products: the app keeps float32 here (editgan_core/fast.py); the figures "
+        print("this CPU has no bf16 dot products: the app keeps float32 here (editgan_core/models/fast.py); the figures "
               "below show what bf16 would cost")
     print("| model | batch | float32 ms/img | bf16 ms/img | speed-up | PSNR bf16 vs float32 (8 images) |")
     print("|---|---|---|---|---|---|")

@@ -191,7 +191,7 @@ def one_car(labels: int, train_steps: int, edit_steps: int, embed_steps: int, pi
     from PIL import Image
 
     from fakes import standins
-    from editgan_core.registry import REGISTRY
+    from editgan_core.loaders.registry import REGISTRY
     from fakes.fake_hub import FakeHub
 
     j = Journey("car-512")

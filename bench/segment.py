@@ -29,7 +29,7 @@ def main() -> None:
 
     from bench.generator import CONFIGS
     from editgan_core import Generator, GeneratorConfig
-    from editgan_core.segbranch import BranchConfig, SegBranch
+    from editgan_core.models.segbranch import BranchConfig, SegBranch
 
     torch.set_num_threads(args.threads)
     print(f"editgan_core from {args.tree}; {torch.get_num_threads()} threads")

@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from editgan_core import images_to_uint8  # noqa: E402
-from editgan_core.generator import seeds_to_z  # noqa: E402
-from editgan_core.identity import model_identity  # noqa: E402
-from editgan_core.hub import load_model  # noqa: E402
-from editgan_core.vectors import apply_vectors, list_library  # noqa: E402
+from editgan_core.models.generator import seeds_to_z  # noqa: E402
+from editgan_core.storage.identity import model_identity  # noqa: E402
+from editgan_core.loaders.hub import load_model  # noqa: E402
+from editgan_core.storage.vectors import apply_vectors, list_library  # noqa: E402
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def bench_render() -> None:
 
 def _sample_images(G, n: int, psi: float, seed0: int = 0, batch: int = 50) -> np.ndarray:
     from editgan_core import images_to_uint8
-    from editgan_core.generator import seeds_to_z
+    from editgan_core.models.generator import seeds_to_z
 
     out = []
     with torch.no_grad():
@@ -60,7 +60,7 @@ def _sample_images(G, n: int, psi: float, seed0: int = 0, batch: int = 50) -> np
 def bench_generator() -> None:
     from PIL import Image
 
-    from editgan_core.hub import load_model
+    from editgan_core.loaders.hub import load_model
 
     G = load_model("toyfaces").G
     ws = G.mapping_ws(torch.randn(1, G.z_dim))
@@ -94,7 +94,7 @@ def _seconds_per_step(step, n: int) -> float:
 def bench_train() -> None:
     from editgan_core.toyfaces import distill as Dst
     from editgan_core.toyfaces import render_seed
-    from editgan_core.train_gan import PRESETS, TrainConfig, Trainer
+    from editgan_core.training.gan import PRESETS, TrainConfig, Trainer
 
     data = np.stack([render_seed(s, 64)[0] for s in range(256)])
     cfg = TrainConfig(res=64, **PRESETS["cpu"])
@@ -110,7 +110,7 @@ def bench_train() -> None:
 
 
 def bench_quality(n: int, n_fd: int) -> None:
-    from editgan_core.hub import load_model
+    from editgan_core.loaders.hub import load_model
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
 

@@ -25,7 +25,7 @@ def _check_repo(repo: str) -> str:
 def push_library(vectors: list, repo: str, token: Optional[str]) -> str:
     from huggingface_hub import HfApi
 
-    from editgan_core.vectors import save_vector
+    from editgan_core.storage.vectors import save_vector
 
     repo = _check_repo(repo)
     if not vectors:
@@ -47,7 +47,7 @@ def pull_library(repo: str, token: Optional[str], identity: dict) -> Tuple[List,
     """Every vector of the repo that belongs to this model; the others are named in the message."""
     from huggingface_hub import snapshot_download
 
-    from editgan_core.vectors import list_library
+    from editgan_core.storage.vectors import list_library
 
     repo = _check_repo(repo)
     try:

@@ -13,11 +13,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from editgan_core.assets import Bundle
-from editgan_core.checkpoints import LoadedGenerator
+from editgan_core.loaders.assets import Bundle
+from editgan_core.loaders.checkpoints import LoadedGenerator
 from editgan_core.errors import ModelNotFoundError
-from editgan_core.hub import load_model
-from editgan_core.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
+from editgan_core.loaders.hub import load_model
+from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
 
 
 def pick_device() -> torch.device:
@@ -59,7 +59,7 @@ class Studio:
 
     def assets(self, ref: str) -> Bundle:
         """The model with its encoder, branch, starter vectors and library, its embedding distance and how photos
-        are cut (an :class:`~editgan_core.assets.Bundle`, as the CLI loads it), loaded once per process."""
+        are cut (an :class:`~editgan_core.loaders.assets.Bundle`, as the CLI loads it), loaded once per process."""
         ref = (ref or "").strip()
         loaded = self.model(ref)
         with self._lock:
@@ -71,7 +71,7 @@ class Studio:
         """(Labeler, ClassMap) of the registry parser that fits the model (loaded once per process), or None when
         none fits or it cannot be had (offline with nothing cached: said in the model's problems)."""
         from editgan_core.errors import EditGANError
-        from editgan_core.labeling import ClassMap, load_labeler, parser_for
+        from editgan_core.pipeline.labeling import ClassMap, load_labeler, parser_for
 
         ref = (ref or "").strip()
         loaded = self.model(ref)
@@ -92,7 +92,7 @@ class Studio:
 
     def model_card(self, ref: str) -> str:
         """MODEL_CARD.md beside a native model, or what is known of the model from the registry."""
-        from editgan_core.registry import get_spec
+        from editgan_core.loaders.registry import get_spec
 
         loaded = self.model(ref)
         p = Path(loaded.path)
@@ -106,7 +106,7 @@ class Studio:
         return f"No model card for {ref}."
 
     def library(self, ref: str) -> Path:
-        from editgan_core.vectors import library_dir
+        from editgan_core.storage.vectors import library_dir
 
         return library_dir(self.assets(ref).identity)
 

@@ -30,7 +30,7 @@ import torch
 from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
-from editgan_core.fast import fast_synthesis
+from editgan_core.models.fast import fast_synthesis
 from editgan_core.runtime import interactive
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
 
@@ -56,7 +56,7 @@ class Upload:
     """The photo as uploaded (RGB, upright) and what was found in it; cut again whenever the crop is moved."""
     original: np.ndarray                        # [H, W, 3] uint8
     read_note: str                              # what reading it took (EXIF turn, mode, ...), in words
-    faces: list                                 # editgan_core.align.Face, largest first
+    faces: list                                 # editgan_core.pipeline.align.Face, largest first
     cut: str                                    # 'face' or 'box'
     note: str = ""                              # why there are no faces, when alignment could not run
 
@@ -172,7 +172,7 @@ class Session:
         names, palette = self.assets.classes
         lab = self.labeler()
         if lab is not None:
-            from editgan_core.labeling import class_palette
+            from editgan_core.pipeline.labeling import class_palette
 
             names = lab[1].classes()
             palette = class_palette(names, base=dict(zip(*self.assets.classes)))
@@ -248,7 +248,7 @@ class Session:
     def sample(self, seed: int, truncation: float = SAMPLE.truncation, class_idx: Optional[int] = None) -> Step:
         """A generator sample, exactly as NVIDIA's generate.py renders seed ``seed`` (with ``class_idx`` for a
         conditional model)."""
-        from editgan_core.generator import generate
+        from editgan_core.models.generator import generate
 
         a = self.assets
         seed, psi = int(seed), float(truncation)
@@ -273,8 +273,8 @@ class Session:
         """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
         default is the model's, ``align.cut_for``), and cut it. -> (the model-sized square that will be embedded, a
         note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
-        from editgan_core.align import AlignmentError, detect_faces
-        from editgan_core.imageio import prepare_image
+        from editgan_core.pipeline.align import AlignmentError, detect_faces
+        from editgan_core.storage.imageio import prepare_image
 
         cut = cut or self.assets.cut
         if cut not in ("face", "box"):
@@ -296,8 +296,8 @@ class Session:
         fractions of its side, scaled by ``zoom`` and turned by ``turn`` degrees. Same returns as prepare_photo."""
         import math
 
-        from editgan_core.align import choose_crop
-        from editgan_core.imageio import prepare_image
+        from editgan_core.pipeline.align import choose_crop
+        from editgan_core.storage.imageio import prepare_image
 
         u = self.upload
         if u is None:
@@ -322,7 +322,7 @@ class Session:
         """Embed the prepared photo (encoder guess, then W+ optimisation); with ``tune_steps``, then pivotal tuning
         (a copy of the generator tuned on the photo; this photo's steps render with it). stop() ends either with
         the best so far."""
-        from editgan_core.embed import embed, pivotal_tune
+        from editgan_core.pipeline.embed import embed, pivotal_tune
 
         if self.photo is None:
             raise EditGANError("upload a photo first")
@@ -374,7 +374,7 @@ class Session:
 
     # -- masks ----------------------------------------------------------------------------------------------
     def mask_rgb(self, labels: Optional[np.ndarray] = None) -> np.ndarray:
-        from editgan_core.masks import encode_mask
+        from editgan_core.storage.masks import encode_mask
 
         labels = self.labels_of() if labels is None else labels
         if labels is None:
@@ -393,7 +393,7 @@ class Session:
                        base: Optional[np.ndarray] = None) -> Tuple[np.ndarray, str]:
         """A painted mask (any size: resized to the model's by nearest neighbour) -> labels and a note. With
         ``base`` labels, only painted pixels (alpha > 0) count: the rest keep their base label."""
-        from editgan_core.masks import decode_mask
+        from editgan_core.storage.masks import decode_mask
 
         R = self.assets.G.img_resolution
         rgb = np.asarray(rgb)
@@ -420,7 +420,7 @@ class Session:
     # -- mask edit ------------------------------------------------------------------------------------------
     def edit(self, new_labels: np.ndarray, *, steps: int = EDIT.steps, progress: Optional[Callable] = None):
         """Run the mask edit from the current step; the result becomes a new step. -> EditResult."""
-        from editgan_core.editing import edit_from_mask
+        from editgan_core.pipeline.editing import edit_from_mask
 
         branch = self.current_branch()
         if branch is None:
@@ -457,7 +457,7 @@ class Session:
         that is taken -- by a starter vector, a vector of this session or a file in the library -- is never
         overwritten: the vector is saved as "name (2)" (or the next free number) and the note says so.
         -> (vector, its file or None, note)."""
-        from editgan_core.vectors import check_name, save_vector
+        from editgan_core.storage.vectors import check_name, save_vector
 
         if self.last_edit is None:
             raise EditGANError("apply a mask edit first: a vector is the latent change of an edit")
@@ -478,7 +478,7 @@ class Session:
     def _free_name(self, wanted: str, library: Optional[Path] = None) -> str:
         """``wanted``, or "wanted (2)", "wanted (3)", ... : the first name no vector of this session (starters
         included) and no file in ``library`` has."""
-        from editgan_core.vectors import check_name, file_stem
+        from editgan_core.storage.vectors import check_name, file_stem
 
         def taken(n: str) -> bool:
             return (any(v.lower() == n.lower() for v in self.vectors)
@@ -492,7 +492,7 @@ class Session:
     def add_vector_file(self, path) -> object:
         """An uploaded vector (checked against this model); under a name that is taken it comes in as "name (2)"
         rather than hiding the vector that has it."""
-        from editgan_core.vectors import load_vector
+        from editgan_core.storage.vectors import load_vector
 
         vec = load_vector(path, expect_generator=self.assets.identity)
         vec = dataclasses.replace(vec, name=self._free_name(vec.name))
@@ -500,7 +500,7 @@ class Session:
         return vec
 
     def export_vector(self, name: str, folder: Path) -> Path:
-        from editgan_core.vectors import save_vector
+        from editgan_core.storage.vectors import save_vector
 
         if name not in self.vectors:
             raise EditGANError(f"no vector named {name!r}")
@@ -508,7 +508,7 @@ class Session:
 
     def set_scales(self, scales: Dict[str, float], *, refine_steps: Optional[int] = None) -> Step:
         """Apply every vector at its scale to the anchor latent (one generator pass, or refined)."""
-        from editgan_core.vectors import apply_vectors
+        from editgan_core.storage.vectors import apply_vectors
 
         s = self.current
         unknown = [n for n in scales if n not in self.vectors]
@@ -538,8 +538,8 @@ class Session:
 
     def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
-        from editgan_core.generator import generate
-        from editgan_core.vectors import apply_vectors
+        from editgan_core.models.generator import generate
+        from editgan_core.storage.vectors import apply_vectors
 
         if name not in self.vectors:
             raise EditGANError(f"no vector named {name!r}")
@@ -582,7 +582,7 @@ class Session:
         against the embedded photo's step (parts that moved, and colour changes beside them), with the photo's own
         detail kept; every other pixel is the photo's. -> HandBack, or None when the image did not come from an
         uploaded photo."""
-        from editgan_core.photo import changed_region, hand_back
+        from editgan_core.pipeline.photo import changed_region, hand_back
 
         step = self.current if step is None else step
         if self.source is None or not self._photo_in_history():
@@ -618,7 +618,7 @@ class Session:
         model's size), mask.png (if segmented) and latent.safetensors in ``folder``."""
         from PIL import Image
 
-        from editgan_core.latents import save_latent
+        from editgan_core.storage.latents import save_latent
 
         s = self.current
         folder.mkdir(parents=True, exist_ok=True)
@@ -638,7 +638,7 @@ class Session:
         if pasted is not None:       # where in the photo it came from (the CLI's embed records the same)
             extra.update(photo_size=[pasted.shape[1], pasted.shape[0]], crop=self.source[1].as_dict())
         if s.tuning is not None:     # the photo's tuned weights (a float16 delta from the model's)
-            from editgan_core.embed import save_tuning
+            from editgan_core.pipeline.embed import save_tuning
 
             out.append(save_tuning(folder / f"{stamp}_tuning.safetensors", s.tuning, self.assets.identity))
             extra["tuning"] = out[-1].name
@@ -655,7 +655,7 @@ class Session:
         """Use another segmentation model (registry name, hf:// reference or folder) and/or class map (JSON
         {labeler label: class}; empty: the default map). With a branch, the map must give the branch's classes.
         -> a note. Nothing changes when anything is wrong."""
-        from editgan_core.labeling import ClassMap, fit_note, load_labeler
+        from editgan_core.pipeline.labeling import ClassMap, fit_note, load_labeler
 
         ref = (ref or "").strip()
         if not ref:
@@ -676,7 +676,7 @@ class Session:
     def propose(self, step: Optional[Step] = None) -> Tuple[Optional[np.ndarray], str]:
         """A mask to start annotating from, and where it came from: the parser that fits the model, else the
         branch (the model's, or the one trained in this session), else nothing."""
-        from editgan_core.labeling import label_images
+        from editgan_core.pipeline.labeling import label_images
 
         step = self.current if step is None else step
         names = self.class_table()[0]
@@ -714,7 +714,7 @@ class Session:
 
     def train_branch(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps, progress: Optional[Callable] = None):
         """Train a branch on the annotated images of this session. -> (branch, report)."""
-        from editgan_core.fewshot import train_branch
+        from editgan_core.pipeline.fewshot import train_branch
 
         done = [a for a in self.annotations if a.labels is not None]
         if len(done) < 2:
@@ -743,7 +743,7 @@ class Session:
         return streaming.run(work, self.stop)
 
     def branch_bytes(self) -> bytes:
-        from editgan_core.segbranch import save_branch
+        from editgan_core.models.segbranch import save_branch
 
         b = self.current_branch()
         if b is None:

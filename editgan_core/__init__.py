@@ -18,14 +18,14 @@ The pipeline, one function per step (each in the module that holds its algorithm
 
 __version__ = "0.2.0"
 
-from .align import align_photo, detect_faces  # noqa: F401
-from .editing import EditResult, edit_from_mask, refine  # noqa: F401
-from .embed import embed, pivotal_tune  # noqa: F401
+from .pipeline.align import align_photo, detect_faces  # noqa: F401
+from .pipeline.editing import EditResult, edit_from_mask, refine  # noqa: F401
+from .pipeline.embed import embed, pivotal_tune  # noqa: F401
 from .errors import (CheckpointError, EditGANError, HashMismatchError, ModelNotFoundError,  # noqa: F401
                      UnsafePickleError)
-from .fewshot import train_branch, train_branch_on_images  # noqa: F401
-from .generator import Generator, GeneratorConfig, generate, images_to_uint8  # noqa: F401
-from .identity import generator_identity, model_identity  # noqa: F401
-from .photo import Crop, paste_back  # noqa: F401
-from .segbranch import segment  # noqa: F401
-from .vectors import EditVector, apply_vectors, load_vector, save_vector  # noqa: F401
+from .models.generator import Generator, GeneratorConfig, generate, images_to_uint8  # noqa: F401
+from .models.segbranch import segment  # noqa: F401
+from .pipeline.fewshot import train_branch, train_branch_on_images  # noqa: F401
+from .pipeline.photo import Crop, paste_back  # noqa: F401
+from .storage.identity import generator_identity, model_identity  # noqa: F401
+from .storage.vectors import EditVector, apply_vectors, load_vector, save_vector  # noqa: F401

@@ -147,7 +147,7 @@ def plan_edit(G, work: int, batch: int = 1) -> Tuple[int, int, str]:
     """The working resolution and batch an edit can afford -> (work, batch, note: "" when nothing was shrunk).
     What was asked is kept when it fits; otherwise the working resolution halves (down to
     ``BUDGET.smallest_work``), then the batch. Refused when one image at the smallest does not fit."""
-    from .editing import work_resolution_for
+    from .pipeline.editing import work_resolution_for
 
     free = available_bytes()
     asked = (work, batch)

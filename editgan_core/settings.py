@@ -105,14 +105,14 @@ class BranchTrainSettings:
 
 @dataclass(frozen=True)
 class LabelSettings:
-    """Labelling generator samples (or photos) with a segmentation model (editgan_core/labeling.py)."""
+    """Labelling generator samples (or photos) with a segmentation model (editgan_core/pipeline/labeling.py)."""
     count: int = 16                     # images labelled when no seeds are given (seeds 0..count-1)
     batch: int = 4                      # images per pass of the labeler
 
 
 @dataclass(frozen=True)
 class PasteSettings:
-    """Handing an edit back at the photo's size (editgan_core/photo.py), as fractions of the crop box's side."""
+    """Handing an edit back at the photo's size (editgan_core/pipeline/photo.py), as fractions of the crop box's side."""
     dilate: float = 0.02                # the edit region grows by this before blending
     feather: float = 0.03               # then fades out over this
     levels: float = 12.0                # a colour change (3x3 mean of the largest channel's, model pixels) above
@@ -125,7 +125,7 @@ class PasteSettings:
 
 @dataclass(frozen=True)
 class AlignSettings:
-    """Finding and cutting faces in photos (editgan_core/align.py)."""
+    """Finding and cutting faces in photos (editgan_core/pipeline/align.py)."""
     detect_side: int = 1024             # the face detector runs on a copy at most this long (landmarks: full size)
     min_score: float = 0.3              # weaker detections are not faces (dlib's HOG finds weak false ones)
     small_face: float = 0.5             # a face square under this x the model's side gets a "soft result" note

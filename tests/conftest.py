@@ -48,8 +48,8 @@ def colour_branch(G, n: int = 6, steps: int = 100):
     features). -> (branch, the training latents, their masks)."""
     import numpy as np
 
-    from editgan_core.fewshot import train_branch
-    from editgan_core.identity import generator_identity
+    from editgan_core.pipeline.fewshot import train_branch
+    from editgan_core.storage.identity import generator_identity
 
     ws = G.mapping_ws(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(3)))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Cutting photos for the model (editgan_core/align.py, photo.py): FFHQ's alignment recipe, exact on ToyFaces'
+"""Cutting photos for the model (editgan_core/pipeline/align.py, photo.py): FFHQ's alignment recipe, exact on ToyFaces'
 known landmarks; dlib on a real photo; a rotated crop handed back; awkward photos."""
 
 import io
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from editgan_core.align import align_photo, detect_faces, ffhq_crop
-from editgan_core.imageio import prepare_image
-from editgan_core.masks import grow
-from editgan_core.photo import Crop, cut, paste_back, region_alpha
+from editgan_core.pipeline.align import align_photo, detect_faces, ffhq_crop
+from editgan_core.storage.imageio import prepare_image
+from editgan_core.storage.masks import grow
+from editgan_core.pipeline.photo import Crop, cut, paste_back, region_alpha
 from editgan_core.toyfaces.palette import CLASS_INDEX
 from editgan_core.toyfaces.render import alignment_framing, landmarks, render, render_seed, sample_params
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from conftest import make_generator
-from editgan_core.checkpoints import save_native
+from editgan_core.loaders.checkpoints import save_native
 from editgan_core.errors import EditGANError
-from editgan_core.identity import generator_identity
-from editgan_core.vectors import EditVector, save_vector
+from editgan_core.storage.identity import generator_identity
+from editgan_core.storage.vectors import EditVector, save_vector
 
 R = 64          # the built-in ToyFaces model
 SHOW = 256      # small images are shown enlarged in the UI
@@ -102,7 +102,7 @@ def test_registry_hub_model_loads_samples_and_shows_its_card(server, app_module,
     """A registry Hub entry (cifar10-32, conditional) served by the stand-in Hub, through /load_model: loaded,
     sampled with a class, model card shown (defect 1: the card raised TypeError for every Hub entry)."""
     from fakes import fake_nvidia
-    from editgan_core.registry import REGISTRY
+    from editgan_core.loaders.registry import REGISTRY
     from fakes.fake_hub import FakeHub
 
     spec = REGISTRY["cifar10-32"]
@@ -189,7 +189,7 @@ def test_a_photo_edit_is_handed_back_at_its_size_with_the_region_shown(server, a
     labels = s.current.labels
     eye_rows = np.nonzero(np.isin(labels, [5, 6]))[0]
     assert not changed[:4 * int(eye_rows.mean())].any()    # from the eyes' middle up: the photo, bit for bit
-    from editgan_core.masks import grow
+    from editgan_core.storage.masks import grow
     mouth = grow(np.isin(labels, [8, 9]), 12)          # the lips and mouth grown by the region's reach (~10 px)
     assert not changed[~np.kron(mouth, np.ones((4, 4), bool)).astype(bool)].any()
     tinted = img(c.predict(True, api_name="/hand_back")[0])
@@ -455,8 +455,9 @@ def test_slider_previews_take_the_fast_path_and_exports_are_exact(app_module, tm
     from PIL import Image
 
     from demo.session import Session
-    from editgan_core import fast, images_to_uint8
+    from editgan_core import images_to_uint8
 
+    from editgan_core.models import fast
     s = Session(app_module.STUDIO)
     s.set_model("toyfaces")
     base = s.sample(3, 0.7)

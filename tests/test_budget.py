@@ -7,11 +7,11 @@ import torch
 
 from conftest import RGB_CLASSES, colour_branch, make_generator
 from editgan_core import budget
-from editgan_core.editing import edit_from_mask, refine
-from editgan_core.embed import embed, pivotal_tune
+from editgan_core.pipeline.editing import edit_from_mask, refine
+from editgan_core.pipeline.embed import embed, pivotal_tune
 from editgan_core.errors import EditGANError
-from editgan_core.fewshot import FeatureStore, train_branch
-from editgan_core.segbranch import segment
+from editgan_core.pipeline.fewshot import FeatureStore, train_branch
+from editgan_core.models.segbranch import segment
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,7 @@ def test_an_edit_that_fits_nowhere_is_refused_before_any_work(setup, monkeypatch
 def test_refinement_takes_fewer_images_per_pass_when_memory_is_short(setup, monkeypatch):
     G, branch, ws, ws_train, _ = setup
     seen = []
-    from editgan_core import editing
-
+    from editgan_core.pipeline import editing
     real = editing.optimise_region
 
     def spy(G_, branch_, w, *a, **kw):

@@ -11,7 +11,7 @@ from fakes import fake_nvidia
 from fakes import fake_tf
 from fakes import ref_rosinality
 from conftest import make_generator
-from editgan_core.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, convert, load_generator, save_native)
+from editgan_core.loaders.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, convert, load_generator, save_native)
 from editgan_core.errors import CheckpointError
 
 

@@ -14,17 +14,17 @@ from conftest import ROOT, make_generator
 from PIL import Image
 
 from editgan_core import images_to_uint8
-from editgan_core.checkpoints import save_native
+from editgan_core.loaders.checkpoints import save_native
 from editgan_core.commands import build_parser, main
 from editgan_core.commands.common import parse_seeds
 from editgan_core.commands.edits import collect_inputs
-from editgan_core.generator import generate
-from editgan_core.hub import load_model
-from editgan_core.identity import model_identity
-from editgan_core.latents import load_latent, save_latent
-from editgan_core.masks import encode_mask
-from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch, segment
-from editgan_core.vectors import EditVector, load_vector, save_vector
+from editgan_core.models.generator import generate
+from editgan_core.loaders.hub import load_model
+from editgan_core.storage.identity import model_identity
+from editgan_core.storage.latents import load_latent, save_latent
+from editgan_core.storage.masks import encode_mask
+from editgan_core.models.segbranch import BranchConfig, SegBranch, load_branch, save_branch, segment
+from editgan_core.storage.vectors import EditVector, load_vector, save_vector
 
 PALETTE3 = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
 
@@ -164,7 +164,7 @@ def test_module_entry_point_and_version(tmp_path):
 
 
 def test_core_does_not_import_gradio():
-    code = "import sys, editgan_core, editgan_core.commands, editgan_core.hub; print('gradio' in sys.modules)"
+    code = "import sys, editgan_core, editgan_core.commands, editgan_core.loaders.hub; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -225,7 +225,7 @@ def test_defaults_and_choices_come_from_settings():
 
 def test_embed_train_branch_segment_pipeline(tmp_path, capsys):
     """Folder of image/mask pairs -> branch; image -> latent + what the model saw + reconstruction; latent -> mask."""
-    from editgan_core.imageio import prepare_image
+    from editgan_core.storage.imageio import prepare_image
     from editgan_core.toyfaces.palette import PALETTE
 
     G = make_generator()
@@ -383,7 +383,7 @@ def test_wrong_mask_size_exits_2_names_the_file_and_leaves_no_folder(tmp_path, c
 def test_bare_vector_names_find_starter_vectors_and_library(tmp_path, capsys, home, editable):
     G, model, ident, branch = editable
     save_vector(a_vector(G, ident, "bigger eyes", seed=1), model / "vectors")      # a starter vector of the model
-    from editgan_core.vectors import library_dir
+    from editgan_core.storage.vectors import library_dir
 
     save_vector(a_vector(G, ident, "smile", seed=2), library_dir(ident))            # one the user saved
     ws = ws_of(G, 3)
@@ -500,8 +500,8 @@ def face_parser(tmp_path_factory):
 
 
 def test_label_then_train_branch_round_trip(tmp_path, capsys, face_parser):
-    from editgan_core.labeling import ClassMap, label_images, load_labeler
-    from editgan_core.masks import decode_mask
+    from editgan_core.pipeline.labeling import ClassMap, label_images, load_labeler
+    from editgan_core.storage.masks import decode_mask
 
     G = make_generator()
     model = save_native(G, tmp_path / "model")
@@ -581,7 +581,7 @@ def test_label_photos_and_the_default_map(tmp_path, capsys, face_parser):
 def test_label_bad_inputs_exit_2_name_the_file_and_leave_nothing(tmp_path, capsys, monkeypatch, face_parser):
     import dataclasses
 
-    from editgan_core.registry import PARSERS, REGISTRY, ModelSpec
+    from editgan_core.loaders.registry import PARSERS, REGISTRY, ModelSpec
 
     G = make_generator()
     model = save_native(G, tmp_path / "model")
@@ -660,8 +660,8 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
     """embed records the photo; apply on the photo (or on its latent) and edit of its latent write NAME.png at the
     photo's size, the model-size crop beside it, and outside the (grown) region where the parts changed every pixel
     is the photo's own."""
-    from editgan_core.masks import grow
-    from editgan_core.photo import Crop, region_alpha
+    from editgan_core.storage.masks import grow
+    from editgan_core.pipeline.photo import Crop, region_alpha
 
     G, model, ident, branch = editable
     R = G.img_resolution
@@ -715,7 +715,7 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
 
 
 def test_embed_tune_writes_the_photos_tuning_and_apply_renders_with_it(tmp_path, capsys, editable):
-    from editgan_core.embed import load_tuning
+    from editgan_core.pipeline.embed import load_tuning
 
     G, model, ident, branch = editable
     Image.fromarray(synth_u8(make_generator(seed=9), ws_of(make_generator(seed=9), 1))).save(tmp_path / "me.png")

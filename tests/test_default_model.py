@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from editgan_core import images_to_uint8
-from editgan_core.hub import load_model
-from editgan_core.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
+from editgan_core.loaders.hub import load_model
+from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
 
 MODEL_DIR = CHECKPOINTS_DIR / REGISTRY[DEFAULT_MODEL].local_dir
 pytestmark = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import colour_branch, make_generator
-from editgan_core.editing import EditError, edit_from_mask, edit_region, optimise_region
-from editgan_core.segbranch import segment
+from editgan_core.pipeline.editing import EditError, edit_from_mask, edit_region, optimise_region
+from editgan_core.models.segbranch import segment
 from editgan_core.errors import CheckpointError, EditGANError
-from editgan_core.identity import generator_identity
-from editgan_core.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
+from editgan_core.storage.identity import generator_identity
+from editgan_core.storage.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_refinement_improves_what_it_optimises_and_needs_branch(setup):
     """Refinement keeps the edited segmentation inside the vectors' region and pulls the rest back to the
     original image: outside the region the refined image is measurably closer to the original than the plain
     application, while inside it the segmentation still matches the edited one."""
-    from editgan_core.editing import edit_region, refine
+    from editgan_core.pipeline.editing import edit_region, refine
 
     G, branch, ws = setup
     v = _vector(G)
@@ -255,7 +255,7 @@ def test_crash_mid_save_keeps_the_old_vector(setup, tmp_path, monkeypatch):
 
 
 def test_library_folder_is_per_model(tmp_path, monkeypatch):
-    from editgan_core.vectors import library_dir
+    from editgan_core.storage.vectors import library_dir
 
     monkeypatch.setenv("EDITGAN_HOME", str(tmp_path))
     a = library_dir({"name": "hf://org/repo/x.pkl", "sha256": "ab" * 32})
@@ -340,7 +340,7 @@ def test_large_regions_estimate_the_same_cross_entropy_from_samples(setup):
 def test_edit_quality_reads_what_the_result_reached_and_what_changed_outside():
     """The readout on hand-made cases: a result that took half of the painted pixels, and an image that changed
     only inside the region (PSNR outside infinite) or by a known amount outside it."""
-    from editgan_core.editing import edit_quality
+    from editgan_core.pipeline.editing import edit_quality
 
     target = np.zeros((8, 8), np.uint8)
     target[2:6, 2:6] = 1
@@ -368,8 +368,8 @@ def test_edit_quality_reads_what_the_result_reached_and_what_changed_outside():
 def test_edit_quality_reads_lpips_outside_the_region_when_weights_are_there():
     """LPIPS (random VGG weights: the measure, not its calibration) sees nothing when only the region changed, and a
     change outside it; without weights the readout leaves it out."""
-    from editgan_core.editing import edit_quality
-    from editgan_core.perceptual import LPIPS
+    from editgan_core.pipeline.editing import edit_quality
+    from editgan_core.models.perceptual import LPIPS
 
     torch.manual_seed(0)
     lp = LPIPS().eval()
@@ -394,7 +394,7 @@ def test_edit_quality_reads_lpips_outside_the_region_when_weights_are_there():
 
 
 def test_stroke_edges_are_the_rim_of_what_was_painted():
-    from editgan_core.editing import stroke_edges
+    from editgan_core.pipeline.editing import stroke_edges
 
     old = np.zeros((12, 12), np.uint8)
     old[0:2] = 2                                             # an edge that was not painted: not a stroke edge
@@ -412,7 +412,7 @@ def test_stroke_edges_are_the_rim_of_what_was_painted():
 
 
 def test_painted_pixels_take_the_colour_their_class_already_has():
-    from editgan_core.editing import painted_colours
+    from editgan_core.pipeline.editing import painted_colours
 
     G = make_generator()
     ws = G.mapping_ws(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1)))

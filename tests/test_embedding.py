@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 from conftest import make_generator
-from editgan_core.embed import (embed, encoder_only, load_encoder, save_encoder,
+from editgan_core.pipeline.embed import (embed, encoder_only, load_encoder, save_encoder,
                                 train_encoder)
 from editgan_core.errors import CheckpointError, EditGANError, ModelNotFoundError
-from editgan_core.imageio import ImageInputError, prepare_image
-from editgan_core.latents import load_latent, save_latent
-from editgan_core.masks import decode_mask, encode_mask
-from editgan_core.perceptual import VGG16_CONVS, FallbackDistance, LPIPS, load_lpips, perceptual_for
-from editgan_core.identity import generator_identity
+from editgan_core.storage.imageio import ImageInputError, prepare_image
+from editgan_core.storage.latents import load_latent, save_latent
+from editgan_core.storage.masks import decode_mask, encode_mask
+from editgan_core.models.perceptual import VGG16_CONVS, FallbackDistance, LPIPS, load_lpips, perceptual_for
+from editgan_core.storage.identity import generator_identity
 from fakes.fake_hub import FakeHub
 
 
@@ -78,7 +78,7 @@ def test_bad_images_get_clear_errors(tmp_path):
 
 
 def test_decompression_bomb_is_refused(monkeypatch):
-    import editgan_core.imageio as io_mod
+    import editgan_core.storage.imageio as io_mod
 
     monkeypatch.setattr(io_mod, "MAX_PIXELS", 1000)
     with pytest.raises(ImageInputError, match="limit|enormous"):
@@ -279,7 +279,7 @@ def test_pivotal_tuning_brings_the_photo_closer_and_leaves_the_model_alone(tmp_p
     """A photo the generator cannot reach (another generator's render): tuning a copy lifts its PSNR; the model's
     own weights are untouched; the saved float16 delta reloads into the very same tuned generator; a tuning of
     another generator is refused."""
-    from editgan_core.embed import load_tuning, pivotal_tune, save_tuning
+    from editgan_core.pipeline.embed import load_tuning, pivotal_tune, save_tuning
 
     G = make_generator(seed=1).eval()
     other = make_generator(seed=2).eval()

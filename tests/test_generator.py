@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_generator
-from editgan_core import GeneratorConfig, ops
+from editgan_core import GeneratorConfig
 
 
+from editgan_core.models import ops
 def ref_upfirdn2d(x, f1d, up, pad, gain):
     """Literal NVIDIA reference: zero-insert, pad, conv2d with the flipped 2-D filter."""
     n, c, h, w = x.shape
@@ -202,10 +203,10 @@ def test_fp16_path_close_to_fp32():
 
 
 def test_bf16_fast_path_is_close_to_float32_and_switchable():
-    """The preview path (editgan_core/fast.py): bf16 images within 40 dB PSNR of float32 (forced on, so it runs
+    """The preview path (editgan_core/models/fast.py): bf16 images within 40 dB PSNR of float32 (forced on, so it runs
     on any CPU), float32 exactly when off; the bf16 copy does not touch the float32 generator."""
-    from editgan_core import fast
-    from editgan_core.generator import images_to_uint8
+    from editgan_core.models import fast
+    from editgan_core.models.generator import images_to_uint8
 
     G = make_generator()
     ws = G.mapping_ws(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
@@ -251,7 +252,7 @@ def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
     """Slider moves of several users (threads) that arrive while a pass runs are rendered together in the next
     pass; each caller gets exactly its own rows; an error in a shared pass reaches every caller of that pass and
     the next pass works."""
-    from editgan_core.fast import _SharedPasses
+    from editgan_core.models.fast import _SharedPasses
 
     gate, sizes = threading.Event(), []
 
@@ -292,8 +293,7 @@ def test_concurrent_previews_share_passes_and_each_gets_its_own_images():
 
 def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
     """More waiting latents than one pass takes: every caller still gets its own rows, no pass is over the cap."""
-    from editgan_core import fast
-
+    from editgan_core.models import fast
     monkeypatch.setattr(fast, "MAX_BATCH", 2)
     gate, sizes = threading.Event(), []
 
@@ -317,7 +317,7 @@ def test_shared_passes_keep_to_their_batch_cap(monkeypatch):
 def test_shared_passes_under_load_never_stall():
     """Eight threads, 200 calls each, with a render that takes a little time: every call returns its own rows
     (none waits forever, none gets another's)."""
-    from editgan_core.fast import _SharedPasses
+    from editgan_core.models.fast import _SharedPasses
 
     def render(ws):
         time.sleep(0.0005)
@@ -343,8 +343,7 @@ def test_shared_passes_under_load_never_stall():
 def test_fast_synthesis_from_several_threads_equals_one_pass_each():
     """The shared passes on a real (tiny) generator: eight threads, each its own latent, get the images a pass of
     their latent alone gives (bf16 forced on, so it runs on any CPU)."""
-    from editgan_core import fast
-
+    from editgan_core.models import fast
     G = make_generator()
     ws = G.mapping_ws(torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(3)), truncation_psi=0.7)
     try:

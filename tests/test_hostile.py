@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def kinds(tmp_path_factory):
     """kind -> (path of a valid file, its loader)."""
-    from editgan_core.checkpoints import load_generator, save_native
-    from editgan_core.embed import Encoder, EncoderConfig, load_encoder, load_tuning, save_encoder, save_tuning
-    from editgan_core.identity import generator_identity
-    from editgan_core.latents import load_latent, save_latent
-    from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch
-    from editgan_core.vectors import EditVector, load_vector, save_vector
+    from editgan_core.loaders.checkpoints import load_generator, save_native
+    from editgan_core.pipeline.embed import Encoder, EncoderConfig, load_encoder, load_tuning, save_encoder, save_tuning
+    from editgan_core.storage.identity import generator_identity
+    from editgan_core.storage.latents import load_latent, save_latent
+    from editgan_core.models.segbranch import BranchConfig, SegBranch, load_branch, save_branch
+    from editgan_core.storage.vectors import EditVector, load_vector, save_vector
 
     d = tmp_path_factory.mktemp("kinds")
     G = make_generator()
@@ -156,8 +156,8 @@ def test_every_broken_file_gives_the_projects_error_or_loads(kinds, kind, tmp_pa
 
 
 def test_nan_and_empty_identities_are_refused(kinds, tmp_path):
-    from editgan_core.latents import load_latent
-    from editgan_core.vectors import load_vector
+    from editgan_core.storage.latents import load_latent
+    from editgan_core.storage.vectors import load_vector
 
     path, _ = kinds["vector"]
     tensors, md = _read(path)
@@ -174,8 +174,8 @@ def test_nan_and_empty_identities_are_refused(kinds, tmp_path):
 
 
 def test_a_diverging_optimisation_stops_and_keeps_nothing():
-    from editgan_core.editing import edit_from_mask
-    from editgan_core.embed import embed
+    from editgan_core.pipeline.editing import edit_from_mask
+    from editgan_core.pipeline.embed import embed
 
     G = make_generator()
     ws = torch.randn(1, G.num_ws, G.w_dim)
@@ -184,7 +184,7 @@ def test_a_diverging_optimisation_stops_and_keeps_nothing():
         embed(G, torch.zeros(1, 3, G.img_resolution, G.img_resolution), steps=3, w_init=ws)
 
     class Branch:                    # any branch: the loss is not finite before it matters
-        from editgan_core.segbranch import BranchConfig, SegBranch
+        from editgan_core.models.segbranch import BranchConfig, SegBranch
         b = SegBranch(BranchConfig(G.feature_channels(), G.feature_resolutions(), G.img_resolution, ["a", "b"],
                                    [(0, 0, 0), (255, 0, 0)], members=1))
     mask = np.zeros((G.img_resolution,) * 2, np.uint8)
@@ -236,7 +236,7 @@ def test_cli_edit_never_overwrites_in_silence_and_reserves_starter_names(tmp_pat
     from PIL import Image
 
     from editgan_core.commands import main
-    from editgan_core.masks import encode_mask
+    from editgan_core.storage.masks import encode_mask
     from editgan_core.toyfaces.palette import PALETTE
 
     assert main(["embed", str(ROOT / "checkpoints" / "toyfaces" / "reference_seed0_psi0.7.png"), "--steps", "2",
@@ -268,7 +268,7 @@ def test_the_app_keeps_working_with_a_bad_library_file_and_never_shadows_a_vecto
     monkeypatch.setenv("EDITGAN_HOME", str(tmp_path / "home"))
     from demo.model import Studio
     from demo.session import Session
-    from editgan_core.vectors import save_vector
+    from editgan_core.storage.vectors import save_vector
 
     studio = Studio()
     s = Session(studio)
@@ -327,7 +327,7 @@ def test_download_folders_go_with_the_session_and_old_ones_at_start_up(tmp_path,
 def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
     import zipfile
 
-    from editgan_core.checkpoints import load_generator
+    from editgan_core.loaders.checkpoints import load_generator
 
     with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
@@ -338,7 +338,7 @@ def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
 
 
 def test_user_strings_are_clipped_in_messages():
-    from editgan_core.vectors import check_name
+    from editgan_core.storage.vectors import check_name
 
     with pytest.raises(EditGANError) as e:
         check_name("x" * 10_000_000)
@@ -353,13 +353,13 @@ def test_the_cli_and_the_studio_load_a_model_alike_and_embed_with_the_same_dista
 
     sys.path.insert(0, str(ROOT))
     from demo.model import Studio
-    from editgan_core.assets import Bundle
-    from editgan_core.checkpoints import save_native
+    from editgan_core.loaders.assets import Bundle
+    from editgan_core.loaders.checkpoints import save_native
     from editgan_core.commands.common import distance_for as _distance_for
-    from editgan_core.discriminator import Discriminator, DiscriminatorConfig
-    from editgan_core.hub import load_model
-    from editgan_core.perceptual import DiscriminatorDistance, FallbackDistance
-    from editgan_core.training import export_discriminator
+    from editgan_core.models.discriminator import Discriminator, DiscriminatorConfig
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.models.perceptual import DiscriminatorDistance, FallbackDistance
+    from editgan_core.training.engine import export_discriminator
 
     monkeypatch.setenv("EDITGAN_HOME", str(tmp_path / "home"))
     G = make_generator()

@@ -7,10 +7,10 @@ import torch
 
 from fakes import fake_nvidia
 from conftest import make_generator
-from editgan_core import hub
-from editgan_core.checkpoints import CONFIG_NAME, WEIGHTS_NAME, save_native
+from editgan_core.loaders import hub
+from editgan_core.loaders.checkpoints import CONFIG_NAME, WEIGHTS_NAME, save_native
 from editgan_core.errors import HashMismatchError, ModelNotFoundError
-from editgan_core.registry import REGISTRY, ModelSpec
+from editgan_core.loaders.registry import REGISTRY, ModelSpec
 from fakes.fake_hub import FakeHub
 
 

@@ -5,8 +5,8 @@ import torch
 
 from conftest import make_generator
 from editgan_core.errors import EditGANError
-from editgan_core.identity import generator_identity
-from editgan_core.vectors import EditVector
+from editgan_core.storage.identity import generator_identity
+from editgan_core.storage.vectors import EditVector
 from fakes.fake_hub import FakeHub
 
 

@@ -1,4 +1,4 @@
-"""Labelling with a transformers semantic-segmentation model (editgan_core/labeling.py), offline: tiny random
+"""Labelling with a transformers semantic-segmentation model (editgan_core/pipeline/labeling.py), offline: tiny random
 SegFormers made with save_pretrained, read from a folder or served by the stand-in Hub; the class map; the parser
 registry; every bad input refused with a message that says what it is."""
 
@@ -13,11 +13,11 @@ import torch
 from conftest import make_generator
 from PIL import Image
 
-from editgan_core.checkpoints import save_native
+from editgan_core.loaders.checkpoints import save_native
 from editgan_core.errors import EditGANError, ModelNotFoundError
-from editgan_core.labeling import (ClassMap, Labeler, class_palette, fit_note, label_images, load_labeler,
+from editgan_core.pipeline.labeling import (ClassMap, Labeler, class_palette, fit_note, label_images, load_labeler,
                                    parser_for, save_mask_png)
-from editgan_core.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
+from editgan_core.loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
 from fakes.fake_hub import FakeHub
 
 from fakes.standins import FACE_LABELS, make_segformer  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal

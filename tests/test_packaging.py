@@ -36,7 +36,7 @@ def test_pyproject_ships_every_package_and_every_model_file():
 
 
 def test_checkpoints_dir_is_the_repositorys_in_a_source_tree():
-    from editgan_core.registry import CHECKPOINTS_DIR
+    from editgan_core.loaders.registry import CHECKPOINTS_DIR
 
     assert CHECKPOINTS_DIR == ROOT / "checkpoints"
 
@@ -73,11 +73,11 @@ def test_ci_runs_the_readme_test_command():
 def test_pip_install_then_editgan_from_any_folder_offline(tmp_path):
     """The real thing, in a few seconds: a fresh venv (system site-packages for torch & co.), `pip install` of a copy
     of the project without network, then `editgan` in an unrelated folder, offline, with no PYTHONPATH."""
-    from editgan_core.generator import generate
-    from editgan_core.hub import load_model
-    from editgan_core.identity import model_identity
-    from editgan_core.latents import save_latent
-    from editgan_core.vectors import apply_vectors, load_vector
+    from editgan_core.models.generator import generate
+    from editgan_core.loaders.hub import load_model
+    from editgan_core.storage.identity import model_identity
+    from editgan_core.storage.latents import save_latent
+    from editgan_core.storage.vectors import apply_vectors, load_vector
 
     src = tmp_path / "src"
     src.mkdir()
@@ -117,7 +117,7 @@ def test_pip_install_then_editgan_from_any_folder_offline(tmp_path):
     for seed in range(4):
         got = np.asarray(Image.open(elsewhere / "x" / f"seed{seed:04d}.png"))
         assert np.array_equal(got, generate(G, [seed]).uint8()[0].numpy()), seed
-    where = run(py, "-c", "import editgan_core, editgan_core.registry as r; print(editgan_core.__file__); "
+    where = run(py, "-c", "import editgan_core, editgan_core.loaders.registry as r; print(editgan_core.__file__); "
                           "print(r.CHECKPOINTS_DIR)").split()
     installed = Path(where[0]).parent.parent
     assert installed.is_relative_to(venv) and Path(where[1]) == installed / "editgan_checkpoints"

@@ -1,4 +1,4 @@
-"""Paste-back (editgan_core/photo.py): an edit handed back at the photo's size, nothing outside its region."""
+"""Paste-back (editgan_core/pipeline/photo.py): an edit handed back at the photo's size, nothing outside its region."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from editgan_core.errors import EditGANError
-from editgan_core.imageio import prepare_image
-from editgan_core.masks import grow
-from editgan_core.photo import paste_back, region_alpha
+from editgan_core.storage.imageio import prepare_image
+from editgan_core.storage.masks import grow
+from editgan_core.pipeline.photo import paste_back, region_alpha
 
 R = 32
 
@@ -66,7 +66,7 @@ def test_a_photos_export_comes_back_at_its_own_size_changed_only_where_the_parts
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from demo.model import Studio
     from demo.session import Session
-    from editgan_core.generator import images_to_uint8
+    from editgan_core.models.generator import images_to_uint8
 
     s = Session(Studio())
     s.set_model("toyfaces")
@@ -103,8 +103,8 @@ def test_a_pivotal_tuned_photo_renders_with_its_tuning_and_exports_it(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from demo.model import Studio
     from demo.session import Session
-    from editgan_core.embed import load_tuning
-    from editgan_core.generator import images_to_uint8
+    from editgan_core.pipeline.embed import load_tuning
+    from editgan_core.models.generator import images_to_uint8
     from editgan_core.toyfaces.render import render_seed
 
     s = Session(Studio())
@@ -143,7 +143,7 @@ def test_the_studio_cuts_uploads_as_faces_or_boxes_and_moves_the_box():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from demo.model import Studio
     from demo.session import Session
-    from editgan_core.photo import Crop
+    from editgan_core.pipeline.photo import Crop
 
     s = Session(Studio())
     s.set_model("toyfaces")
@@ -210,7 +210,7 @@ def _in_photo(mask: np.ndarray, side: int) -> np.ndarray:
 
 
 def test_the_edit_region_is_where_parts_moved_not_every_pixel_of_their_classes():
-    from editgan_core.photo import changed_region
+    from editgan_core.pipeline.photo import changed_region
 
     lab0, lab1 = _face(), _face(smile=True)
     lab1[21, 16] = SKIN                                      # the branch's flicker on an eye's edge (no colour change)
@@ -237,7 +237,7 @@ def test_a_smile_changes_the_photo_only_near_the_mouth_and_keeps_its_detail(blen
     """A vector on skin, lips and mouth that also pulls on the eyes, hair and background: handed back into a 384-px
     photo, eyes, hair and background are bit-identical, only the mouth's surroundings change, and beside the mouth,
     where the skin only got lighter, the photo keeps its own texture."""
-    from editgan_core.photo import Crop, changed_region, hand_back
+    from editgan_core.pipeline.photo import Crop, changed_region, hand_back
 
     side = 384
     lab0, lab1 = _face(), _face(smile=True)
@@ -265,7 +265,7 @@ def test_a_smile_changes_the_photo_only_near_the_mouth_and_keeps_its_detail(blen
 
 
 def test_a_mask_edit_of_the_hair_hands_back_the_hair_only():
-    from editgan_core.photo import Crop, changed_region, hand_back
+    from editgan_core.pipeline.photo import Crop, changed_region, hand_back
 
     side = 288
     lab0, lab1 = _face(), _face(long_hair=True)
@@ -281,7 +281,7 @@ def test_a_mask_edit_of_the_hair_hands_back_the_hair_only():
 
 
 def test_poisson_blending_meets_the_photo_at_the_border_with_the_models_gradients_inside():
-    from editgan_core.photo import poisson_blend
+    from editgan_core.pipeline.photo import poisson_blend
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
@@ -301,7 +301,7 @@ def test_poisson_blending_meets_the_photo_at_the_border_with_the_models_gradient
 
 
 def test_hand_back_refuses_what_does_not_fit():
-    from editgan_core.photo import ChangedRegion, hand_back
+    from editgan_core.pipeline.photo import ChangedRegion, hand_back
 
     img = np.zeros((R, R, 3), np.uint8)
     region = ChangedRegion(np.ones((R, R), bool), np.zeros((R, R), bool))

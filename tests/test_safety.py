@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from editgan_core.checkpoints import load_generator
+from editgan_core.loaders.checkpoints import load_generator
 from editgan_core.errors import CheckpointError, UnsafePickleError
-from editgan_core.safe_pickle import safe_load_pickle
+from editgan_core.loaders.safe_pickle import safe_load_pickle
 
 
 class RunsCommand:
@@ -88,7 +88,7 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("editgan_core", "demo", "bench", "app.py")
-ALLOW_LIST_UNPICKLER = "editgan_core/safe_pickle.py"
+ALLOW_LIST_UNPICKLER = "editgan_core/loaders/safe_pickle.py"
 # Names whose use unpickles without restriction (or runs code from the file) whatever the arguments.
 UNPICKLERS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "pickle._Unpickler", "pickle._load",
               "pickle._loads", "_pickle.load", "_pickle.loads", "_pickle.Unpickler", "pandas.read_pickle",
@@ -219,7 +219,7 @@ def test_a_hostile_training_checkpoint_is_refused_and_runs_nothing(tmp_path):
     import numpy as np
 
     from editgan_core.toyfaces import distill
-    from editgan_core.train_gan import TrainConfig, Trainer, main as train_main
+    from editgan_core.training.gan import TrainConfig, Trainer, main as train_main
 
     marker = tmp_path / "pwned4"
     run = tmp_path / "run"

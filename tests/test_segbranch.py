@@ -6,9 +6,9 @@ import torch
 
 from conftest import make_generator
 from editgan_core.errors import CheckpointError, EditGANError
-from editgan_core.fewshot import FeatureStore, miou, synthesis_features, train_branch
-from editgan_core.identity import generator_identity
-from editgan_core.segbranch import BranchConfig, SegBranch, load_branch, save_branch
+from editgan_core.pipeline.fewshot import FeatureStore, miou, synthesis_features, train_branch
+from editgan_core.storage.identity import generator_identity
+from editgan_core.models.segbranch import BranchConfig, SegBranch, load_branch, save_branch
 
 NAMES = ["bg", "a", "b"]
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]

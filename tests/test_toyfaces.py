@@ -184,7 +184,7 @@ def test_shipped_parser_loads_with_transformers_and_labels_held_out_renders():
     import torch.nn.functional as F
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    from editgan_core.fewshot import miou
+    from editgan_core.pipeline.fewshot import miou
     from editgan_core.toyfaces.dataset import SEEDS, render_set
 
     folder = Path(__file__).resolve().parents[1] / "checkpoints" / "toyfaces" / "parser"

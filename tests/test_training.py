@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editgan_core.checkpoints import load_generator
-from editgan_core.discriminator import Conv2dLayer, Discriminator, DiscriminatorConfig
+from editgan_core.loaders.checkpoints import load_generator
+from editgan_core.models.discriminator import Conv2dLayer, Discriminator, DiscriminatorConfig
 from editgan_core.errors import CheckpointError
-from editgan_core.perceptual import load_discriminator
+from editgan_core.models.perceptual import load_discriminator
 from editgan_core.toyfaces import CLASS_INDEX, render_seed
 from editgan_core.toyfaces import judge as J
-from editgan_core.train_gan import TrainConfig, Trainer, export
+from editgan_core.training.gan import TrainConfig, Trainer, export
 
 
 def test_downsampling_conv_matches_reference():
@@ -67,7 +67,7 @@ def test_training_steps_resume_exactly_and_export(tmp_path):
     export(tr2, tmp_path / "export", {})
     loaded = load_generator(tmp_path / "export")
     assert loaded.config.img_resolution == 16
-    assert loaded.meta["training"]["steps"] == 4 and loaded.meta["source"]["by"] == "editgan_core.train_gan"
+    assert loaded.meta["training"]["steps"] == 4 and loaded.meta["source"]["by"] == "editgan_core.training.gan"
     D = load_discriminator(tmp_path / "export" / "discriminator.safetensors")
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -97,7 +97,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_and_trainers_are_told_apart(
     cfg = Dst.DistillConfig(res=16, z_dim=32, channel_base=64, channel_max=16, batch=4, data_size=8, val_size=2)
     d = Dst.Distiller(cfg, torch.randn(10, 32), np.zeros((10, 16, 16, 3), np.uint8))
     d.save(tmp_path / "distill")
-    with pytest.raises(CheckpointError, match="editgan_core.toyfaces.distill, not of editgan_core.train_gan"):
+    with pytest.raises(CheckpointError, match="editgan_core.toyfaces.distill, not of editgan_core.training.gan"):
         tiny_trainer(tmp_path).load(tmp_path / "distill" / "ckpt.safetensors")
 
 
@@ -155,7 +155,7 @@ def test_judge_learns_and_round_trips(tmp_path):
     assert agree > 0.98
     # Another kind of file is refused by name; the shipped judge (older metadata key) still loads.
     D = Discriminator(DiscriminatorConfig(img_resolution=16, channel_base=128, channel_max=16))
-    from editgan_core.training import export_discriminator
+    from editgan_core.training.engine import export_discriminator
     export_discriminator(D, tmp_path)
     with pytest.raises(CheckpointError, match="discriminator.safetensors is not a ToyFaces judge: it is a discrim"):
         J.load_judge(tmp_path / "discriminator.safetensors")

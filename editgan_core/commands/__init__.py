@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import files
 from ..errors import EditGANError
+from ..storage import files
 from . import branches, edits, models, photos
 from .common import HelpFormatter, first_missing, prog_name, remove_empty
 

@@ -32,8 +32,8 @@ def _read_classes(path: str) -> Tuple[List[str], List[Tuple[int, int, int]]]:
 def _branch_classes(loaded, args) -> Tuple[List[str], List[Tuple[int, int, int]]]:
     """train-branch's class table: --classes; else --map (colours from FOLDER/classes.json when it is there);
     else FOLDER/classes.json (written by label); else the model's classes."""
-    from ..assets import default_classes
-    from ..labeling import ClassMap, class_palette
+    from ..loaders.assets import default_classes
+    from ..pipeline.labeling import ClassMap, class_palette
 
     folder_classes = Path(args.folder) / CLASSES_FILE
     if args.classes and args.map:
@@ -60,9 +60,9 @@ def cmd_train_branch(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..fewshot import load_annotated_folder, train_branch_on_images
-    from ..identity import model_identity
-    from ..segbranch import save_branch
+    from ..pipeline.fewshot import load_annotated_folder, train_branch_on_images
+    from ..storage.identity import model_identity
+    from ..models.segbranch import save_branch
 
     if not str(args.out).endswith(".safetensors"):
         raise CLIError(f"--out {args.out}: a branch file ends in .safetensors")
@@ -108,11 +108,11 @@ def _label_inputs(src: Path) -> List[Path]:
 def cmd_label(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .. import files
-    from ..assets import default_classes
-    from ..generator import generate
-    from ..imageio import prepare_image
-    from ..labeling import ClassMap, class_palette, fit_note, label_images, load_labeler, parser_for, save_mask_png
+    from ..storage import files
+    from ..loaders.assets import default_classes
+    from ..models.generator import generate
+    from ..storage.imageio import prepare_image
+    from ..pipeline.labeling import ClassMap, class_palette, fit_note, label_images, load_labeler, parser_for, save_mask_png
 
     if args.inputs and (args.seeds is not None or args.n is not None):
         raise CLIError("give --inputs (photos to label) or --n/--seeds (samples to label), not both")
@@ -126,7 +126,7 @@ def cmd_label(args: argparse.Namespace) -> int:
                            f"write to another folder")
     ref = args.labeler or parser_for(args.model)
     if ref is None:
-        from ..labeling import model_domain
+        from ..pipeline.labeling import model_domain
 
         dom = model_domain(args.model)
         raise CLIError(f"no parser in the registry fits {args.model}{f' ({dom})' if dom else ''}: pass --labeler "

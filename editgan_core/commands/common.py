@@ -111,7 +111,7 @@ def save_png(path: Path, arr) -> Path:
     """uint8 [H, W, C] -> PNG, written atomically (the folder is made now, not before)."""
     from PIL import Image
 
-    from .. import files
+    from ..storage import files
 
     img = Image.fromarray(arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
     return files.atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
@@ -132,7 +132,7 @@ def device(name: str):
 
 def load(args, key: Optional[str] = None):
     """The model of ``--model`` on ``--device``, in eval mode; its loading notes go to stderr."""
-    from ..hub import load_model
+    from ..loaders.hub import load_model
 
     with about(args.model):
         loaded = load_model(args.model, key=key)
@@ -143,8 +143,8 @@ def load(args, key: Optional[str] = None):
 
 
 def encoder_for(loaded, choice: str):
-    from ..assets import ENCODER_NAME, companion_module
-    from ..identity import model_identity
+    from ..loaders.assets import ENCODER_NAME, companion_module
+    from ..storage.identity import model_identity
 
     with about(choice):
         enc = companion_module(loaded, model_identity(loaded), choice, ENCODER_NAME, loaded.G.w_avg.device)
@@ -155,15 +155,15 @@ def encoder_for(loaded, choice: str):
 
 def distance_for(loaded, choice: str):
     """The embedding distance: as the studio's (assets.Bundle), 'auto' unless --perceptual says otherwise."""
-    from ..assets import model_dir
-    from ..perceptual import perceptual_for
+    from ..loaders.assets import model_dir
+    from ..models.perceptual import perceptual_for
 
     return perceptual_for(model_dir(loaded), choice)
 
 
 def branch_for(loaded, path: Optional[str]):
-    from ..assets import BRANCH_NAME, companion_module
-    from ..identity import model_identity
+    from ..loaders.assets import BRANCH_NAME, companion_module
+    from ..storage.identity import model_identity
 
     with about(path or "the model's branch"):
         branch = companion_module(loaded, model_identity(loaded), path or "auto", BRANCH_NAME, loaded.G.w_avg.device)
@@ -176,9 +176,9 @@ def branch_for(loaded, path: Optional[str]):
 def prepare_photo(loaded, path, args):
     """An image read and cut for the model: aligned as a face (``--cut face``, the default for FFHQ-style models;
     face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
-    from ..align import AlignmentError, choose_crop, cut_for, detect_faces
-    from ..imageio import prepare_image
-    from ..registry import get_spec
+    from ..pipeline.align import AlignmentError, choose_crop, cut_for, detect_faces
+    from ..storage.imageio import prepare_image
+    from ..loaders.registry import get_spec
 
     R = loaded.G.img_resolution
     spec = get_spec(args.model)
@@ -207,7 +207,7 @@ def prepare_photo(loaded, path, args):
 def embed_images(loaded, paths, args):
     """Each image: cut for the model (aligned, cropped or padded), embedded, and pivotal-tuned when ``--tune``.
     Yields (path, prepared, result, distance name, Tuning or None)."""
-    from ..embed import embed, pivotal_tune
+    from ..pipeline.embed import embed, pivotal_tune
 
     G = loaded.G
     enc = encoder_for(loaded, args.encoder)
@@ -231,7 +231,7 @@ def embed_images(loaded, paths, args):
 
 def generator_for(loaded, latent_path: Path, meta: dict, ident):
     """The generator a latent renders with: its photo's tuned copy when embed --tune wrote one beside it."""
-    from ..embed import load_tuning
+    from ..pipeline.embed import load_tuning
 
     name = meta.get("tuning")
     if not name:
@@ -247,7 +247,7 @@ def generator_for(loaded, latent_path: Path, meta: dict, ident):
 
 def photo_meta(path: Path, prep) -> dict:
     """What a latent records of the photo it came from, so that edits of it can be handed back at its size."""
-    from ..checkpoints import sha256_file
+    from ..loaders.checkpoints import sha256_file
 
     return {"photo": str(Path(path).resolve()), "photo_sha256": sha256_file(path),
             "photo_size": list(prep.original_size), "crop": prep.crop.as_dict()}
@@ -257,9 +257,9 @@ def photo_of(meta: dict, name: str):
     """(photo RGB array, Crop) from a latent's record, or None (with a note) when the photo is gone or changed."""
     import numpy as np
 
-    from ..checkpoints import sha256_file
-    from ..imageio import open_image, to_rgb
-    from ..photo import Crop
+    from ..loaders.checkpoints import sha256_file
+    from ..storage.imageio import open_image, to_rgb
+    from ..pipeline.photo import Crop
 
     if not meta.get("photo"):
         return None
@@ -282,9 +282,9 @@ def hand_back_to_photo(G, branch, source, ws_before, ws_after, image, class_name
     branch's segmentations; colour changes alone without a branch), with the photo's own detail kept."""
     import torch
 
-    from ..generator import images_to_uint8
-    from ..photo import changed_region, hand_back
-    from ..segbranch import segment
+    from ..models.generator import images_to_uint8
+    from ..pipeline.photo import changed_region, hand_back
+    from ..models.segbranch import segment
 
     photo, crop = source
     with torch.no_grad():
@@ -309,7 +309,7 @@ def branch_or_none(loaded, path):
 
 
 def read_latent(path, ident, *, meta: bool = False):
-    from ..latents import load_latent
+    from ..storage.latents import load_latent
 
     with about(path):
         ws, m = load_latent(path, expect_generator=ident)
@@ -357,7 +357,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def common(q, model_default: Optional[str] = None):
     """--model, --device, --threads."""
-    from ..registry import DEFAULT_MODEL
+    from ..loaders.registry import DEFAULT_MODEL
 
     model_default = model_default or DEFAULT_MODEL
     q.add_argument("--model", default=model_default, help="registry name, local path or hf://org/repo/file[@rev]")

@@ -22,12 +22,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .. import files
-    from ..editing import edit_from_mask
-    from ..identity import model_identity
-    from ..imageio import open_image
-    from ..masks import decode_mask, encode_mask
-    from ..vectors import check_name, file_stem, library_dir, save_vector
+    from ..storage import files
+    from ..pipeline.editing import edit_from_mask
+    from ..storage.identity import model_identity
+    from ..storage.imageio import open_image
+    from ..storage.masks import decode_mask, encode_mask
+    from ..storage.vectors import check_name, file_stem, library_dir, save_vector
 
     name = check_name(args.name)     # before any work: a bad name must not cost an optimisation
     loaded = load(args)
@@ -108,8 +108,8 @@ def parse_vector_arg(text: str) -> Tuple[str, float]:
 def _check_new_vector(loaded, ident, name: str, out: Path, overwrite: bool) -> None:
     """A new vector's name: not a starter vector's (apply would find the starter first), and not an existing
     vector's in ``out`` unless ``overwrite``."""
-    from ..assets import vector_folders
-    from ..vectors import file_stem, library_dir
+    from ..loaders.assets import vector_folders
+    from ..storage.vectors import file_stem, library_dir
 
     stem = file_stem(name).lower()
     for folder in vector_folders(loaded, ident):
@@ -123,8 +123,8 @@ def _check_new_vector(loaded, ident, name: str, out: Path, overwrite: bool) -> N
 
 def find_vector(loaded, ident, ref: str):
     """A vector by file path, or by name (``smile``, ``bigger eyes`` or ``bigger_eyes``) in the model's folders."""
-    from ..assets import vector_folders
-    from ..vectors import file_stem, list_library, load_vector
+    from ..loaders.assets import vector_folders
+    from ..storage.vectors import file_stem, list_library, load_vector
 
     p = Path(ref)
     if p.is_file():
@@ -159,7 +159,7 @@ def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, P
     A folder's own side files are not inputs: embed's NAME_input.png and NAME_recon.png (and the photo NAME.png)
     are the same image as NAME.latent.safetensors; segment's NAME_mask.png and edit's NAME_edited*.png are not
     pictures to edit; other EditGAN files (editing vectors, branches) are not latents."""
-    from .. import files
+    from ..storage import files
 
     if not src.exists():
         raise CLIError(f"no such file or folder: {src}")
@@ -201,10 +201,10 @@ def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, P
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ..generator import images_to_uint8
-    from ..identity import model_identity
+    from ..models.generator import images_to_uint8
+    from ..storage.identity import model_identity
     from ..settings import check_scale
-    from ..vectors import apply_vectors
+    from ..storage.vectors import apply_vectors
 
     loaded = load(args)
     ident = model_identity(loaded)

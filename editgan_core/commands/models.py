@@ -10,7 +10,7 @@ from .common import INDEX, PSI, about, class_index, common, load, parse_seeds, s
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..generator import generate
+    from ..models.generator import generate
 
     loaded = load(args, key=args.key)
     G = loaded.G
@@ -49,8 +49,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..checkpoints import convert
-    from ..hub import resolve
+    from ..loaders.checkpoints import convert
+    from ..loaders.hub import resolve
 
     with about(args.src):
         r = resolve(args.src)
@@ -60,7 +60,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
+    from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
 
     for spec in REGISTRY.values():
         where = str(CHECKPOINTS_DIR / spec.local_dir) if spec.local_dir else spec.hub_ref

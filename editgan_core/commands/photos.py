@@ -10,9 +10,9 @@ from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, emb
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..generator import images_to_uint8
-    from ..identity import model_identity
-    from ..latents import save_latent
+    from ..models.generator import images_to_uint8
+    from ..storage.identity import model_identity
+    from ..storage.latents import save_latent
 
     loaded = load(args)
     ident = model_identity(loaded)
@@ -21,7 +21,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         stem = path.stem
         extra = {}
         if tuning is not None:
-            from ..embed import save_tuning
+            from ..pipeline.embed import save_tuning
 
             extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
             extra["tuned_psnr"] = round(tuning.psnr, 2)
@@ -37,9 +37,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from ..identity import model_identity
-    from ..masks import encode_mask
-    from ..segbranch import segment
+    from ..storage.identity import model_identity
+    from ..storage.masks import encode_mask
+    from ..models.segbranch import segment
 
     loaded = load(args)
     branch = branch_for(loaded, args.branch)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from ..registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
+from ..loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
 from .dataset import SEEDS, render_set
 from .palette import CLASSES
 
@@ -28,8 +28,8 @@ N_ANNOTATED = 16
 
 
 def _load():
-    from ..identity import model_identity
-    from ..hub import load_model
+    from ..storage.identity import model_identity
+    from ..loaders.hub import load_model
 
     loaded = load_model(DEFAULT_MODEL)
     loaded.G.eval()
@@ -37,7 +37,7 @@ def _load():
 
 
 def build_encoder(minutes: float, steps: int, batch: int) -> None:
-    from ..embed import save_encoder, train_encoder
+    from ..pipeline.embed import save_encoder, train_encoder
 
     loaded, ident = _load()
     G = loaded.G
@@ -57,9 +57,9 @@ def annotated_set(res: int):
 
 
 def build_branch(steps: int, max_steps: int) -> None:
-    from ..embed import load_encoder
-    from ..fewshot import train_branch_on_images
-    from ..segbranch import save_branch
+    from ..pipeline.embed import load_encoder
+    from ..pipeline.fewshot import train_branch_on_images
+    from ..models.segbranch import save_branch
 
     loaded, ident = _load()
     G = loaded.G

@@ -4,7 +4,7 @@
     python -m editgan_core.toyfaces.distill --out runs/distill64 --resume             # continue
     python -m editgan_core.toyfaces.distill --out runs/distill64 --export checkpoints/toyfaces
 
-Why: adversarial training (editgan_core.train_gan) did not converge in the hours two CPU cores allow (see
+Why: adversarial training (editgan_core.training.gan) did not converge in the hours two CPU cores allow (see
 docs/results.md). The renderer, though, knows which face each latent should be. Every latent z is tied to a
 face: the first 25 coordinates of the mapping network's normalised input give the face's attributes
 (``params_from_gaussian``, the same per-attribute distributions as the renderer's own sampler), and the
@@ -16,7 +16,7 @@ renderer's faces.
 The mapping layers train at the same effective learning rate as the synthesis (their 0.01 equalised-lr
 multiplier exists to keep adversarial training stable; regression needs the mapping to learn). A held-out
 set of latents measures generalisation. The loop, checkpoints (``ckpt.safetensors``, atomic, resumed exactly),
-EMA and export are the shared engine's (:mod:`editgan_core.training`); this module holds the loss and the data.
+EMA and export are the shared engine's (:mod:`editgan_core.training.engine`); this module holds the loss and the data.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .. import files
-from ..generator import Generator, GeneratorConfig, images_to_uint8
-from ..ops import normalize_2nd_moment
-from ..training import TrainingLoop, checkpoint_path, read_checkpoint, read_config
+from ..models.generator import Generator, GeneratorConfig, images_to_uint8
+from ..models.ops import normalize_2nd_moment
+from ..storage import files
+from ..training.engine import TrainingLoop, checkpoint_path, read_checkpoint, read_config
 from .render import NUM_ATTRIBUTES, FaceParams, params_from_gaussian, render
 
 

@@ -23,7 +23,7 @@ clothing greyish), colour and contrast jitter, slight blur, noise, horizontal fl
 left/right). The judge is never used for training; ``evaluate`` compares the two on the same held-out renders.
 
 The loop, its checkpoint (``ckpt.safetensors``, atomic, resumed exactly) and progress are the shared engine's
-(:mod:`editgan_core.training`).
+(:mod:`editgan_core.training.engine`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import files
-from ..registry import CHECKPOINTS_DIR
-from ..training import TrainingLoop, checkpoint_path, read_config
+from ..loaders.registry import CHECKPOINTS_DIR
+from ..storage import files
+from ..training.engine import TrainingLoop, checkpoint_path, read_config
 from .dataset import SEEDS, render_set
 from .palette import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 
@@ -378,8 +378,8 @@ def evaluate(folder: Path = PARSER_DIR, n: int = 1000, samples: int = 1000, work
     """The shipped folder on ``n`` held-out renders (SEEDS['eval'] + 0.., the judge's evaluation set) against their
     exact masks, with the judge's figure on the same renders, and on ``samples`` generator samples against the
     judge (RandomState seeds 5,000 onwards, as bench/embedding.py)."""
-    from ..generator import images_to_uint8, seeds_to_z
-    from ..hub import load_model
+    from ..models.generator import images_to_uint8, seeds_to_z
+    from ..loaders.hub import load_model
     from . import judge as J
 
     model, processor = load_parser(folder)

@@ -19,8 +19,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .palette import CLASS_INDEX, NUM_CLASSES
 from ..errors import InputError
+from .palette import CLASS_INDEX, NUM_CLASSES
 
 # Continuous attributes, each in [0, 1] (0.5 = neutral for signed ones). Order = the attribute vector.
 ATTRIBUTES: List[str] = [
@@ -343,9 +343,9 @@ def landmarks(p: FaceParams, res: int) -> Dict[str, Tuple[float, float]]:
 
 
 def alignment_framing() -> Tuple[float, Tuple[float, float]]:
-    """(zoom, shift) that reframe FFHQ's alignment square (editgan_core.align.ffhq_crop) to ToyFaces' own frame: a
+    """(zoom, shift) that reframe FFHQ's alignment square (editgan_core.pipeline.align.ffhq_crop) to ToyFaces' own frame: a
     face with neutral geometry (FaceParams' defaults: upright, centred, no turn) is then cut as the render itself."""
-    from ..align import ffhq_crop
+    from ..pipeline.align import ffhq_crop
 
     lm = landmarks(FaceParams(), 1)
     c = ffhq_crop(lm["eye_left"], lm["eye_right"], lm["mouth_left"], lm["mouth_right"])

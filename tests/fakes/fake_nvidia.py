@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from editgan_core.generator import Generator
+from editgan_core.models.generator import Generator
 from fakes.fake_modules import stand_in_modules
 
 MODULE_SRC = "raise RuntimeError('the loader executed module_src from the pickle')\n"

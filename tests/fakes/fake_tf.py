@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 
-from editgan_core.generator import Generator
+from editgan_core.models.generator import Generator
 from fakes.fake_modules import stand_in_modules
 
 

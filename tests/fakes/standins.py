@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from fakes import fake_nvidia
-from editgan_core.generator import Generator, GeneratorConfig
+from editgan_core.models.generator import Generator, GeneratorConfig
 
 # NVIDIA's configurations of the registry's face models (paper256 for 256 px; config-f above).
 CONFIGS = {
@@ -35,7 +35,7 @@ def full_size_generator(res: int, seed: int = 0) -> Generator:
 def random_face_branch(G, seed: int = 0):
     """A 10-member branch with random weights over face-parsing's 19 labels for G: it costs what a trained one
     does (the benches' full-size stand-in)."""
-    from editgan_core.segbranch import BranchConfig, SegBranch
+    from editgan_core.models.segbranch import BranchConfig, SegBranch
 
     cfg = BranchConfig(G.feature_channels(), G.feature_resolutions(), G.img_resolution, FACE_LABELS,
                        [(i * 13 % 256, i * 29 % 256, i * 53 % 256) for i in range(len(FACE_LABELS))])
@@ -83,7 +83,7 @@ def tiny_face_parser(folder: Path, seed: int = 0) -> Path:
 
 def serve_generator(fh, res: int, pickle_path: Path) -> str:
     """Put a pickle on the stand-in Hub where the registry entry of that resolution points. -> registry name."""
-    from editgan_core.registry import REGISTRY
+    from editgan_core.loaders.registry import REGISTRY
 
     spec = REGISTRY[REGISTRY_NAME[res]]
     fh.add(spec.repo_id, spec.filename, Path(pickle_path).read_bytes())

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
+from ..runtime import adapt_threads
 from . import ops
-from .runtime import adapt_threads
-from .errors import InputError
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("skip", "orig", "resnet")

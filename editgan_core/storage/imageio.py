@@ -12,7 +12,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .errors import ImageInputError
+from ..errors import ImageInputError
 
 MIN_SIDE = 8                   # smaller images carry nothing to embed
 MAX_PIXELS = 80_000_000        # refuse decompression bombs before decoding them
@@ -25,7 +25,7 @@ class PreparedImage:
     tensor: torch.Tensor               # [1, 3, R, R] float in [-1, 1]
     array: np.ndarray                  # [R, R, 3] uint8, the same pixels
     note: str                          # what was done, in words
-    crop: "Crop"                       # the square of the original used (editgan_core.photo.Crop)  # noqa: F821
+    crop: "Crop"                       # the square of the original used (editgan_core.pipeline.photo.Crop)  # noqa: F821
     original_size: Tuple[int, int]     # (width, height)
     original_mode: str
     original: np.ndarray               # [H, W, 3] uint8: the photo as RGB, what paste-back returns into
@@ -119,10 +119,10 @@ def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", backgro
                   crop: Optional["Crop"] = None, visible: Optional[Tuple[int, int, int, int]] = None  # noqa: F821
                   ) -> PreparedImage:
     """Fit any image to a ``resolution`` square: center-crop (``fit='crop'``) or pad with ``background``
-    (``'pad'``), then resize. ``crop`` (a :class:`editgan_core.photo.Crop`: a moved box, a face alignment) cuts that
+    (``'pad'``), then resize. ``crop`` (a :class:`editgan_core.pipeline.photo.Crop`: a moved box, a face alignment) cuts that
     square instead, reflecting the photo where it leaves it; ``visible`` is the part of the square the model draws
     (the registry's ``crop``, e.g. cars), fitted to the photo by the default crop."""
-    from .photo import centre_crop, cut
+    from ..pipeline.photo import centre_crop, cut
 
     im = open_image(src)
     if min(im.size) < MIN_SIDE:

@@ -1,14 +1,14 @@
 """Train a StyleGAN2 (this package's Generator + Discriminator) on ToyFaces renders or a folder of images.
 
-    python -m editgan_core.train_gan --out runs/toyfaces64 --res 64 --kimg 400            # CPU settings
-    python -m editgan_core.train_gan --out runs/toyfaces128 --res 128 --preset gpu --kimg 3000
-    python -m editgan_core.train_gan --out runs/toyfaces64 --resume                          # continue
-    python -m editgan_core.train_gan --out runs/toyfaces64 --export checkpoints/toyfaces    # ship G_ema
+    python -m editgan_core.training.gan --out runs/toyfaces64 --res 64 --kimg 400            # CPU settings
+    python -m editgan_core.training.gan --out runs/toyfaces128 --res 128 --preset gpu --kimg 3000
+    python -m editgan_core.training.gan --out runs/toyfaces64 --resume                          # continue
+    python -m editgan_core.training.gan --out runs/toyfaces64 --export checkpoints/toyfaces    # ship G_ema
 
 StyleGAN2 recipe (Karras et al. 2020, 'auto' config of stylegan2-ada): non-saturating logistic loss, lazy R1
 every 16 steps, style mixing 0.9, Adam(0, 0.99), EMA generator, w_avg tracked for truncation. No path-length
 regulariser (saves a third of the time on CPU). The loop, checkpoints (``ckpt.safetensors``, resumed exactly:
-models, optimisers, step, RNG state), EMA and export are the shared engine's (:mod:`editgan_core.training`);
+models, optimisers, step, RNG state), EMA and export are the shared engine's (:mod:`editgan_core.training.engine`);
 this module holds the losses and the data.
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import files
-from .discriminator import Discriminator, DiscriminatorConfig
-from .generator import Generator, GeneratorConfig, images_to_uint8
-from .training import TrainingLoop, checkpoint_path, export_discriminator, read_config
+from ..models.discriminator import Discriminator, DiscriminatorConfig
+from ..models.generator import Generator, GeneratorConfig, images_to_uint8
+from ..storage import files
+from .engine import TrainingLoop, checkpoint_path, export_discriminator, read_config
 
 PRESETS = {
     # Small nets that learn ToyFaces in a few hours on 2 CPU cores.
@@ -61,7 +61,7 @@ class TrainConfig:
 
 def load_dataset(cfg: TrainConfig, cache: Path, workers: int = 2) -> np.ndarray:
     """The training set as uint8 [N, res, res, 3]: ToyFaces seeds 0..N-1, rendered once and cached."""
-    from .toyfaces.dataset import render_images
+    from ..toyfaces.dataset import render_images
 
     path = cache / f"toyfaces_{cfg.res}_{cfg.data_size}.npy"
     if not path.exists():
@@ -88,7 +88,7 @@ def make_models(cfg: TrainConfig):
 
 
 class Trainer(TrainingLoop):
-    trainer = "editgan_core.train_gan"
+    trainer = "editgan_core.training.gan"
     state_attrs = ("G", "D", "G_ema", "opt_G", "opt_D", "rng", "gen")
     log_every = 20
 
@@ -191,7 +191,7 @@ def export(trainer: Trainer, dst: Path, extra: dict) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m editgan_core.train_gan", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m editgan_core.training.gan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (checkpoint, samples, log)")
     p.add_argument("--res", type=int, default=64)
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="processes for rendering the dataset")
     args = p.parse_args(argv)
 
-    from .runtime import tune_allocator
+    from ..runtime import tune_allocator
     tune_allocator()
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if args.device == "auto" else args.device))

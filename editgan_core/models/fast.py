@@ -23,7 +23,7 @@ import weakref
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 BF16_ENV = "EDITGAN_BF16"          # "0": float32 everywhere; "1": bf16 everywhere; unset: where the hardware has it
 

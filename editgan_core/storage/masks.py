@@ -6,8 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import EditGANError
-from .toyfaces.palette import colorize, decode
+from ..errors import EditGANError, InputError
 
 
 def decode_mask(rgb: np.ndarray, palette, alpha: Optional[np.ndarray] = None,
@@ -54,3 +53,32 @@ def grow(mask: np.ndarray, px: int, *, round_: bool = False) -> np.ndarray:
 def encode_mask(labels: np.ndarray, palette) -> np.ndarray:
     """Labels [H, W] -> RGB [H, W, 3] uint8 with the palette's colours."""
     return colorize(np.asarray(labels), np.asarray(palette, dtype=np.uint8).reshape(-1, 3))
+
+
+def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Label map [H, W] (int) -> RGB image [H, W, 3] uint8."""
+    mask = np.asarray(mask)
+    if mask.min(initial=0) < 0 or mask.max(initial=0) >= len(palette):
+        raise InputError(f"mask has labels outside 0..{len(palette) - 1}")
+    return palette[mask]
+
+
+def decode(rgb: np.ndarray, palette: np.ndarray, alpha: Optional[np.ndarray] = None
+           ) -> Tuple[np.ndarray, int]:
+    """RGB [H, W, 3] -> (labels [H, W], number of pixels whose colour was not exactly a palette colour).
+
+    Every pixel gets the nearest palette colour, so antialiased or slightly shifted strokes still decode;
+    the count tells the caller how many pixels were guessed. Pixels with alpha == 0 count as background.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise InputError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
+    px = rgb[..., :3].astype(np.int32)
+    d = ((px[:, :, None, :] - palette[None, None].astype(np.int32)) ** 2).sum(-1)   # [H, W, C]
+    labels = d.argmin(-1)
+    exact = d.min(-1) == 0
+    if alpha is not None:
+        transparent = np.asarray(alpha) == 0
+        labels[transparent] = 0
+        exact |= transparent
+    return labels.astype(np.uint8), int((~exact).sum())

@@ -14,7 +14,7 @@ Adam's first steps from delta = 0 are full-size sign steps on every coordinate. 
 costs about the same whatever the region's area. The best iterate (lowest loss) is kept.
 ``progress(step, steps, loss, image_or_None)`` sees an intermediate image every ``preview_every`` steps;
 ``should_stop()`` ends early and returns the best so far. ``result.vector`` is the editing vector
-(:mod:`editgan_core.vectors`) ready to save or apply.
+(:mod:`editgan_core.storage.vectors`) ready to save or apply.
 
 ``refine(G, branch, ws, edited, classes)`` is the same optimisation after vectors are applied: the edited image's own
 segmentation becomes the target inside the region of the vectors' classes, the original image outside it
@@ -31,16 +31,16 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from . import budget
+from .. import budget
+from ..errors import EditError, check_finite
+from ..models.generator import images_to_uint8
+from ..models.perceptual import Distance, FallbackDistance, cached_lpips
+from ..models.segbranch import segment
+from ..runtime import adapt_threads
+from ..settings import EDIT, QUALITY, REFINE
+from ..storage.masks import grow
+from ..storage.vectors import EditVector
 from .embed import keep_best
-from .errors import EditError, check_finite
-from .generator import images_to_uint8
-from .masks import grow
-from .perceptual import Distance, FallbackDistance, cached_lpips
-from .segbranch import segment
-from .runtime import adapt_threads
-from .settings import EDIT, QUALITY, REFINE
-from .vectors import EditVector
 
 
 @dataclass

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import budget
-from .errors import EditGANError
-from .segbranch import BranchConfig, SegBranch
-from .runtime import adapt_threads
-from .settings import BRANCH, BUDGET
+from .. import budget
+from ..errors import EditGANError
+from ..models.segbranch import BranchConfig, SegBranch
+from ..runtime import adapt_threads
+from ..settings import BRANCH, BUDGET
 
 
 @dataclass
@@ -239,7 +239,7 @@ def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_nam
                            embed_progress: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
                            **train_kw) -> Tuple[SegBranch, BranchReport, object]:
     """The few-shot step as the paper does it: annotated *images* [N, 3, R, R] in [-1, 1] (e.g. prepared photos)
-    are embedded into W+ first (:func:`editgan_core.embed.embed`), then the branch is trained on the generator's
+    are embedded into W+ first (:func:`editgan_core.pipeline.embed.embed`), then the branch is trained on the generator's
     features of the embeddings against ``masks`` [N, R, R]. ``train_kw`` go to :func:`train_branch`.
     -> (branch, report, the embedding result: its ``psnr`` says how faithful the features are)."""
     from .embed import embed
@@ -292,8 +292,8 @@ def load_annotated_folder(folder: os.PathLike, resolution: int, palette: np.ndar
     """
     from PIL import Image
 
-    from .imageio import open_image, prepare_image
-    from .masks import decode_mask
+    from ..storage.imageio import open_image, prepare_image
+    from ..storage.masks import decode_mask
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import torch
 
-from .errors import CheckpointError, UnsafePickleError
+from ..errors import CheckpointError, UnsafePickleError
 
 
 class PersistentStub:

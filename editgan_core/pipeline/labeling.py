@@ -3,12 +3,12 @@
 A *labeler* is any transformers ``AutoModelForSemanticSegmentation`` model with its image processor (SegFormer,
 DPT, UperNet, BEiT, ...), e.g. ``jonathandinu/face-parsing`` for faces. :func:`load_labeler` takes
 
-* a parser registry name (``face-parsing``, ``toyfaces-parser``; :data:`editgan_core.registry.PARSERS`),
+* a parser registry name (``face-parsing``, ``toyfaces-parser``; :data:`editgan_core.loaders.registry.PARSERS`),
 * ``hf://org/repo[/subfolder][@revision]``, or
 * a local folder written by ``save_pretrained`` (``config.json``, ``model.safetensors``,
   ``preprocessor_config.json``),
 
-and resolves Hub ones with the generators' rules (:func:`editgan_core.hub.download_file`: the standard Hub
+and resolves Hub ones with the generators' rules (:func:`editgan_core.loaders.hub.download_file`: the standard Hub
 cache, a pinned commit served from the cache, offline from the cache, ``HF_ENDPOINT`` read at each call). The
 config is read first, so a file that is not a semantic-segmentation model is refused before its weights are
 downloaded. Weights are read from safetensors only (never a pickled ``pytorch_model.bin``) and no code from a
@@ -33,8 +33,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import EditGANError, LabelerError, ModelNotFoundError
-from .settings import LABEL
+from ..errors import EditGANError, LabelerError, ModelNotFoundError
+from ..settings import LABEL
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -116,7 +116,7 @@ def load_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optiona
             _MODELS[key] = _load_folder(folder, str(ref))
         model, processor, arch = _MODELS[key]
         if spec is None and repo_id:     # hf://jonathandinu/face-parsing is the registry's face-parsing
-            from .registry import PARSERS
+            from ..loaders.registry import PARSERS
 
             spec = next((p for p in PARSERS.values() if p.repo_id == repo_id), None)
         id2label = model.config.id2label
@@ -131,8 +131,8 @@ def resolve_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Opti
                     token: Optional[str] = None, local_files_only: bool = False):
     """-> (local folder, ParserSpec or None, Hub repo id or None). Downloads what is missing (config first, checked
     before the weights are fetched); refuses what is not a semantic-segmentation model."""
-    from . import hub
-    from .registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
+    from ..loaders import hub
+    from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
 
     ref = str(ref).strip()
     if not ref:
@@ -179,7 +179,7 @@ def resolve_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Opti
 
 
 def _download(repo_id: str, sub: str, revision: Optional[str], what: str, **kw) -> Path:
-    from .hub import download_file, entry_missing
+    from ..loaders.hub import download_file, entry_missing
 
     prefix = f"{sub}/" if sub else ""
     config = download_file(repo_id, prefix + CONFIG_FILE, revision, **kw)
@@ -215,7 +215,7 @@ def _read_config(path: Path) -> dict:
 def check_config(cfg: dict, where: str) -> str:
     """Refuse a config that is not a semantic-segmentation model transformers can build without running repo
     code; -> its architecture name."""
-    from .files import FORMATS
+    from ..storage.files import FORMATS
 
     fmt = cfg.get("format")
     kind = next((f.what for f in FORMATS if f.id == fmt), None)
@@ -444,7 +444,7 @@ def label_images(labeler: Labeler, images: np.ndarray, class_map: ClassMap, clas
 
 
 def _model_spec(model_spec_or_ref):
-    from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
+    from ..loaders.registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
 
     if isinstance(model_spec_or_ref, ModelSpec):
         return model_spec_or_ref
@@ -471,7 +471,7 @@ def model_domain(model_spec_or_ref) -> Optional[str]:
 def parser_for(model_spec_or_ref) -> Optional[str]:
     """The registry parser that fits a generator (a ModelSpec, a registry name, a built-in model's path or a
     loaded model): one made for that very model, else one for its domain; None when none fits (label by hand)."""
-    from .registry import PARSERS
+    from ..loaders.registry import PARSERS
 
     spec = _model_spec(model_spec_or_ref)
     if spec is None or not spec.domain:
@@ -545,7 +545,7 @@ def save_mask_png(path: os.PathLike, labels: np.ndarray, palette: Sequence[Seque
     the palette's colours (what train-branch and the app decode)."""
     from PIL import Image
 
-    from . import files
+    from ..storage import files
 
     labels = np.asarray(labels)
     pal = np.asarray(palette, np.uint8).reshape(-1, 3)

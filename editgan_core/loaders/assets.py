@@ -30,11 +30,11 @@ def companion(loaded, name: str) -> Optional[Path]:
 
 def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
     """Class names and palette: the branch's if the model has one, else the ToyFaces parts."""
-    from .toyfaces.palette import CLASSES
+    from ..toyfaces.palette import CLASSES
 
     path = companion(loaded, BRANCH_NAME)
     if path is not None:
-        from .segbranch import load_branch
+        from ..models.segbranch import load_branch
 
         cfg = load_branch(path).cfg
         return list(cfg.class_names), list(cfg.palette)
@@ -43,8 +43,8 @@ def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
 
 def vector_folders(loaded, identity) -> List[Path]:
     """Where a model's editing vectors are found, in order: the starter vectors beside a native model
-    (``vectors/``), then the user's library for that generator (:func:`editgan_core.vectors.library_dir`)."""
-    from .vectors import library_dir
+    (``vectors/``), then the user's library for that generator (:func:`editgan_core.storage.vectors.library_dir`)."""
+    from ..storage.vectors import library_dir
 
     d = model_dir(loaded)
     return ([d / "vectors"] if d is not None else []) + [library_dir(identity)]
@@ -87,9 +87,9 @@ class Bundle:
         'none' (None for the branch), or a file; ``perceptual``: the embedding distance, 'auto' by default --
         LPIPS when its weights are cached, else the model's discriminator features when it has one, else the
         fallback (perceptual.perceptual_for) -- the same for the CLI and the app."""
-        from .align import cut_for
-        from .identity import model_identity
-        from .perceptual import perceptual_for
+        from ..pipeline.align import cut_for
+        from ..storage.identity import model_identity
+        from ..models.perceptual import perceptual_for
         from .registry import get_spec
 
         loaded.G.to(device).eval()
@@ -102,7 +102,7 @@ class Bundle:
         b.classes = ((list(b.branch.cfg.class_names), list(b.branch.cfg.palette)) if b.branch is not None
                      else default_classes(loaded))
         if vectors:
-            from .vectors import list_library
+            from ..storage.vectors import list_library
 
             seen = set()
             for folder in vector_folders(loaded, b.identity):
@@ -129,7 +129,7 @@ def companion_module(loaded, identity: dict, choice: str, name: str, device="cpu
     if path is None:
         return None
     if name == ENCODER_NAME:
-        from .embed import load_encoder as load
+        from ..pipeline.embed import load_encoder as load
     else:
-        from .segbranch import load_branch as load
+        from ..models.segbranch import load_branch as load
     return load(path, expect_generator=identity).to(device).eval()

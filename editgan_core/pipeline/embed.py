@@ -2,7 +2,7 @@
 
 ``embed(G, images, encoder=..., steps=100)`` returns the best W+ per image (lowest loss over the iterations,
 not the last), its reconstruction and the losses. The loss is L2 + ``perceptual_weight`` x a perceptual
-distance (:mod:`editgan_core.perceptual`); noise inputs are fixed ('const'). The learning rate ramps up over
+distance (:mod:`editgan_core.models.perceptual`); noise inputs are fixed ('const'). The learning rate ramps up over
 the first 5% of steps and follows a cosine down to zero, as the EditGAN release does. Several images embed
 together as one batch with independent latents (and independent best iterates).
 
@@ -32,12 +32,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import budget, files
-from .errors import EditGANError, check_finite
-from .identity import check_identity
-from .perceptual import Distance, FallbackDistance
-from .runtime import adapt_threads
-from .settings import EMBED, PIVOTAL
+from .. import budget
+
+from ..errors import EditGANError, check_finite
+from ..models.perceptual import Distance, FallbackDistance
+from ..runtime import adapt_threads
+from ..settings import EMBED, PIVOTAL
+from ..storage import files
+from ..storage.identity import check_identity
 
 
 

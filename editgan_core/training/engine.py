@@ -1,4 +1,4 @@
-"""The training engine shared by the GAN trainer (:mod:`editgan_core.train_gan`) and the renderer distiller
+"""The training engine shared by the GAN trainer (:mod:`editgan_core.training.gan`) and the renderer distiller
 (:mod:`editgan_core.toyfaces.distill`): EMA of the generator, checkpoints, exact resume, export, progress.
 
 A trainer subclasses :class:`TrainingLoop`, names the attributes that make up its state in ``state_attrs`` and
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import files
-from .errors import CheckpointError, EditGANError, UnsafePickleError
+from ..errors import CheckpointError, EditGANError, UnsafePickleError
+from ..storage import files
 
 CHECKPOINT_NAME = "ckpt.safetensors"
 LEGACY_CHECKPOINT_NAME = "ckpt.pt"    # torch.save checkpoints of earlier versions (read only)
 # In a legacy checkpoint the config's key said which trainer wrote it.
-_LEGACY_CONFIG_KEYS = {"train_config": "editgan_core.train_gan", "distill_config": "editgan_core.toyfaces.distill"}
+_LEGACY_CONFIG_KEYS = {"train_config": "editgan_core.training.gan", "distill_config": "editgan_core.toyfaces.distill"}
 
 Record = Dict[str, Any]
 
@@ -67,7 +67,7 @@ class Checkpoint:
     """What a training checkpoint holds, whichever format it was read from."""
 
     path: Path
-    trainer: str                                   # module that wrote it, e.g. "editgan_core.train_gan"
+    trainer: str                                   # module that wrote it, e.g. "editgan_core.training.gan"
     config: Dict[str, Any]
     step: int
     log: List[Record] = field(default_factory=list)
@@ -162,7 +162,7 @@ def _locate(path: Path) -> Path:
 
 def read_config(path: Path, trainer: Optional[str] = None) -> Dict[str, Any]:
     """The config a checkpoint was trained with, without reading its tensors; ``trainer`` (e.g.
-    ``"editgan_core.train_gan"``) refuses a checkpoint of another trainer."""
+    ``"editgan_core.training.gan"``) refuses a checkpoint of another trainer."""
     path = _locate(path)
     if zipfile.is_zipfile(path):
         ck = _read_legacy(path)
@@ -215,7 +215,7 @@ class TrainingLoop:
     attributes named in ``state_attrs`` (modules, optimisers, ``torch.Generator``s, numpy ``Generator``s),
     ``step`` and ``log``, and implements :meth:`train_step`."""
 
-    trainer: ClassVar[str] = "editgan_core.training"   # recorded in checkpoints and exports
+    trainer: ClassVar[str] = "editgan_core.training.engine"   # recorded in checkpoints and exports
     state_attrs: ClassVar[Tuple[str, ...]] = ()
     log_every: ClassVar[int] = 20                      # steps between progress records
     out: Optional[Path] = None                         # default folder of save()
@@ -304,7 +304,7 @@ class TrainingLoop:
         return {**asdict(self.cfg), "steps": self.step, "kimg": self.kimg}
 
     def export_generator(self, dst: Path, training: Record) -> Path:
-        from .checkpoints import save_native
+        from ..loaders.checkpoints import save_native
 
         return save_native(self.G_ema, dst, source={"format": "trained", "by": self.trainer},
                            extra={"training": training})

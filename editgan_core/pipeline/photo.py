@@ -2,7 +2,7 @@
 
 A :class:`Crop` is the model's square placed in the photo: a centre, a side and a rotation, in photo pixels. An
 axis-aligned box (a centre-crop, a padded photo, a box the user moved) is a Crop with angle 0; a face alignment
-(:mod:`editgan_core.align`) is a rotated one. ``Crop.matrix`` maps model pixels to photo pixels; everything here goes
+(:mod:`editgan_core.pipeline.align`) is a rotated one. ``Crop.matrix`` maps model pixels to photo pixels; everything here goes
 through it:
 
 - ``cut(photo, crop, R)`` resamples the crop to the model's R x R input (large photos are box-reduced first; where
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import EditGANError, InputError
-from .masks import grow
-from .settings import PASTE
+from ..errors import EditGANError, InputError
+from ..settings import PASTE
+from ..storage.masks import grow
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Supported inputs, all converted into one native representation (:class:`Generato
 ``native``          folder with ``config.json`` + ``model.safetensors`` (or a lone ``.safetensors`` whose
                     metadata carries the config) -- what this project writes
 ``nvidia-pkl``      stylegan2-ada-pytorch / stylegan3-repo pickles (``G_ema`` chosen), read by the
-                    allow-list unpickler in :mod:`editgan_core.safe_pickle`
+                    allow-list unpickler in :mod:`editgan_core.loaders.safe_pickle`
 ``rosinality-pt``   rosinality stylegan2-pytorch ``.pt`` (train format and convert format)
 ``nvidia-state``    a ``torch.save``-d NVIDIA-layout state dict (``synthesis.b4.const``, ...)
 ``tf-pkl``          StyleGAN2 TensorFlow pickles (``(G, D, Gs)``), read without TensorFlow
@@ -31,9 +31,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import files
-from .errors import CheckpointError, UnsafePickleError
-from .generator import Generator, GeneratorConfig
+from ..errors import CheckpointError, UnsafePickleError
+from ..models.generator import Generator, GeneratorConfig
+from ..storage import files
 from .safe_pickle import EasyDictStub, PersistentStub, TFNetworkStub, safe_load_pickle
 
 NATIVE_FORMAT = files.GENERATOR.id

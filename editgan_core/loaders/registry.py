@@ -20,7 +20,7 @@ def _checkpoints_dir() -> Path:
     """The folder of the built-in models: the repository's ``checkpoints/`` when running from a source tree (a
     checkout, ``pip install -e .``), else the copy that ``pip install .`` put beside the package (the
     ``editgan_checkpoints`` data package, see pyproject.toml). Found by location, never by importing anything."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]          # editgan_core/loaders/registry.py -> the repository
     if (root / "pyproject.toml").is_file() and (root / "checkpoints").is_dir():
         return root / "checkpoints"
     import importlib.util
@@ -126,7 +126,7 @@ def get_spec(name: str) -> Optional[ModelSpec]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Parsers: transformers semantic-segmentation models that label a generator's samples (editgan_core/labeling.py).
+# Parsers: transformers semantic-segmentation models that label a generator's samples (editgan_core/pipeline/labeling.py).
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ ensemble; argmax gives the mask. A branch remembers its class names, palette and
 trained for (name, hash, feature layout) and refuses features of another layout.
 
 Saved as one safetensors file: weights plus a JSON header with all of the above (``save_branch`` /
-``load_branch``, through :mod:`editgan_core.files`). ``segment(G, branch, ws)`` is the pipeline step: latents to
+``load_branch``, through :mod:`editgan_core.storage.files`). ``segment(G, branch, ws)`` is the pipeline step: latents to
 part labels.
 """
 
@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import files
-from .errors import EditGANError, InputError
+from ..errors import EditGANError, InputError
+from ..storage import files
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .errors import EditGANError
+from ..errors import EditGANError
 
 Identity = Dict[str, object]
 LAYOUT_KEYS = ("resolution", "num_ws", "w_dim", "feature_channels")
@@ -25,7 +25,7 @@ def generator_identity(G, name: str = "", sha256: Optional[str] = None) -> Ident
 
 
 def model_identity(loaded) -> Identity:
-    """The identity of a :class:`~editgan_core.checkpoints.LoadedGenerator` (its registry name or file name)."""
+    """The identity of a :class:`~editgan_core.loaders.checkpoints.LoadedGenerator` (its registry name or file name)."""
     return generator_identity(loaded.G, name=str(loaded.meta.get("ref", Path(loaded.path).name)),
                               sha256=loaded.sha256)
 

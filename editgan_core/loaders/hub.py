@@ -2,7 +2,7 @@
 
 A reference is one of:
 
-* a registry name (``ffhq-1024``, ``toyfaces``; see :mod:`editgan_core.registry`);
+* a registry name (``ffhq-1024``, ``toyfaces``; see :mod:`editgan_core.loaders.registry`);
 * a local path (a file, or a native folder with ``config.json`` + ``model.safetensors``);
 * ``hf://org/repo/path/in/repo[@revision]`` -- a file on the Hugging Face Hub, or a native folder
   (``hf://org/repo`` or ``hf://org/repo/subfolder/``).
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from ..errors import HashMismatchError, ModelNotFoundError
 from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, LoadedGenerator, load_generator, sha256_file
-from .errors import HashMismatchError, ModelNotFoundError
 from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
 
 _HF_RE = re.compile(r"^hf://(?P<repo>[\w.\-]+/[\w.\-]+)(?:/(?P<path>[^@]*))?(?:@(?P<rev>[\w.\-/]+))?$")
@@ -40,7 +40,7 @@ def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
     """'hf://org/repo/path@rev' -> (repo_id, path, revision)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from .files import clip
+    from ..storage.files import clip
 
     m = _HF_RE.match(ref.strip()) if len(ref) <= 2048 else None
     if not m:
@@ -134,7 +134,7 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
     if not ref:
         raise ModelNotFoundError("no model given")
     if len(ref) > MAX_REF:
-        from .files import clip
+        from ..storage.files import clip
         raise ModelNotFoundError(f"a model reference of {len(ref)} characters ({clip(ref, 40)}): a registry name, "
                                  f"path or hf:// reference is at most {MAX_REF}")
     # HF_ENDPOINT is read at each call (huggingface_hub reads it once, at import), so a mirror or a stand-in Hub
@@ -194,7 +194,7 @@ def load_model(ref: str, *, key: Optional[str] = None, **resolve_kw) -> LoadedGe
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Helpers for other Hub folders (the labelers of editgan_core/labeling.py) under the same rules.
+# Helpers for other Hub folders (the labelers of editgan_core/pipeline/labeling.py) under the same rules.
 
 
 def hub_endpoint(endpoint: Optional[str] = None) -> Optional[str]:

@@ -13,8 +13,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
 from . import files
-from .errors import CheckpointError
 from .identity import check_identity
 
 

@@ -6,7 +6,7 @@ descriptor for people and tools. Writes are atomic (temporary file + rename, JSO
 leaves either the old vector or the new one, never a broken file. A library is one folder per model.
 
 ``apply_vectors(G, ws, [(vector, scale), ...], branch=..., refine_steps=...)`` adds the scaled offsets (one
-generator pass); with refinement, :func:`editgan_core.editing.refine` runs a few steps from there.
+generator pass); with refinement, :func:`editgan_core.pipeline.editing.refine` runs a few steps from there.
 
 Vector file names are safe slugs of the vector's name (``bigger smile`` -> ``bigger_smile.safetensors``); the
 name itself, spaces and all, stays in the descriptor.
@@ -25,12 +25,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..errors import CheckpointError, EditGANError
+from ..models.fast import enabled as fast_enabled, fast_synthesis
+from ..runtime import adapt_threads
+from ..settings import APPLY, EDIT, REFINE
 from . import files
-from .errors import CheckpointError, EditGANError
 from .identity import check_identity
-from .fast import enabled as fast_enabled, fast_synthesis
-from .runtime import adapt_threads
-from .settings import APPLY, EDIT, REFINE
 
 _NAME_RE = re.compile(r"^[\w\-() ]{1,64}$")
 
@@ -156,11 +156,11 @@ def apply_vectors(G, ws: torch.Tensor, pairs: Sequence[Tuple[EditVector, float]]
                   batch: int = REFINE.batch, fast: bool = False,
                   work_resolution: Optional[int] = EDIT.work_resolution) -> Applied:
     """ws [N, num_ws, w_dim] + sum(scale * delta), in one generator pass; with ``refine_steps``, refined by
-    :func:`editgan_core.editing.refine` (needs the branch; at ``work_resolution``) in the region of the vectors'
+    :func:`editgan_core.pipeline.editing.refine` (needs the branch; at ``work_resolution``) in the region of the vectors'
     classes; with
     ``segment_result``, the branch's labels of the result too. ``fast``: render the image by the bf16 fast path
-    (:mod:`editgan_core.fast`) where the device supports it -- for previews; the latents are the same."""
-    from .editing import refine
+    (:mod:`editgan_core.models.fast`) where the device supports it -- for previews; the latents are the same."""
+    from ..pipeline.editing import refine
 
     t0 = time.time()
     if refine_steps < 0:

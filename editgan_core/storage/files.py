@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from .errors import CheckpointError, EditGANError
+from ..errors import CheckpointError, EditGANError
 
 METADATA_KEY = "editgan"
 LEGACY_METADATA_KEY = "editgan_config"

@@ -1,0 +1,1 @@
+"""Training: the resumable engine (training loop and checkpoints) and the GAN trainer."""
