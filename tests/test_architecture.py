@@ -56,3 +56,63 @@ def test_every_module_is_in_the_architecture_doc():
                 continue
             rel = path.relative_to(ROOT).as_posix()
             assert f"`{rel}`" in doc, f"docs/architecture.md does not describe {rel}"
+
+
+ROLES = {"models", "pipeline", "storage", "loaders", "training", "commands", "toyfaces"}
+TOP = {"__init__.py", "__main__.py", "settings.py", "errors.py", "runtime.py", "budget.py"}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_package_is_grouped_by_role():
+    for path in LAYERS["core"]:
+        rel = path.relative_to(ROOT / "editgan_core")
+        assert (len(rel.parts) == 1 and rel.name in TOP) or (len(rel.parts) == 2 and rel.parts[0] in ROLES), \
+            f"editgan_core/{rel.as_posix()} is in no role package ({', '.join(sorted(ROLES))})"
+
+
+def test_the_core_never_imports_toyfaces():
+    """ToyFaces imports the core; the core (models, pipeline, storage, loaders, training, commands) never imports
+    ToyFaces, not even inside a function."""
+    for path in LAYERS["core"]:
+        if "toyfaces" in path.relative_to(ROOT).parts:
+            continue
+        for mod, names in imports(path):
+            assert "toyfaces" not in mod.split(".") and "toyfaces" not in names, \
+                f"{path.relative_to(ROOT)} imports {mod} {names}"
+
+
+def test_no_import_cycles_in_the_package():
+    """Between modules of editgan_core, at module level (what runs on import)."""
+    mods = {_module(p): p for p in LAYERS["core"]}
+    graph = {}
+    for m, p in mods.items():
+        pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.parse(p.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = pkg.split(".")[:len(pkg.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                deps |= {f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[m] = {d for d in deps if d in mods and d not in (m, "editgan_core")}
+    state, path = {}, []
+
+    def visit(u):
+        state[u] = 1
+        path.append(u)
+        for v in graph[u]:
+            assert state.get(v) != 1, "import cycle: " + " -> ".join(path[path.index(v):] + [v])
+            if not state.get(v):
+                visit(v)
+        path.pop()
+        state[u] = 2
+    for m in graph:
+        if not state.get(m):
+            visit(m)

@@ -29,8 +29,8 @@ def companion(loaded, name: str) -> Optional[Path]:
 
 
 def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
-    """Class names and palette: the branch's if the model has one, else the ToyFaces parts."""
-    from ..toyfaces.palette import CLASSES
+    """Class names and palette: the branch's if the model has one, else the registry's face parts."""
+    from .registry import FACE_PARTS as CLASSES
 
     path = companion(loaded, BRANCH_NAME)
     if path is not None:

@@ -118,6 +118,24 @@ _ENTRIES = [
 ]
 
 REGISTRY: Dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}
+# The parts of a face and the colours they are painted in: the classes of the built-in model (ToyFaces uses them)
+# and what a model without a branch of its own is annotated and painted with until its branch says otherwise.
+# Colours are far apart so that painted masks decode unambiguously.
+FACE_PARTS: Tuple[Tuple[str, Tuple[int, int, int]], ...] = (
+    ("background", (0, 0, 0)),
+    ("skin", (255, 204, 153)),
+    ("hair", (140, 70, 20)),
+    ("ears", (255, 128, 0)),
+    ("eyebrows", (90, 0, 160)),
+    ("eye_whites", (255, 255, 255)),
+    ("irises", (0, 120, 255)),
+    ("nose", (255, 0, 128)),
+    ("lips", (220, 0, 0)),
+    ("mouth", (0, 200, 120)),
+    ("neck", (180, 180, 0)),
+    ("clothing", (0, 60, 120)),
+)
+
 DEFAULT_MODEL = "toyfaces"
 
 

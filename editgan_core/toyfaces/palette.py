@@ -6,23 +6,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..loaders.registry import FACE_PARTS
 from ..storage import masks
 
-# (name, RGB) in class-index order. Colours are far apart so that painted masks decode unambiguously.
-CLASSES: List[Tuple[str, Tuple[int, int, int]]] = [
-    ("background", (0, 0, 0)),
-    ("skin", (255, 204, 153)),
-    ("hair", (140, 70, 20)),
-    ("ears", (255, 128, 0)),
-    ("eyebrows", (90, 0, 160)),
-    ("eye_whites", (255, 255, 255)),
-    ("irises", (0, 120, 255)),
-    ("nose", (255, 0, 128)),
-    ("lips", (220, 0, 0)),
-    ("mouth", (0, 200, 120)),
-    ("neck", (180, 180, 0)),
-    ("clothing", (0, 60, 120)),
-]
+# (name, RGB) in class-index order: the registry's face parts, which the built-in model was trained with.
+CLASSES: List[Tuple[str, Tuple[int, int, int]]] = list(FACE_PARTS)
 CLASS_NAMES: List[str] = [name for name, _ in CLASSES]
 CLASS_INDEX: Dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 PALETTE = np.array([rgb for _, rgb in CLASSES], dtype=np.uint8)   # [C, 3]

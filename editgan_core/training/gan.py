@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from ..models.discriminator import Discriminator, DiscriminatorConfig
 from ..models.generator import Generator, GeneratorConfig, images_to_uint8
-from ..storage import files
 from .engine import TrainingLoop, checkpoint_path, export_discriminator, read_config
 
 PRESETS = {
@@ -54,25 +53,9 @@ class TrainConfig:
     style_mixing: float = 0.9
     ema_kimg: Optional[float] = None     # None = batch * 10 / 32
     ema_rampup: float = 0.05
-    data_size: int = 30000               # ToyFaces renders in the training set (seeds 0..N-1)
+    data_size: int = 30000               # images in the training set (recorded; the images are main's --data)
     use_noise: bool = True               # per-layer noise inputs (ToyFaces has no texture to model)
     seed: int = 0
-
-
-def load_dataset(cfg: TrainConfig, cache: Path, workers: int = 2) -> np.ndarray:
-    """The training set as uint8 [N, res, res, 3]: ToyFaces seeds 0..N-1, rendered once and cached."""
-    from ..toyfaces.dataset import render_images
-
-    path = cache / f"toyfaces_{cfg.res}_{cfg.data_size}.npy"
-    if not path.exists():
-        imgs = render_images(range(cfg.data_size), cfg.res, workers=workers)
-
-        def write(p):
-            with open(p, "wb") as f:
-                np.save(f, imgs)
-
-        files.atomic_write(path, write)
-    return np.load(path, mmap_mode="r")
 
 
 def make_models(cfg: TrainConfig):
@@ -202,12 +185,12 @@ def main(argv=None) -> int:
     p.add_argument("--r1-gamma", type=float, default=None, help="default: 0.0002 * res^2 / batch")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--no-noise", action="store_true", help="generator without per-layer noise inputs")
-    p.add_argument("--data-size", type=int, default=30000)
+    p.add_argument("--data", default=None, help="the training images: a .npy of uint8 [N, res, res, 3] (ToyFaces "
+                   "renders: python -m editgan_core.toyfaces.dataset --res 64 --n 30000 --out data.npy)")
     p.add_argument("--snap-every", type=int, default=200, help="steps between checkpoints and sample grids")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export", default=None, help="write G_ema (+ D) in the native format to this folder")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2, help="processes for rendering the dataset")
     args = p.parse_args(argv)
 
     from ..runtime import tune_allocator
@@ -216,7 +199,7 @@ def main(argv=None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(res=args.res, preset=args.preset, data_size=args.data_size, **PRESETS[args.preset])
+    cfg = TrainConfig(res=args.res, preset=args.preset, **PRESETS[args.preset])
     if args.batch:
         cfg.batch = args.batch
     if args.r1_gamma is not None:
@@ -227,9 +210,17 @@ def main(argv=None) -> int:
     ckpt = checkpoint_path(out)
     if (args.resume or args.export) and ckpt.exists():
         cfg = TrainConfig(**read_config(ckpt, Trainer.trainer))
-    # Exporting needs no training data: do not render (or read) the dataset for it.
-    data = (np.zeros((0, cfg.res, cfg.res, 3), np.uint8) if args.export else
-            load_dataset(cfg, out.parent if out.parent != Path("") else Path("."), workers=args.workers))
+    # Exporting needs no training data. The images are an argument: the trainer knows no dataset of its own.
+    if args.export:
+        data = np.zeros((0, cfg.res, cfg.res, 3), np.uint8)
+    elif args.data is None:
+        p.error("--data is needed to train (a .npy of uint8 images [N, res, res, 3])")
+    else:
+        data = np.load(args.data, mmap_mode="r", allow_pickle=False)
+        if data.ndim != 4 or data.shape[1:] != (cfg.res, cfg.res, 3) or data.dtype != np.uint8:
+            p.error(f"--data {args.data}: uint8 images [N, {cfg.res}, {cfg.res}, 3] needed, got {data.dtype} "
+                    f"{tuple(data.shape)}")
+        cfg.data_size = len(data)
     trainer = Trainer(cfg, out, data, device)
     if (args.resume or args.export) and ckpt.exists():
         trainer.resume(ckpt)
