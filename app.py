@@ -87,33 +87,29 @@ def ui_action(fn):
     return plain
 
 
-class _NumberInput:
-    """gradio's number fields, answering in one line when an API client sends what is not a finite number (gradio's
-    own check compares the text with the bounds and fails with a generic error)."""
+def checked(field):
+    """A gradio number field (Number, Slider) that answers in one line when an API client sends what is not a finite
+    number (gradio's own check compares the text with the bounds and fails with a generic error), naming the field
+    in gradio's bounds messages too. Wraps the instance's preprocess: a component subclass would make gradio write
+    a .pyi stub beside this file at import."""
+    original = field.preprocess
+    label = field.label or "a number field"
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         if isinstance(payload, str):
             try:
                 payload = float(payload)
             except ValueError:
-                raise gr.Error(f"{self.label or 'a number field'} must be a number, got {clip(payload, 40)}") from None
+                raise gr.Error(f"{field.label or label} must be a number, got {clip(payload, 40)}") from None
         if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
                                     or not math.isfinite(payload)):
-            raise gr.Error(f"{self.label or 'a number field'} must be a finite number, got {clip(payload, 40)}")
+            raise gr.Error(f"{field.label or label} must be a finite number, got {clip(payload, 40)}")
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error as e:             # gradio's bounds check: say which field
-            raise gr.Error(f"{self.label or 'a number field'}: {e.message}") from None
-
-
-class NumberField(_NumberInput, gr.Number):
-    def get_block_name(self) -> str:
-        return "number"
-
-
-class SliderField(_NumberInput, gr.Slider):
-    def get_block_name(self) -> str:
-        return "slider"
+            raise gr.Error(f"{field.label or label}: {e.message}") from None
+    field.preprocess = preprocess
+    return field
 
 
 def clean_downloads(older_than: float = 86400.0) -> None:
@@ -280,7 +276,8 @@ def on_upload(session: Session, model: str, photo: str, fit: str, cut: str):
 def on_adjust(session: Session, fit: str, face, dx: float, dy: float, zoom: float, turn: float):
     """The crop moved, scaled or turned, or another face chosen: cut the photo again."""
     prepared, note, boxed = session.adjust_crop(
-        face=int(check_number("the face", face or 0, 0, 1000, integer=True)), dx=check_number("move right", dx, -0.5, 0.5),
+        face=int(check_number("the face", face or 0, 0, 1000, integer=True)),
+        dx=check_number("move right", dx, -0.5, 0.5),
         dy=check_number("move down", dy, -0.5, 0.5), zoom=check_number("the scale", zoom, 0.5, 2.0),
         turn=check_number("the turn", turn, -45, 45), fit=fit)
     return session, _show(prepared), boxed, f"Prepared for the model: {note}"
@@ -544,9 +541,11 @@ def _sketch_pad(label: str) -> gr.ImageEditor:
 def image_tab() -> SimpleNamespace:
     with gr.Tab("Image", id="image"):
         with gr.Row():
-            seed = NumberField(value=0, precision=0, minimum=0, maximum=SAMPLE.max_seed, label="Seed")
-            psi = SliderField(*SAMPLE.truncation_range, value=SAMPLE.truncation, step=0.05, label="Truncation psi")
-            class_idx = NumberField(value=0, precision=0, minimum=0, label="Class (conditional model)", visible=False)
+            seed = checked(gr.Number(value=0, precision=0, minimum=0, maximum=SAMPLE.max_seed, label="Seed"))
+            psi = checked(gr.Slider(*SAMPLE.truncation_range, value=SAMPLE.truncation, step=0.05,
+                                    label="Truncation psi"))
+            class_idx = checked(gr.Number(value=0, precision=0, minimum=0, label="Class (conditional model)",
+                                          visible=False))
             go = gr.Button("Generate", variant="primary")
         with gr.Row():
             # A file box, not gr.Image: gradio would decode the file itself and answer a broken or hostile file
@@ -560,17 +559,18 @@ def image_tab() -> SimpleNamespace:
             with gr.Row():
                 cut = gr.Radio(list(CUTS), value=next(iter(CUTS)), label="Cut (faces: aligned like FFHQ)")
                 fit = gr.Radio(["crop", "pad"], value="crop", label="Box fit")
-                face = NumberField(value=0, precision=0, minimum=0, label="Face (0 = the largest)", visible=False)
+                face = checked(gr.Number(value=0, precision=0, minimum=0, label="Face (0 = the largest)",
+                                         visible=False))
             gr.Markdown(f"Faces are found and aligned with {ALIGNER} ({ALIGNER_LICENCE}).")
             with gr.Row():
-                dx = SliderField(-0.5, 0.5, value=0, step=0.01, label="Move right")
-                dy = SliderField(-0.5, 0.5, value=0, step=0.01, label="Move down")
-                zoom = SliderField(0.5, 2.0, value=1, step=0.01, label="Scale")
-                turn = SliderField(-45, 45, value=0, step=0.5, label="Turn (degrees)")
+                dx = checked(gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move right"))
+                dy = checked(gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move down"))
+                zoom = checked(gr.Slider(0.5, 2.0, value=1, step=0.01, label="Scale"))
+                turn = checked(gr.Slider(-45, 45, value=0, step=0.5, label="Turn (degrees)"))
         with gr.Row():
-            embed_steps = SliderField(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps")
-            tune_steps = SliderField(0, 3 * PIVOTAL.steps, value=0, step=10,
-                                   label=f"Pivotal tuning steps (0 = off; {PIVOTAL.steps}: a more faithful photo)")
+            embed_steps = checked(gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps"))
+            tune_steps = checked(gr.Slider(0, 3 * PIVOTAL.steps, value=0, step=10,
+                                   label=f"Pivotal tuning steps (0 = off; {PIVOTAL.steps}: a more faithful photo)"))
             embed = gr.Button("Embed photo", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         status = gr.Markdown()
@@ -598,7 +598,7 @@ def edit_tab() -> SimpleNamespace:
                 compare = gr.ImageSlider(label="Before / after", type="numpy", height=300)
                 new_mask = gr.Image(label="New segmentation", type="numpy", interactive=False, height=160)
         with gr.Row():
-            steps = SliderField(10, 2 * EDIT.steps, value=EDIT.steps, step=10, label="Optimisation steps")
+            steps = checked(gr.Slider(10, 2 * EDIT.steps, value=EDIT.steps, step=10, label="Optimisation steps"))
             apply = gr.Button("Apply edit", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         status = gr.Markdown()
@@ -615,13 +615,13 @@ def vectors_tab() -> SimpleNamespace:
             refine = gr.Radio([str(c) for c in REFINE.choices], value=str(REFINE.choices[0]),
                               label="Refinement steps")
             reset = gr.Button("Reset sliders")
-        sliders = [SliderField(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
-                             visible=False) for i in range(MAX_SLIDERS)]
+        sliders = [checked(gr.Slider(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
+                             visible=False)) for i in range(MAX_SLIDERS)]
         scales_json = gr.JSON(visible=False)          # the by-name endpoint's input (scripts)
         with gr.Accordion(f"Preview on {APPLY.preview_count} other images, files and Hub", open=False):
             with gr.Row():
                 pick = gr.Dropdown([], label="Vector", allow_custom_value=False)
-                pscale = SliderField(*APPLY.slider_range, value=1, step=0.5, label="Scale")
+                pscale = checked(gr.Slider(*APPLY.slider_range, value=1, step=0.5, label="Scale"))
                 preview = gr.Button("Preview")
             grid = gr.Gallery(label="before | after", columns=4, height=320)
             with gr.Row():
@@ -665,12 +665,13 @@ def annotate_tab() -> SimpleNamespace:
         palette = gr.Markdown()
         with gr.Row():
             add = gr.Button("Add current image")
-            index = NumberField(value=0, precision=0, label="Annotation #")
+            index = checked(gr.Number(value=0, precision=0, label="Annotation #"))
             save = gr.Button("Save annotation")
         annotator = _sketch_pad("Annotation")
         msg = gr.Markdown()
         with gr.Row():
-            steps = SliderField(100, 2000, value=INTERACTIVE_BRANCH.max_steps, step=100, label="Training steps (max)")
+            steps = checked(gr.Slider(100, 2000, value=INTERACTIVE_BRANCH.max_steps, step=100,
+                                      label="Training steps (max)"))
             train = gr.Button("Train branch", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         train_msg = gr.Markdown()
