@@ -45,7 +45,7 @@ def worker(task: str) -> dict:
 
     from editgan_core import apply_vectors, edit_from_mask, images_to_uint8, segment
 
-    from editgan_core.pipeline import embed
+    from editgan_core import embed
     from editgan_core.pipeline.embed import load_encoder
     from editgan_core.loaders.hub import load_model
     from editgan_core.storage.identity import model_identity

@@ -136,7 +136,7 @@ def learn_vector(G, ident, enc, branch, attr: str, k: int, strokes: bool = False
 
     from editgan_core import edit_from_mask, segment
 
-    from editgan_core.pipeline import embed
+    from editgan_core import embed
     from editgan_core.toyfaces import render_seed
     from editgan_core.toyfaces.dataset import SEEDS
     from editgan_core.toyfaces.palette import CLASS_INDEX

@@ -126,27 +126,20 @@ def photo_edits(n: int, rng, picture=None) -> dict:
     """Each edit handed back each way: today's (the model's pixels over every pixel of the edited classes), and
     photo.hand_back with each blend where parts changed shape."""
     from editgan_core import edit_from_mask, images_to_uint8, segment
-    from editgan_core.pipeline import embed
-    from editgan_core.pipeline.embed import load_encoder
-    from editgan_core.loaders.hub import load_model
-    from editgan_core.storage.identity import model_identity
+    from editgan_core.loaders.assets import Bundle
+    from editgan_core import embed
     from editgan_core.storage.masks import grow
     from editgan_core.pipeline.photo import cut, changed_region, hand_back, paste_back, region_alpha
-    from editgan_core.models.segbranch import load_branch
-    from editgan_core.settings import EDIT, PASTE
+    from editgan_core.settings import EDIT
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.palette import CLASS_INDEX
     from editgan_core.toyfaces.render import ATTRIBUTES, render
-    from editgan_core.storage.vectors import apply_vectors, list_library
+    from editgan_core.storage.vectors import apply_vectors
 
-    model = ROOT / "checkpoints" / "toyfaces"
-    loaded = load_model("toyfaces")
-    G, ident = loaded.G.eval(), model_identity(loaded)
-    R = G.img_resolution
-    enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
-    branch = load_branch(model / "branch.safetensors", expect_generator=ident)
-    judge = J.load_judge(model / "judge.safetensors")
-    vectors = {v.name: v for v in list_library(model / "vectors", expect_generator=ident)[0]}
+    toy = Bundle.load("toyfaces")               # the model with its encoder, branch and vectors, as the app has it
+    G, enc, branch, R = toy.G, toy.encoder, toy.branch, toy.G.img_resolution
+    judge = J.load_judge(ROOT / "checkpoints" / "toyfaces" / "judge.safetensors")
+    vectors = {v.name: v for v in toy.vectors}
     attrs = lambda a: J.predict(judge, J.to_input(a[None]))[1][0]  # noqa: E731
     rows = {e: {w: [] for w in WAYS} for e in EDITS}
     t_region, t_way = [], {w: [] for w in WAYS}
@@ -248,26 +241,20 @@ def astronaut(path) -> dict:
     from skimage.data import astronaut as photo_of
 
     from editgan_core import edit_from_mask, images_to_uint8, segment
+    from editgan_core.loaders.assets import Bundle
 
-    from editgan_core.pipeline import embed
+    from editgan_core import embed
     from editgan_core.pipeline.align import align_photo
-    from editgan_core.pipeline.embed import load_encoder, pivotal_tune
-    from editgan_core.loaders.hub import load_model
-    from editgan_core.storage.identity import model_identity
+    from editgan_core.pipeline.embed import pivotal_tune
     from editgan_core.storage.masks import grow
     from editgan_core.pipeline.photo import changed_region, cut, hand_back, paste_back
-    from editgan_core.models.segbranch import load_branch
     from editgan_core.settings import EDIT
     from editgan_core.toyfaces.palette import CLASS_INDEX
-    from editgan_core.storage.vectors import apply_vectors, list_library
+    from editgan_core.storage.vectors import apply_vectors
 
-    model = ROOT / "checkpoints" / "toyfaces"
-    loaded = load_model("toyfaces")
-    G, ident = loaded.G.eval(), model_identity(loaded)
-    R = G.img_resolution
-    enc = load_encoder(model / "encoder.safetensors", expect_generator=ident)
-    branch = load_branch(model / "branch.safetensors", expect_generator=ident)
-    smile = next(v for v in list_library(model / "vectors", expect_generator=ident)[0] if v.name == "smile")
+    toy = Bundle.load("toyfaces")
+    G, enc, branch, R = toy.G, toy.encoder, toy.branch, toy.G.img_resolution
+    smile = next(v for v in toy.vectors if v.name == "smile")
     photo = photo_of()
     crop = align_photo(photo, R).crop
     x = torch.from_numpy(cut(photo, crop, R)).permute(2, 0, 1)[None].float() / 127.5 - 1

@@ -50,6 +50,17 @@ def image_src(page, label: str) -> str:
         return ''; }""", label)
 
 
+def move_smile_slider(page, presses: int = 30) -> None:
+    """On the Vectors tab, move the smile slider ``presses`` steps right (+1.5 at 30) and wait for the new image."""
+    page.get_by_role("tab", name="Vectors").click()
+    slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
+    slider.focus()
+    before = image_src(page, "Current image")
+    for _ in range(presses):
+        page.keyboard.press("ArrowRight")
+    wait_new_image(page, before)
+
+
 def paint_stroke(page, rgb=(0, 200, 120), y_frac: float = 0.72, x_from: float = 0.38, x_to: float = 0.62) -> None:
     """Pick the palette colour ``rgb`` and draw a horizontal stroke across the sketch pad (default: "mouth" green
     across the lower face)."""
@@ -110,13 +121,7 @@ def main() -> None:
             page.get_by_role("button", name="Save as editing vector").click()
             page.wait_for_selector("text=saved vector", timeout=60_000)
             shot("edit_tab")
-            page.get_by_role("tab", name="Vectors").click()
-            slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
-            slider.focus()
-            before = image_src(page, "Current image")
-            for _ in range(30):
-                page.keyboard.press("ArrowRight")
-            wait_new_image(page, before)
+            move_smile_slider(page)
             page.get_by_text("Preview on 8 other images").click()
             page.get_by_role("button", name="Preview", exact=True).click()
             page.wait_for_selector(".grid-container img, .gallery img", timeout=60_000)
@@ -164,13 +169,7 @@ def main() -> None:
                 shown = image_src(page, "Current image")
                 page.get_by_role("button", name="Embed photo").click()
                 wait_new_image(page, shown, timeout=180_000)
-                page.get_by_role("tab", name="Vectors").click()
-                slider = page.locator(".block", has_text="smile (skin").locator("input[type=range]").first
-                slider.focus()
-                before = image_src(page, "Current image")
-                for _ in range(30):
-                    page.keyboard.press("ArrowRight")
-                wait_new_image(page, before)
+                move_smile_slider(page)
                 page.wait_for_selector("text=/sliders smile \\+1\\.50/", timeout=60_000)
                 page.get_by_role("tab", name="Image").click()
                 page.get_by_text("Your photo, edited").click()
