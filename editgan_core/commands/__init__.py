@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .. import __version__
 from ..errors import EditGANError
+from ..runtime import configure_threads, tune_allocator
 from ..storage import files
 from . import branches, edits, models, photos
 from .common import HelpFormatter, first_missing, prog_name, remove_empty
@@ -53,8 +55,6 @@ def output_folder(args: argparse.Namespace) -> Optional[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     prog = prog_name()
     p = argparse.ArgumentParser(prog=prog, description="EditGAN Studio: generate, embed, segment, edit and apply "
                                 "editing vectors with StyleGAN2 generators.", epilog=EPILOG.format(prog=prog),
@@ -67,8 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..runtime import configure_threads, tune_allocator
-
     args = build_parser().parse_args(argv)
     tune_allocator()
     created = first_missing(output_folder(args))

@@ -8,8 +8,20 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+import numpy as np
+import torch
+
 from ..errors import CLIError
+from ..loaders.assets import default_classes
+from ..models.generator import generate
+from ..models.segbranch import save_branch
+from ..pipeline.fewshot import load_annotated_folder, train_branch_on_images
+from ..pipeline.labeling import (ClassMap, class_palette, fit_note, label_images, load_labeler, model_domain,
+                                 parser_for, save_mask_png)
 from ..settings import BRANCH, LABEL, SAMPLE
+from ..storage import files
+from ..storage.identity import model_identity
+from ..storage.imageio import prepare_image
 from .common import (CLASS_MAP_FILE, CLASSES_FILE, IMAGE_EXTS, INDEX, PSI, SIDE_SUFFIXES, STEPS, about, class_index,
                      common, distance_for, editing_args, embed_steps, encoder_for, load, parse_seeds, positive_int,
                      prog_name, save_png)
@@ -32,8 +44,6 @@ def _read_classes(path: str) -> Tuple[List[str], List[Tuple[int, int, int]]]:
 def _branch_classes(loaded, args) -> Tuple[List[str], List[Tuple[int, int, int]]]:
     """train-branch's class table: --classes; else --map (colours from FOLDER/classes.json when it is there);
     else FOLDER/classes.json (written by label); else the model's classes."""
-    from ..loaders.assets import default_classes
-    from ..pipeline.labeling import ClassMap, class_palette
 
     folder_classes = Path(args.folder) / CLASSES_FILE
     if args.classes and args.map:
@@ -57,13 +67,6 @@ def _branch_classes(loaded, args) -> Tuple[List[str], List[Tuple[int, int, int]]
 
 
 def cmd_train_branch(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from ..pipeline.fewshot import load_annotated_folder, train_branch_on_images
-    from ..storage.identity import model_identity
-    from ..models.segbranch import save_branch
-
     if not str(args.out).endswith(".safetensors"):
         raise CLIError(f"--out {args.out}: a branch file ends in .safetensors")
     loaded = load(args)
@@ -106,14 +109,6 @@ def _label_inputs(src: Path) -> List[Path]:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..storage import files
-    from ..loaders.assets import default_classes
-    from ..models.generator import generate
-    from ..storage.imageio import prepare_image
-    from ..pipeline.labeling import ClassMap, class_palette, fit_note, label_images, load_labeler, parser_for, save_mask_png
-
     if args.inputs and (args.seeds is not None or args.n is not None):
         raise CLIError("give --inputs (photos to label) or --n/--seeds (samples to label), not both")
     if args.seeds is not None and args.n is not None and len(args.seeds) != args.n:
@@ -126,7 +121,6 @@ def cmd_label(args: argparse.Namespace) -> int:
                            f"write to another folder")
     ref = args.labeler or parser_for(args.model)
     if ref is None:
-        from ..pipeline.labeling import model_domain
 
         dom = model_domain(args.model)
         raise CLIError(f"no parser in the registry fits {args.model}{f' ({dom})' if dom else ''}: pass --labeler "
@@ -198,7 +192,8 @@ def cmd_label(args: argparse.Namespace) -> int:
             done += 1
             present = [names[c] for c in sorted(set(lab.ravel().tolist()))]
             print(f"[{done}/{len(jobs)}] {path}  {', '.join(present)}")
-    print(f"{out}: {done} image/mask pairs, {CLASSES_FILE} and {CLASS_MAP_FILE}; next: {prog_name()} train-branch {out} "
+    print(f"{out}: {done} image/mask pairs, {CLASSES_FILE} and {CLASS_MAP_FILE}; "
+          f"next: {prog_name()} train-branch {out} "
           f"--model {args.model} --out branch.safetensors", file=sys.stderr)
     return 0
 

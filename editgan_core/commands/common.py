@@ -11,8 +11,26 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
 
+import numpy as np
+import torch
+from PIL import Image
+
 from ..errors import CLIError, EditGANError
-from ..settings import EMBED, PIVOTAL
+from ..loaders.assets import BRANCH_NAME, ENCODER_NAME, companion_module, model_dir
+from ..loaders.checkpoints import sha256_file
+from ..loaders.hub import load_model
+from ..loaders.registry import DEFAULT_MODEL, get_spec
+from ..models.generator import images_to_uint8
+from ..models.perceptual import perceptual_for
+from ..models.segbranch import segment
+from ..pipeline.align import AlignmentError, choose_crop, cut_for, detect_faces
+from ..pipeline.embed import embed, load_tuning, pivotal_tune
+from ..pipeline.photo import Crop, changed_region, hand_back
+from ..settings import EMBED, PIVOTAL, SAMPLE, check_number
+from ..storage import files
+from ..storage.identity import model_identity
+from ..storage.imageio import open_image, prepare_image, to_rgb
+from ..storage.latents import load_latent
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SUFFIX = ".latent.safetensors"
@@ -27,7 +45,6 @@ CLASS_MAP_FILE = "class_map.json"  # the class map label used: edit it and pass 
 
 def number(what: str, lo=None, hi=None, integer: bool = False):
     """An argparse type: a finite number in [lo, hi] (settings.check_number), with argparse's message."""
-    from ..settings import check_number
 
     def parse(text: str):
         try:
@@ -45,7 +62,6 @@ INDEX = number("an index", 0, 1_000_000, integer=True)
 
 def parse_seeds(text: str) -> List[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
-    from ..settings import SAMPLE
 
     seeds: List[int] = []
     for part in str(text).split(","):
@@ -109,17 +125,13 @@ def about(path) -> Iterator[None]:
 
 def save_png(path: Path, arr) -> Path:
     """uint8 [H, W, C] -> PNG, written atomically (the folder is made now, not before)."""
-    from PIL import Image
 
-    from ..storage import files
 
     img = Image.fromarray(arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
     return files.atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def device(name: str):
-    import torch
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -132,7 +144,6 @@ def device(name: str):
 
 def load(args, key: Optional[str] = None):
     """The model of ``--model`` on ``--device``, in eval mode; its loading notes go to stderr."""
-    from ..loaders.hub import load_model
 
     with about(args.model):
         loaded = load_model(args.model, key=key)
@@ -143,9 +154,6 @@ def load(args, key: Optional[str] = None):
 
 
 def encoder_for(loaded, choice: str):
-    from ..loaders.assets import ENCODER_NAME, companion_module
-    from ..storage.identity import model_identity
-
     with about(choice):
         enc = companion_module(loaded, model_identity(loaded), choice, ENCODER_NAME, loaded.G.w_avg.device)
     if enc is None and choice == "auto":
@@ -155,16 +163,11 @@ def encoder_for(loaded, choice: str):
 
 def distance_for(loaded, choice: str):
     """The embedding distance: as the studio's (assets.Bundle), 'auto' unless --perceptual says otherwise."""
-    from ..loaders.assets import model_dir
-    from ..models.perceptual import perceptual_for
 
     return perceptual_for(model_dir(loaded), choice)
 
 
 def branch_for(loaded, path: Optional[str]):
-    from ..loaders.assets import BRANCH_NAME, companion_module
-    from ..storage.identity import model_identity
-
     with about(path or "the model's branch"):
         branch = companion_module(loaded, model_identity(loaded), path or "auto", BRANCH_NAME, loaded.G.w_avg.device)
     if branch is None:
@@ -176,9 +179,6 @@ def branch_for(loaded, path: Optional[str]):
 def prepare_photo(loaded, path, args):
     """An image read and cut for the model: aligned as a face (``--cut face``, the default for FFHQ-style models;
     face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
-    from ..pipeline.align import AlignmentError, choose_crop, cut_for, detect_faces
-    from ..storage.imageio import prepare_image
-    from ..loaders.registry import get_spec
 
     R = loaded.G.img_resolution
     spec = get_spec(args.model)
@@ -207,7 +207,6 @@ def prepare_photo(loaded, path, args):
 def embed_images(loaded, paths, args):
     """Each image: cut for the model (aligned, cropped or padded), embedded, and pivotal-tuned when ``--tune``.
     Yields (path, prepared, result, distance name, Tuning or None)."""
-    from ..pipeline.embed import embed, pivotal_tune
 
     G = loaded.G
     enc = encoder_for(loaded, args.encoder)
@@ -231,7 +230,6 @@ def embed_images(loaded, paths, args):
 
 def generator_for(loaded, latent_path: Path, meta: dict, ident):
     """The generator a latent renders with: its photo's tuned copy when embed --tune wrote one beside it."""
-    from ..pipeline.embed import load_tuning
 
     name = meta.get("tuning")
     if not name:
@@ -247,7 +245,6 @@ def generator_for(loaded, latent_path: Path, meta: dict, ident):
 
 def photo_meta(path: Path, prep) -> dict:
     """What a latent records of the photo it came from, so that edits of it can be handed back at its size."""
-    from ..loaders.checkpoints import sha256_file
 
     return {"photo": str(Path(path).resolve()), "photo_sha256": sha256_file(path),
             "photo_size": list(prep.original_size), "crop": prep.crop.as_dict()}
@@ -255,11 +252,7 @@ def photo_meta(path: Path, prep) -> dict:
 
 def photo_of(meta: dict, name: str):
     """(photo RGB array, Crop) from a latent's record, or None (with a note) when the photo is gone or changed."""
-    import numpy as np
 
-    from ..loaders.checkpoints import sha256_file
-    from ..storage.imageio import open_image, to_rgb
-    from ..pipeline.photo import Crop
 
     if not meta.get("photo"):
         return None
@@ -280,11 +273,7 @@ def hand_back_to_photo(G, branch, source, ws_before, ws_after, image, class_name
     """The edit from ``ws_before`` to ``ws_after`` (the model-size ``image``) handed back into ``source`` = (photo,
     crop): only where it acts (photo.changed_region: parts of the edited classes ``class_names`` that moved, from the
     branch's segmentations; colour changes alone without a branch), with the photo's own detail kept."""
-    import torch
 
-    from ..models.generator import images_to_uint8
-    from ..pipeline.photo import changed_region, hand_back
-    from ..models.segbranch import segment
 
     photo, crop = source
     with torch.no_grad():
@@ -309,8 +298,6 @@ def branch_or_none(loaded, path):
 
 
 def read_latent(path, ident, *, meta: bool = False):
-    from ..storage.latents import load_latent
-
     with about(path):
         ws, m = load_latent(path, expect_generator=ident)
     return (ws, m) if meta else ws
@@ -357,7 +344,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def common(q, model_default: Optional[str] = None):
     """--model, --device, --threads."""
-    from ..loaders.registry import DEFAULT_MODEL
 
     model_default = model_default or DEFAULT_MODEL
     q.add_argument("--model", default=model_default, help="registry name, local path or hf://org/repo/file[@rev]")

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
 from pathlib import Path
 from typing import List, Tuple
 
+import numpy as np
+
 from ..errors import CLIError, EditGANError
-from ..settings import EDIT, REFINE
+from ..loaders.assets import vector_folders
+from ..models.generator import images_to_uint8
+from ..pipeline.editing import edit_from_mask
+from ..settings import EDIT, REFINE, check_scale
+from ..storage import files
+from ..storage.identity import model_identity
+from ..storage.imageio import open_image
+from ..storage.masks import decode_mask, encode_mask
+from ..storage.vectors import apply_vectors, check_name, file_stem, library_dir, list_library, load_vector, save_vector
 from .common import (EMBED_SIDE_SUFFIXES, IMAGE_EXTS, LATENT_SUFFIX, SIDE_SUFFIXES, STEPS, about, branch_for,
                      branch_or_none, common, editing_args, embed_images, embed_steps, first_missing, generator_for,
                      hand_back_to_photo, is_latent_file, latent_stem, load, photo_of, prog_name, read_latent,
@@ -18,17 +29,6 @@ from .common import (EMBED_SIDE_SUFFIXES, IMAGE_EXTS, LATENT_SUFFIX, SIDE_SUFFIX
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    from ..storage import files
-    from ..pipeline.editing import edit_from_mask
-    from ..storage.identity import model_identity
-    from ..storage.imageio import open_image
-    from ..storage.masks import decode_mask, encode_mask
-    from ..storage.vectors import check_name, file_stem, library_dir, save_vector
-
     name = check_name(args.name)     # before any work: a bad name must not cost an optimisation
     loaded = load(args)
     ident = model_identity(loaded)
@@ -86,7 +86,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if res.quality.advice():
         print(f"advice: {res.quality.advice()}")
     if not args.out:
-        print(f"saved in the model's library: apply it by name, e.g. {prog_name()} apply {_quoted(name)}:1 --inputs ...")
+        print(f"saved in the model's library: apply it by name, e.g. {prog_name()} apply {_quoted(name)}:1 "
+              f"--inputs ...")
     return 0
 
 
@@ -108,8 +109,6 @@ def parse_vector_arg(text: str) -> Tuple[str, float]:
 def _check_new_vector(loaded, ident, name: str, out: Path, overwrite: bool) -> None:
     """A new vector's name: not a starter vector's (apply would find the starter first), and not an existing
     vector's in ``out`` unless ``overwrite``."""
-    from ..loaders.assets import vector_folders
-    from ..storage.vectors import file_stem, library_dir
 
     stem = file_stem(name).lower()
     for folder in vector_folders(loaded, ident):
@@ -123,8 +122,6 @@ def _check_new_vector(loaded, ident, name: str, out: Path, overwrite: bool) -> N
 
 def find_vector(loaded, ident, ref: str):
     """A vector by file path, or by name (``smile``, ``bigger eyes`` or ``bigger_eyes``) in the model's folders."""
-    from ..loaders.assets import vector_folders
-    from ..storage.vectors import file_stem, list_library, load_vector
 
     p = Path(ref)
     if p.is_file():
@@ -159,7 +156,6 @@ def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, P
     A folder's own side files are not inputs: embed's NAME_input.png and NAME_recon.png (and the photo NAME.png)
     are the same image as NAME.latent.safetensors; segment's NAME_mask.png and edit's NAME_edited*.png are not
     pictures to edit; other EditGAN files (editing vectors, branches) are not latents."""
-    from ..storage import files
 
     if not src.exists():
         raise CLIError(f"no such file or folder: {src}")
@@ -201,11 +197,6 @@ def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, P
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ..models.generator import images_to_uint8
-    from ..storage.identity import model_identity
-    from ..settings import check_scale
-    from ..storage.vectors import apply_vectors
-
     loaded = load(args)
     ident = model_identity(loaded)
     G = loaded.G
@@ -242,7 +233,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             path = save_png(out / f"{name}.png", image)
         else:                         # the photo at its own size, the model-size crop beside it
             edited = [c for v, _ in pairs for c in v.classes]
-            path = save_png(out / f"{name}.png", hand_back_to_photo(g, regions, source, ws[:1], res.ws, image, edited).photo)
+            back = hand_back_to_photo(g, regions, source, ws[:1], res.ws, image, edited)
+            path = save_png(out / f"{name}.png", back.photo)
             save_png(out / f"{name}_crop.png", image)
         print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
     return 0

@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from ..loaders.checkpoints import convert
+from ..loaders.hub import resolve
+from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
+from ..models.generator import generate
 from .common import INDEX, PSI, about, class_index, common, load, parse_seeds, save_png
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..models.generator import generate
-
     loaded = load(args, key=args.key)
     G = loaded.G
     class_idx = class_index(G, args.model, args.class_idx)
@@ -49,9 +51,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..loaders.checkpoints import convert
-    from ..loaders.hub import resolve
-
     with about(args.src):
         r = resolve(args.src)
         out = convert(r.path, args.dst, key=args.key)
@@ -60,8 +59,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
-
     for spec in REGISTRY.values():
         where = str(CHECKPOINTS_DIR / spec.local_dir) if spec.local_dir else spec.hub_ref
         print(f"{spec.name:22s} {spec.format:14s} {spec.resolution:5d}px  {where}\n{'':22s} {spec.description}")

@@ -6,14 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, embed_images, embed_steps, generator_for, is_latent_file, latent_stem, load, photo_meta, read_latent, save_png)
+from ..models.generator import images_to_uint8
+from ..models.segbranch import segment
+from ..pipeline.embed import save_tuning
+from ..storage.identity import model_identity
+from ..storage.latents import save_latent
+from ..storage.masks import encode_mask
+from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, embed_images, embed_steps, generator_for,
+                     is_latent_file, latent_stem, load, photo_meta, read_latent, save_png)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..models.generator import images_to_uint8
-    from ..storage.identity import model_identity
-    from ..storage.latents import save_latent
-
     loaded = load(args)
     ident = model_identity(loaded)
     out = Path(args.out)
@@ -21,7 +24,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
         stem = path.stem
         extra = {}
         if tuning is not None:
-            from ..pipeline.embed import save_tuning
 
             extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
             extra["tuned_psnr"] = round(tuning.psnr, 2)
@@ -37,10 +39,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from ..storage.identity import model_identity
-    from ..storage.masks import encode_mask
-    from ..models.segbranch import segment
-
     loaded = load(args)
     branch = branch_for(loaded, args.branch)
     src = Path(args.input)
