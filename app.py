@@ -93,21 +93,21 @@ def checked(field):
     in gradio's bounds messages too. Wraps the instance's preprocess: a component subclass would make gradio write
     a .pyi stub beside this file at import."""
     original = field.preprocess
-    label = field.label or "a number field"
 
     def preprocess(payload):
+        name = field.label or "a number field"      # read now: a slider's label follows its vector
         if isinstance(payload, str):
             try:
                 payload = float(payload)
             except ValueError:
-                raise gr.Error(f"{field.label or label} must be a number, got {clip(payload, 40)}") from None
+                raise gr.Error(f"{name} must be a number, got {clip(payload, 40)}") from None
         if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
                                     or not math.isfinite(payload)):
-            raise gr.Error(f"{field.label or label} must be a finite number, got {clip(payload, 40)}")
+            raise gr.Error(f"{name} must be a finite number, got {clip(payload, 40)}")
         try:
             return original(payload)
         except gr.Error as e:             # gradio's bounds check: say which field
-            raise gr.Error(f"{field.label or label}: {e.message}") from None
+            raise gr.Error(f"{name}: {e.message}") from None
     field.preprocess = preprocess
     return field
 

@@ -263,13 +263,13 @@ def main() -> None:
     from gradio_client import Client
 
     import app
+    from editgan_core.commands import main as cli_main
 
     f = files_to_try()
     rows = []
     # the second "grin" must be refused: make the first
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        app_cli = __import__("editgan_core.commands", fromlist=["main"])
-        app_cli.main(["edit", str(f["latent"]), str(f["mask"]), "--name", "grin", "--steps", "2",
+        cli_main(["edit", str(f["latent"]), str(f["mask"]), "--name", "grin", "--steps", "2",
                       "--out", str(WORK / "out")])
     for label, argv in cli_cases(f):
         r = run_cli(argv)

@@ -101,6 +101,16 @@ OTHER = ["iris_hue", "hair_length", "eye_size", "smile", "skin_tone", "hair_hue"
 WAYS = ["today", "delta", "poisson", "replace"]
 
 
+def parts_area(labels_before, labels_after, classes) -> np.ndarray:
+    """The pixels of ``classes`` before or after an edit, grown by the edit margin: what the hand-back replaced
+    before issue #21 (today's way), and the bound the issue sets for the new one."""
+    from editgan_core.settings import EDIT
+    from editgan_core.storage.masks import grow
+
+    classes = list(classes)
+    return grow(np.isin(labels_before, classes) | np.isin(labels_after, classes), EDIT.margin)
+
+
 def placed_photo(k: int, rng):
     """Photo k: a 512-px render with a small smile, drawn into a photo of SIZES[k % 3] at a random place, turn
     and scale (it fills a 512-px photo) -> (params, photo, the crop it is cut by)."""
@@ -128,9 +138,7 @@ def photo_edits(n: int, rng, picture=None) -> dict:
     from editgan_core import edit_from_mask, images_to_uint8, segment
     from editgan_core.loaders.assets import Bundle
     from editgan_core import embed
-    from editgan_core.storage.masks import grow
     from editgan_core.pipeline.photo import cut, changed_region, hand_back, paste_back, region_alpha
-    from editgan_core.settings import EDIT
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.palette import CLASS_INDEX
     from editgan_core.toyfaces.render import ATTRIBUTES, render
@@ -163,9 +171,9 @@ def photo_edits(n: int, rng, picture=None) -> dict:
         a_photo = attrs(cut(photo, crop, R))
         # the reference: today's paste of the unedited reconstruction over the same parts (what the judge reads into
         # the model's face alone)
-        recon_only = {e: attrs(cut(paste_back(photo, before, grow(np.isin(labels_before, list(
+        recon_only = {e: attrs(cut(paste_back(photo, before, parts_area(labels_before, labels_before, (
             branch.cfg.class_indices(vectors[VECTOR_OF[e]].classes) if e in VECTOR_OF else mask_edit.classes)),
-            EDIT.margin), crop), crop, R))[ATTRIBUTES.index(a)] for e, (a, _) in EDITS.items()}
+            crop), crop, R))[ATTRIBUTES.index(a)] for e, (a, _) in EDITS.items()}
         for edit, (attr, parts) in EDITS.items():
             if edit in VECTOR_OF:
                 vec = vectors[VECTOR_OF[edit]]
@@ -176,7 +184,7 @@ def photo_edits(n: int, rng, picture=None) -> dict:
                 after = images_to_uint8(G.synthesis(w2))[0].numpy()
             labels_after = segment(G, branch, w2)[0]
             part_ids = [CLASS_INDEX[c] for c in parts]
-            own = grow(np.isin(labels_before, part_ids) | np.isin(labels_after, part_ids), EDIT.margin)
+            own = parts_area(labels_before, labels_after, part_ids)
             bound = region_alpha(own, crop, size) > 0        # the edited parts' own area, grown, in the photo
             t = time.perf_counter()
             region = changed_region(before, after, labels_before, labels_after, classes)
@@ -184,9 +192,7 @@ def photo_edits(n: int, rng, picture=None) -> dict:
             for way in WAYS:
                 t = time.perf_counter()
                 if way == "today":
-                    old = grow(np.isin(labels_before, list(classes)) | np.isin(labels_after, list(classes)),
-                               EDIT.margin)
-                    out = paste_back(photo, after, old, crop)
+                    out = paste_back(photo, after, parts_area(labels_before, labels_after, classes), crop)
                 else:
                     out = hand_back(photo, crop, before, after, region, blend=way).photo
                 t_way[way].append(time.perf_counter() - t)
@@ -246,9 +252,7 @@ def astronaut(path) -> dict:
     from editgan_core import embed
     from editgan_core.pipeline.align import align_photo
     from editgan_core.pipeline.embed import pivotal_tune
-    from editgan_core.storage.masks import grow
     from editgan_core.pipeline.photo import changed_region, cut, hand_back, paste_back
-    from editgan_core.settings import EDIT
     from editgan_core.toyfaces.palette import CLASS_INDEX
     from editgan_core.storage.vectors import apply_vectors
 
@@ -276,8 +280,7 @@ def astronaut(path) -> dict:
         with torch.no_grad():
             after = images_to_uint8(Gt.synthesis(w2))[0].numpy()
         labels_after = segment(Gt, branch, w2)[0]
-        old = paste_back(photo, after, grow(np.isin(labels, classes) | np.isin(labels_after, classes), EDIT.margin),
-                         crop)
+        old = paste_back(photo, after, parts_area(labels, labels_after, classes), crop)
         new = hand_back(photo, crop, before, after, changed_region(before, after, labels, labels_after, classes))
         out[name] = {"today_changed_over_10": float((np.abs(old.astype(int) - photo).max(2) > 10).mean()),
                      "new_changed_over_10": float((np.abs(new.photo.astype(int) - photo).max(2) > 10).mean()),

@@ -50,7 +50,8 @@ def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
         validate_repo_id(repo)
     except HFValidationError as e:
         raise ModelNotFoundError(f"malformed Hub reference {clip(ref)}: {str(e).splitlines()[0]}") from None
-    if any(part in ("", ".", "..") for part in path.rstrip("/").split("/")) and path or (rev is not None and ".." in rev):
+    bad_path = bool(path) and any(part in ("", ".", "..") for part in path.rstrip("/").split("/"))
+    if bad_path or (rev is not None and ".." in rev):
         raise ModelNotFoundError(f"malformed Hub reference {clip(ref)}: the file path may not hold '..', '.' or "
                                  f"empty parts")
     return repo, path, rev

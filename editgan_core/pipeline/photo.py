@@ -8,10 +8,14 @@ through it:
 - ``cut(photo, crop, R)`` resamples the crop to the model's R x R input (large photos are box-reduced first; where
   the crop leaves the photo it is filled by reflection fading into a blur, as the FFHQ alignment does, or by a
   colour);
-- ``paste_back(photo, edited, region, crop)`` maps the edited R x R image back through the inverse and blends it in
-  only inside the edit region -- mapped to photo pixels, dilated by ``PASTE.dilate`` and feathered over
-  ``PASTE.feather`` (fractions of the crop's side). Every photo pixel outside the dilated region is returned exactly
-  as it was, at the photo's own resolution.
+- ``changed_region(before, after, labels_before, labels_after, classes)`` finds where an edit acts, from the
+  model-size results before and after it;
+- ``hand_back(photo, crop, before, after, region)`` hands the edit back at the photo's own size: the model's change
+  added to the photo, reshaped parts Poisson-blended, only inside the region mapped to photo pixels, dilated by
+  ``PASTE.dilate`` and feathered over ``PASTE.feather`` (fractions of the crop's side);
+- ``paste_back(photo, edited, region, crop)`` is the plain paste: the model's pixels over a region, feathered.
+
+Every photo pixel outside the grown region is returned exactly as it was, at the photo's own resolution.
 """
 
 from __future__ import annotations
@@ -246,8 +250,6 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
     """``photo`` [H, W, 3] uint8 (as prepared: RGB), ``edited`` [R, R, 3] uint8 the edited model-size image,
     ``region`` [R, R] the edit region, ``crop`` the crop it came from (a Crop, or prepare_image's box) -> the photo
     [H, W, 3] uint8 with the edit blended in; pixels outside the dilated region are the photo's own, unchanged."""
-    from PIL import Image
-
     photo = _check_photo(photo)
     edited = np.asarray(edited)
     region = np.asarray(region, bool)
@@ -261,10 +263,7 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, region: np.ndarray, crop: 
     if window is None:
         return out
     left, top, right, bottom = window
-    R = edited.shape[0]
-    up = max(1, round(crop.side / R))                  # enlarge with Lanczos first; the warp then only interpolates
-    big = np.asarray(Image.fromarray(edited).resize((R * up, R * up), Image.LANCZOS)) if up > 1 else edited
-    full = _warp_into(big, crop, window, Image.BICUBIC).astype(np.float32)
+    full = _to_window(edited.astype(np.float32), crop, window)
     inside = alpha > 0
     a = alpha[inside][:, None]
     view = out[top:bottom, left:right]
