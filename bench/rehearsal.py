@@ -47,6 +47,13 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def editor_side() -> int:
+    """The sketch pad's side (imported late: the app's modules read HF_ENDPOINT when first imported)."""
+    from demo.ui.common import EDITOR_SIDE
+
+    return EDITOR_SIDE
+
+
 class Journey:
     """One journey through the app served in this process: a scratch folder (Hub cache, EditGAN home), the
     steps timed with the process's peak RSS so far, and the sketch pad's payloads."""
@@ -117,7 +124,7 @@ def one(res: int, labels: int, train_steps: int, edit_steps: int) -> list:
         standins.serve_folder(fh, "jonathandinu/face-parsing", parser)
         app = j.launch(fh.endpoint)
         c = j.client
-        side = max(app.EDITOR_SIDE, res)
+        side = max(editor_side(), res)
 
         from demo.session import Session
 
@@ -203,7 +210,7 @@ def one_car(labels: int, train_steps: int, edit_steps: int, embed_steps: int, pi
         fh.commit = spec.revision or fh.commit          # the registry pins this model's revision
         app = j.launch(fh.endpoint)
         c = j.client
-        side = max(app.EDITOR_SIDE, 512)
+        side = max(editor_side(), 512)
 
         from demo.session import Session
 

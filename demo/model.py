@@ -17,7 +17,7 @@ from editgan_core.loaders.assets import Bundle
 from editgan_core.loaders.checkpoints import LoadedGenerator
 from editgan_core.errors import ModelNotFoundError
 from editgan_core.loaders.hub import load_model
-from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
+from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, FACE_PARTS, REGISTRY
 
 
 def pick_device() -> torch.device:
@@ -45,6 +45,11 @@ class Studio:
     def default_model() -> Optional[str]:
         spec = REGISTRY[DEFAULT_MODEL]
         return DEFAULT_MODEL if (CHECKPOINTS_DIR / (spec.local_dir or "") / "model.safetensors").exists() else None
+
+    @staticmethod
+    def starting_palette() -> List[tuple]:
+        """The brush colours before a model is chosen: the face parts'."""
+        return [c for _, c in FACE_PARTS]
 
     def model(self, ref: str) -> LoadedGenerator:
         ref = (ref or "").strip()

@@ -18,6 +18,7 @@ from editgan_core.storage.identity import generator_identity
 from editgan_core.storage.vectors import EditVector, save_vector
 
 R = 64          # the built-in ToyFaces model
+MAX_SLIDERS = 12  # the Vectors tab's slider slots (demo.ui.common.MAX_SLIDERS, checked in app_module)
 SHOW = 256      # small images are shown enlarged in the UI
 
 
@@ -25,6 +26,9 @@ SHOW = 256      # small images are shown enlarged in the UI
 def app_module(tmp_path_factory):
     os.environ["EDITGAN_HOME"] = str(tmp_path_factory.mktemp("home"))
     import app
+    from demo.ui import common
+
+    assert common.MAX_SLIDERS == MAX_SLIDERS
     return app
 
 
@@ -137,8 +141,10 @@ def test_sample_edit_save_slide_undo_export(server, app_module, tmp_path):
     msg = c.predict("wide mouth", api_name="/save_vector")[0]
     assert "saved vector **wide mouth**" in msg
     # Sliders: the vectors are (starter x5, then ours); move ours to 1.5.
-    values = [0.0] * app_module.MAX_SLIDERS
-    names = app_module.Session(app_module.STUDIO)
+    from demo.session import Session
+
+    values = [0.0] * MAX_SLIDERS
+    names = Session(app_module.STUDIO)
     names.set_model("toyfaces")
     idx = len(names.vector_names())
     values[idx] = 1.5
@@ -318,7 +324,7 @@ def test_concurrent_sliders_while_an_edit_runs(server, app_module, tmp_path):
         try:
             c = client(server)
             sample(c, seed=100 + k)
-            vals = [0.0] * app_module.MAX_SLIDERS
+            vals = [0.0] * MAX_SLIDERS
             for j in range(3):
                 vals[k % 5] = 0.5 * (j + 1)
                 cur, caption = c.predict("0", *vals, api_name="/set_scales")
@@ -395,12 +401,12 @@ def test_a_client_that_leaves_mid_embedding_stops_it_and_frees_the_queue(server,
     assert done < 300 and waited < 30, (done, waited)
 
 
-def test_leaving_a_training_stream_stops_the_training(app_module):
+def test_leaving_a_training_stream_stops_the_training(app_module, tmp_path):
     """The same for branch training, at the session's stream: closing it early stops the trainer at once."""
     from demo.session import Session
 
     s = Session(app_module.STUDIO)
-    s.set_model(str(save_native(make_generator(), app_module.OUT / "tiny-train")))
+    s.set_model(str(save_native(make_generator(), tmp_path / "tiny-train")))
     for seed in range(3):
         s.sample(seed, 0.7)
         i = s.add_annotation_image()

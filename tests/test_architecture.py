@@ -5,7 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {"core": sorted((ROOT / "editgan_core").rglob("*.py")), "work": sorted((ROOT / "demo").glob("*.py")),
-          "bench": sorted((ROOT / "bench").glob("*.py")), "app": [ROOT / "app.py"]}
+          "ui": sorted((ROOT / "demo" / "ui").glob("*.py")), "bench": sorted((ROOT / "bench").glob("*.py")),
+          "app": [ROOT / "app.py"]}
 
 
 def imports(path: Path):
@@ -31,8 +32,9 @@ def test_core_imports_neither_the_ui_nor_the_app():
             assert top not in ("gradio", "demo", "app", "spaces"), f"{path.relative_to(ROOT)} imports {mod}"
 
 
-def test_gradio_only_in_the_ui_layer():
-    for layer in ("core", "work", "bench"):
+def test_gradio_only_in_the_ui_package():
+    """Only demo/ui imports gradio: the session, the models, the core, the benches and the launcher do not."""
+    for layer in ("core", "work", "bench", "app"):
         for path in LAYERS[layer]:
             for mod, _ in imports(path):
                 assert mod.split(".")[0] != "gradio", f"{path.relative_to(ROOT)} imports gradio"
@@ -116,3 +118,17 @@ def test_no_import_cycles_in_the_package():
     for m in graph:
         if not state.get(m):
             visit(m)
+
+
+def test_ui_handlers_return_dicts_keyed_by_name():
+    """Every handler (on_*) of the UI package returns or yields a dict of output names (or a helper's dict), never a
+    positional tuple that must match a component list written elsewhere."""
+    for path in LAYERS["ui"]:
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("on_")):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None:
+                    v = node.value
+                    assert isinstance(v, ast.Dict) or (isinstance(v, ast.Call) and isinstance(v.func, ast.Name)), \
+                        f"{path.relative_to(ROOT)}:{node.lineno} {fn.name} returns {ast.unparse(v)[:60]}"

@@ -305,20 +305,21 @@ def test_download_folders_go_with_the_session_and_old_ones_at_start_up(tmp_path,
     import sys
 
     sys.path.insert(0, str(ROOT))
-    import app
+    from demo.session import Session
+    from demo.ui import common, history
 
-    monkeypatch.setattr(app, "OUT", tmp_path)
-    s = app.Session(app.STUDIO)
+    monkeypatch.setattr(common, "OUT", tmp_path)
+    s = Session(common.STUDIO)
     s.set_model("toyfaces")
     s.sample(1, 0.7)
-    files = app.on_export(s)
+    files = history.on_export(s)["history.files"]
     assert files and all(Path(f).exists() for f in files)
     s.forget()
     assert not any(Path(f).exists() for f in files) and not s.download_dirs
     old, new = tmp_path / "old-1", tmp_path / "new-1"
     old.mkdir(), new.mkdir()
     os.utime(old, (time.time() - 2 * 86400,) * 2)
-    app.clean_downloads()
+    common.clean_downloads()
     assert not old.exists() and new.exists()
 
 

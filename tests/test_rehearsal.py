@@ -33,6 +33,7 @@ def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_ste
     from gradio_client import Client
 
     import app
+    from demo.ui.common import EDITOR_SIDE
     from demo.session import Session
 
     pkl = standins.official_pickle(res, tmp_path / f"g{res}.pkl")
@@ -48,7 +49,7 @@ def journey(res, tmp_path, monkeypatch, *, n_labels=3, train_steps=100, edit_ste
             c = Client(demo.local_url, verbose=False)
             out = c.predict(model=name, api_name="/load_model")
             assert "no segmentation branch yet" in out[0] and f"{res}x{res}" in out[0]
-            side = max(app.EDITOR_SIDE, res)
+            side = max(EDITOR_SIDE, res)
             probe = Session(app.STUDIO)                 # the same process: the class table the page shows
             probe.set_model(name)
             names, palette = probe.class_table()
