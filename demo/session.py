@@ -31,6 +31,10 @@ from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
 from editgan_core.models.fast import fast_synthesis
+from editgan_core.pipeline.align import cut_photo, find_faces
+from editgan_core.pipeline.photo import hand_back_edit
+from editgan_core.storage.imageio import prepare_image
+from editgan_core.storage.latents import photo_record
 from editgan_core.runtime import interactive
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
 
@@ -273,19 +277,11 @@ class Session:
         """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
         default is the model's, ``align.cut_for``), and cut it. -> (the model-sized square that will be embedded, a
         note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
-        from editgan_core.pipeline.align import AlignmentError, detect_faces
-        from editgan_core.storage.imageio import prepare_image
-
         cut = cut or self.assets.cut
         if cut not in ("face", "box"):
             raise EditGANError(f"a photo is cut as 'face' or 'box', not {cut!r}")
         prep = prepare_image(image, self.assets.G.img_resolution, fit=fit, visible=self._visible())
-        faces, note = [], ""
-        if cut == "face":
-            try:
-                faces = detect_faces(prep.original)
-            except AlignmentError as e:
-                note = f"{e}; using the plain crop"
+        faces, note = find_faces(prep.original, cut)
         self.upload = Upload(prep.original, prep.read_note, faces, cut, note)
         self.photo = self.source = self.photo_step = None
         return self.adjust_crop(fit=fit)
@@ -294,25 +290,18 @@ class Session:
                     turn: float = 0.0, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
         """Cut the uploaded photo again: face number ``face`` (largest first), the crop shifted by (dx, dy)
         fractions of its side, scaled by ``zoom`` and turned by ``turn`` degrees. Same returns as prepare_photo."""
-        import math
-
-        from editgan_core.pipeline.align import choose_crop
-        from editgan_core.storage.imageio import prepare_image
-
         u = self.upload
         if u is None:
             raise EditGANError("upload a photo first")
         R = self.assets.G.img_resolution
-        base, crops, chosen, note = choose_crop(u.original, R, cut=u.cut, faces=u.faces, face=int(face), fit=fit,
-                                                visible=self._visible())
-        crop = base.moved(float(dx), float(dy), float(zoom), math.radians(float(turn)))
-        prep = prepare_image(u.original, R, fit=fit, crop=None if crop == base and chosen is None else crop,
-                             visible=self._visible())
+        pc = cut_photo(u.original, R, cut=u.cut, faces=u.faces, face=int(face), fit=fit, visible=self._visible(),
+                       dx=dx, dy=dy, zoom=zoom, turn=turn)
+        prep = pc.prepared
         self.photo = prep.array
         self.source, self.photo_step = (u.original, prep.crop), None
-        preview = _draw_crops(u.original, prep.crop, [(i, c) for i, c in enumerate(crops) if i != chosen],
+        preview = _draw_crops(u.original, prep.crop, [(i, c) for i, c in enumerate(pc.crops) if i != pc.chosen],
                               self._visible(), R)
-        return prep.array, "; ".join(n for n in (u.read_note, u.note or note, prep.note) if n), preview
+        return prep.array, "; ".join(n for n in (u.read_note, u.note or pc.note, prep.note) if n), preview
 
     def _visible(self):
         """The part of the model's square it really draws (the registry's crop, e.g. cars), or None."""
@@ -582,19 +571,16 @@ class Session:
         against the embedded photo's step (parts that moved, and colour changes beside them), with the photo's own
         detail kept; every other pixel is the photo's. -> HandBack, or None when the image did not come from an
         uploaded photo."""
-        from editgan_core.pipeline.photo import changed_region, hand_back
-
         step = self.current if step is None else step
         if self.source is None or not self._photo_in_history():
             return None
         if self._handed is not None and self._handed[0] is step and self._handed[1] is self.photo_step:
             return self._handed[2]
-        photo, crop = self.source
         before, after = self.exact_image(self.photo_step), self.exact_image(step)
         branch = self.current_branch()
         classes = (branch.cfg.class_indices(step.edited) or None) if branch is not None else None
-        region = changed_region(before, after, self.labels_of(self.photo_step), self.labels_of(step), classes)
-        result = hand_back(photo, crop, before, after, region)
+        result = hand_back_edit(self.source, before, after, self.labels_of(self.photo_step), self.labels_of(step),
+                                classes)
         self._handed = (step, self.photo_step, result)
         return result
 
@@ -635,8 +621,8 @@ class Session:
             out.append(folder / f"{stamp}_mask.png")
             Image.fromarray(self.mask_rgb(s.labels)).save(out[-1])
         extra = {"what": s.what, "scales": s.scales}
-        if pasted is not None:       # where in the photo it came from (the CLI's embed records the same)
-            extra.update(photo_size=[pasted.shape[1], pasted.shape[0]], crop=self.source[1].as_dict())
+        if pasted is not None:       # where in the photo it came from (as the CLI's embed records it)
+            extra.update(photo_record(self.source[1], (pasted.shape[1], pasted.shape[0])))
         if s.tuning is not None:     # the photo's tuned weights (a float16 delta from the model's)
             from editgan_core.pipeline.embed import save_tuning
 

@@ -11,26 +11,24 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import CLIError, EditGANError
 from ..loaders.assets import BRANCH_NAME, ENCODER_NAME, companion_module, model_dir
-from ..loaders.checkpoints import sha256_file
 from ..loaders.hub import load_model
 from ..loaders.registry import DEFAULT_MODEL, get_spec
 from ..models.generator import images_to_uint8
 from ..models.perceptual import perceptual_for
 from ..models.segbranch import segment
-from ..pipeline.align import AlignmentError, choose_crop, cut_for, detect_faces
+from ..pipeline.align import AlignmentError, cut_for, cut_photo, find_faces
 from ..pipeline.embed import embed, load_tuning, pivotal_tune
-from ..pipeline.photo import Crop, changed_region, hand_back
+from ..pipeline.photo import hand_back_edit
 from ..settings import EMBED, PIVOTAL, SAMPLE, check_number
 from ..storage import files
 from ..storage.identity import model_identity
-from ..storage.imageio import open_image, prepare_image, to_rgb
-from ..storage.latents import load_latent
+from ..storage.imageio import prepare_image
+from ..storage.latents import load_latent, photo_of_record
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SUFFIX = ".latent.safetensors"
@@ -177,31 +175,25 @@ def branch_for(loaded, path: Optional[str]):
 
 
 def prepare_photo(loaded, path, args):
-    """An image read and cut for the model: aligned as a face (``--cut face``, the default for FFHQ-style models;
-    face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
-
+    """An image read and cut for the model (align.cut_photo, as in the studio): aligned as a face (``--cut face``,
+    the default for FFHQ-style models; face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
     R = loaded.G.img_resolution
     spec = get_spec(args.model)
     visible = spec.crop if spec is not None else None
     cut = cut_for(args.model) if args.cut == "auto" else args.cut
     with about(path):
-        prep = prepare_image(path, R, fit=args.fit, visible=visible)
+        original = prepare_image(path, R, fit=args.fit, visible=visible).original
+    faces, note = find_faces(original, cut)
+    if note:
+        print(f"note: {Path(path).name}: {note}", file=sys.stderr)
+    try:
+        pc = cut_photo(original, R, cut=cut, faces=faces, face=args.face, fit=args.fit, visible=visible)
+    except AlignmentError as e:
+        raise CLIError(f"{path}: {e}") from None
     if cut == "face":
-        try:
-            faces = detect_faces(prep.original)
-        except AlignmentError as e:
-            print(f"note: {Path(path).name}: {e}; using the plain crop", file=sys.stderr)
-            faces = []
-        try:
-            crop, _, chosen, note = choose_crop(prep.original, R, cut="face", faces=faces, face=args.face,
-                                                fit=args.fit, visible=visible)
-        except AlignmentError as e:
-            raise CLIError(f"{path}: {e}") from None
-        if chosen is not None:
-            prep = prepare_image(prep.original, R, fit=args.fit, crop=crop)
-        print(f"{Path(path).name}: {note}", file=sys.stderr)
-    print(f"{Path(path).name}: {prep.note}", file=sys.stderr)
-    return prep
+        print(f"{Path(path).name}: {pc.note}", file=sys.stderr)
+    print(f"{Path(path).name}: {pc.prepared.note}", file=sys.stderr)
+    return pc.prepared
 
 
 def embed_images(loaded, paths, args):
@@ -243,47 +235,25 @@ def generator_for(loaded, latent_path: Path, meta: dict, ident):
         return load_tuning(path, loaded.G, expect_generator=ident)[0]
 
 
-def photo_meta(path: Path, prep) -> dict:
-    """What a latent records of the photo it came from, so that edits of it can be handed back at its size."""
-
-    return {"photo": str(Path(path).resolve()), "photo_sha256": sha256_file(path),
-            "photo_size": list(prep.original_size), "crop": prep.crop.as_dict()}
-
-
 def photo_of(meta: dict, name: str):
-    """(photo RGB array, Crop) from a latent's record, or None (with a note) when the photo is gone or changed."""
-
-
-    if not meta.get("photo"):
-        return None
-    path = Path(meta["photo"])
-    try:
-        if not path.is_file() or sha256_file(path) != meta.get("photo_sha256"):
-            print(f"note: {name}: its photo {path} is gone or changed: writing the model-size image only",
-                  file=sys.stderr)
-            return None
-        photo = np.asarray(to_rgb(open_image(path))[0], np.uint8)
-        return photo, Crop.from_dict(meta["crop"])
-    except EditGANError as e:
-        print(f"note: {name}: its photo cannot be used ({e}): writing the model-size image only", file=sys.stderr)
-        return None
+    """(photo RGB array, Crop) from a latent's record (latents.photo_of_record), or None with a note."""
+    source, why = photo_of_record(meta)
+    if why:
+        print(f"note: {name}: {why}: writing the model-size image only", file=sys.stderr)
+    return source
 
 
 def hand_back_to_photo(G, branch, source, ws_before, ws_after, image, class_names=()):
     """The edit from ``ws_before`` to ``ws_after`` (the model-size ``image``) handed back into ``source`` = (photo,
     crop): only where it acts (photo.changed_region: parts of the edited classes ``class_names`` that moved, from the
     branch's segmentations; colour changes alone without a branch), with the photo's own detail kept."""
-
-
-    photo, crop = source
     with torch.no_grad():
         before = images_to_uint8(G.synthesis(ws_before))[0].cpu().numpy()
-    labels = (None, None)
-    classes = None
+    labels, classes = (None, None), None
     if branch is not None:
         labels = segment(G, branch, ws_before)[0], segment(G, branch, ws_after)[0]
         classes = branch.cfg.class_indices(class_names) or None
-    result = hand_back(photo, crop, before, image, changed_region(before, image, *labels, classes))
+    result = hand_back_edit(source, before, image, *labels, classes)
     print(f"note: handed back: {result.summary()}", file=sys.stderr)
     return result
 

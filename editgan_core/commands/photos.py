@@ -10,10 +10,10 @@ from ..models.generator import images_to_uint8
 from ..models.segbranch import segment
 from ..pipeline.embed import save_tuning
 from ..storage.identity import model_identity
-from ..storage.latents import save_latent
+from ..storage.latents import photo_record, save_latent
 from ..storage.masks import encode_mask
 from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, embed_images, embed_steps, generator_for,
-                     is_latent_file, latent_stem, load, photo_meta, read_latent, save_png)
+                     is_latent_file, latent_stem, load, read_latent, save_png)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             extra["tuned_psnr"] = round(tuning.psnr, 2)
         latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
                              {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
-                              "perceptual": dname, "prepare": prep.note, **photo_meta(path, prep), **extra})
+                              "perceptual": dname, "prepare": prep.note, **photo_record(prep.crop, prep.original_size, path), **extra})
         save_png(out / f"{stem}_input.png", prep.array)
         recon = res.image if tuning is None else tuning.G.synthesis(res.ws)
         save_png(out / f"{stem}_recon.png", images_to_uint8(recon)[0].cpu().numpy())

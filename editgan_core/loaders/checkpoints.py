@@ -18,7 +18,6 @@ The architecture is read from tensor shapes and from attributes stored in the fi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -34,6 +33,7 @@ import torch
 from ..errors import CheckpointError, UnsafePickleError
 from ..models.generator import Generator, GeneratorConfig
 from ..storage import files
+from ..storage.files import sha256_file  # noqa: F401 -- also the loaders' name for it
 from .safe_pickle import EasyDictStub, PersistentStub, TFNetworkStub, safe_load_pickle
 
 NATIVE_FORMAT = files.GENERATOR.id
@@ -65,21 +65,6 @@ class LoadedGenerator:
 # Helpers.
 
 
-_sha_memo: Dict[Tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, remembered per (real path, size, mtime) so a multi-GB checkpoint is hashed once."""
-    real = Path(path).resolve()
-    st = real.stat()
-    key = (str(real), st.st_size, st.st_mtime_ns)
-    if key not in _sha_memo:
-        h = hashlib.sha256()
-        with open(real, "rb") as f:
-            for block in iter(lambda: f.read(chunk), b""):
-                h.update(block)
-        _sha_memo[key] = h.hexdigest()
-    return _sha_memo[key]
 
 
 def _describe_magic(head: bytes) -> Optional[str]:

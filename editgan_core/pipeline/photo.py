@@ -368,6 +368,17 @@ class HandBack:
 BLENDS = ("delta", "poisson", "replace")
 
 
+def hand_back_edit(source: Tuple[np.ndarray, CropLike], before: np.ndarray, after: np.ndarray,
+                   labels_before: Optional[np.ndarray] = None, labels_after: Optional[np.ndarray] = None,
+                   classes: Optional[Sequence[int]] = None, *, blend: str = PASTE.blend) -> "HandBack":
+    """The one call that hands an edit back into its photo, for the CLI and the studio: ``source`` = (photo, crop),
+    the model-size images and segmentations before and after the edit, the edited classes (None: any) ->
+    ``hand_back`` over ``changed_region``."""
+    photo, crop = source
+    region = changed_region(before, after, labels_before, labels_after, classes)
+    return hand_back(photo, crop, before, after, region, blend=blend)
+
+
 def hand_back(photo: np.ndarray, crop: CropLike, before: np.ndarray, after: np.ndarray, region: ChangedRegion, *,
               blend: str = PASTE.blend, dilate: float = PASTE.dilate, feather: float = PASTE.feather) -> HandBack:
     """The edit from the model-size ``before`` to ``after`` [R, R, 3] uint8 handed back into ``photo`` [H, W, 3]

@@ -26,6 +26,7 @@ still read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -265,3 +266,20 @@ def load_module(path: os.PathLike, fmt: Format, build: Callable[[dict], torch.nn
         raise CheckpointError(f"{path.name} is not a usable {fmt.what}: its config or weights are damaged "
                               f"({clip(str(e).splitlines()[0] if str(e) else type(e).__name__, 200)})") from None
     return module.eval(), meta
+
+
+_sha_memo: Dict[Tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, remembered per (real path, size, mtime) so a multi-GB checkpoint is hashed once."""
+    real = Path(path).resolve()
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        _sha_memo[key] = h.hexdigest()
+    return _sha_memo[key]

@@ -13,9 +13,12 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EditGANError
+from ..pipeline.photo import Crop
 from . import files
+from .files import sha256_file
 from .identity import check_identity
+from .imageio import open_image, to_rgb
 
 
 def save_latent(path: os.PathLike, ws: torch.Tensor, generator: Dict[str, object],
@@ -50,3 +53,28 @@ def load_latent(path: os.PathLike, *, expect_generator: Optional[Dict[str, objec
                               f"[N, num_ws, w_dim]")
     check_identity(meta.get("generator", {}), expect_generator, f"latent {path.name}", w_shape=ws.shape[1:])
     return ws, meta
+
+
+def photo_record(crop, size: Tuple[int, int], path: Optional[os.PathLike] = None) -> dict:
+    """What a latent records of the photo it came from (the CLI's embed and the studio's export write the same
+    keys), so that edits of it can be handed back at the photo's size: its size (width, height) and the crop
+    (``photo.Crop``); with ``path``, where the photo is and its sha256, to find it again."""
+    record = {"photo_size": [int(size[0]), int(size[1])], "crop": crop.as_dict()}
+    if path is not None:
+        record.update(photo=str(Path(path).resolve()), photo_sha256=sha256_file(path))
+    return record
+
+
+def photo_of_record(meta: dict) -> Tuple[Optional[tuple], str]:
+    """(photo RGB array, Crop) from a latent's record -> (that or None, a note on why not). None when the latent
+    records no photo file, or the photo is gone, changed or unreadable."""
+    if not meta.get("photo"):
+        return None, ""
+    path = Path(meta["photo"])
+    try:
+        if not path.is_file() or sha256_file(path) != meta.get("photo_sha256"):
+            return None, f"its photo {path} is gone or changed"
+        photo = np.asarray(to_rgb(open_image(path))[0], np.uint8)
+        return (photo, Crop.from_dict(meta["crop"])), ""
+    except EditGANError as e:
+        return None, f"its photo cannot be used ({e})"
