@@ -238,7 +238,7 @@ def speed(G, branch, vec, ws) -> dict:
     """Median ms of one bare generator pass and of applying a vector (batch 1, 30 runs each)."""
     import statistics
 
-    from editgan_core.storage.vectors import apply_vectors
+    from editgan_core.pipeline.apply import apply_vectors
 
     w = ws[:1]
     for _ in range(3):
@@ -281,7 +281,8 @@ def main() -> None:
 
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.dataset import SEEDS, render_set
-    from editgan_core.storage.vectors import apply_vectors, save_vector
+    from editgan_core.storage.vectors import save_vector
+    from editgan_core.pipeline.apply import apply_vectors
 
     G, ident, enc, branch, judge = _setup()
     if args.edit_timing:

@@ -142,7 +142,7 @@ def photo_edits(n: int, rng, picture=None) -> dict:
     from editgan_core.toyfaces import judge as J
     from editgan_core.toyfaces.palette import CLASS_INDEX
     from editgan_core.toyfaces.render import ATTRIBUTES, render
-    from editgan_core.storage.vectors import apply_vectors
+    from editgan_core.pipeline.apply import apply_vectors
 
     toy = Bundle.load("toyfaces")               # the model with its encoder, branch and vectors, as the app has it
     G, enc, branch, R = toy.G, toy.encoder, toy.branch, toy.G.img_resolution
@@ -254,7 +254,7 @@ def astronaut(path) -> dict:
     from editgan_core.pipeline.embed import pivotal_tune
     from editgan_core.pipeline.photo import changed_region, cut, hand_back, paste_back
     from editgan_core.toyfaces.palette import CLASS_INDEX
-    from editgan_core.storage.vectors import apply_vectors
+    from editgan_core.pipeline.apply import apply_vectors
 
     toy = Bundle.load("toyfaces")
     G, enc, branch, R = toy.G, toy.encoder, toy.branch, toy.G.img_resolution

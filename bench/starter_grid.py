@@ -16,7 +16,8 @@ from editgan_core import images_to_uint8  # noqa: E402
 from editgan_core.models.generator import seeds_to_z  # noqa: E402
 from editgan_core.storage.identity import model_identity  # noqa: E402
 from editgan_core.loaders.hub import load_model  # noqa: E402
-from editgan_core.storage.vectors import apply_vectors, list_library  # noqa: E402
+from editgan_core.storage.vectors import list_library
+from editgan_core.pipeline.apply import apply_vectors  # noqa: E402
 
 
 def main() -> None:

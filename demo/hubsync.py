@@ -8,7 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from huggingface_hub import HfApi, snapshot_download
+
 from editgan_core.errors import EditGANError
+from editgan_core.storage.vectors import list_library, save_vector
 
 
 def _endpoint() -> Optional[str]:
@@ -23,10 +26,6 @@ def _check_repo(repo: str) -> str:
 
 
 def push_library(vectors: list, repo: str, token: Optional[str]) -> str:
-    from huggingface_hub import HfApi
-
-    from editgan_core.storage.vectors import save_vector
-
     repo = _check_repo(repo)
     if not vectors:
         raise EditGANError("no vectors to push")
@@ -45,10 +44,6 @@ def push_library(vectors: list, repo: str, token: Optional[str]) -> str:
 
 def pull_library(repo: str, token: Optional[str], identity: dict) -> Tuple[List, str]:
     """Every vector of the repo that belongs to this model; the others are named in the message."""
-    from huggingface_hub import snapshot_download
-
-    from editgan_core.storage.vectors import list_library
-
     repo = _check_repo(repo)
     try:
         folder = snapshot_download(repo, repo_type="dataset", token=token, allow_patterns=["*.safetensors", "*.json"],

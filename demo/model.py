@@ -13,11 +13,13 @@ from typing import Dict, List, Optional
 
 import torch
 
+from editgan_core.errors import EditGANError, ModelNotFoundError
 from editgan_core.loaders.assets import Bundle
 from editgan_core.loaders.checkpoints import LoadedGenerator
-from editgan_core.errors import ModelNotFoundError
 from editgan_core.loaders.hub import load_model
-from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, FACE_PARTS, REGISTRY
+from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, FACE_PARTS, REGISTRY, get_spec
+from editgan_core.pipeline.labeling import ClassMap, load_labeler, parser_for
+from editgan_core.storage.vectors import library_dir
 
 
 def pick_device() -> torch.device:
@@ -75,9 +77,6 @@ class Studio:
     def labeler(self, ref: str) -> Optional[tuple]:
         """(Labeler, ClassMap) of the registry parser that fits the model (loaded once per process), or None when
         none fits or it cannot be had (offline with nothing cached: said in the model's problems)."""
-        from editgan_core.errors import EditGANError
-        from editgan_core.pipeline.labeling import ClassMap, load_labeler, parser_for
-
         ref = (ref or "").strip()
         loaded = self.model(ref)
         with self._lock:
@@ -97,8 +96,6 @@ class Studio:
 
     def model_card(self, ref: str) -> str:
         """MODEL_CARD.md beside a native model, or what is known of the model from the registry."""
-        from editgan_core.loaders.registry import get_spec
-
         loaded = self.model(ref)
         p = Path(loaded.path)
         card = p / "MODEL_CARD.md" if p.is_dir() else p.parent / "MODEL_CARD.md"
@@ -111,8 +108,6 @@ class Studio:
         return f"No model card for {ref}."
 
     def library(self, ref: str) -> Path:
-        from editgan_core.storage.vectors import library_dir
-
         return library_dir(self.assets(ref).identity)
 
     def describe(self, ref: str) -> str:

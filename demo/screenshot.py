@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import app
+from demo.session import Session
+from editgan_core.toyfaces import render_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,11 +89,7 @@ def main() -> None:
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--seed", type=int, default=5)
     args = p.parse_args()
-    import numpy as np
-    from playwright.sync_api import sync_playwright
-
-    import app
-    from demo.session import Session
+    from playwright.sync_api import sync_playwright  # here: a development tool (requirements-dev.txt)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,12 +137,6 @@ def main() -> None:
             page.wait_for_selector("text=image 0 added", timeout=60_000)
             shot("annotate_tab")
             # A "photo": a 208x128 picture (a ToyFaces render, widened at the edges) uploaded, cropped, embedded.
-            import tempfile
-
-            from PIL import Image
-
-            from editgan_core.toyfaces import render_seed
-
             face = render_seed(424242, 128)[0]
             photo = Path(tempfile.mkdtemp()) / "photo.png"
             Image.fromarray(np.pad(face, ((0, 0), (40, 40), (0, 0)), mode="edge")).save(photo)

@@ -18,6 +18,8 @@ latent).
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,17 +28,29 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
 from editgan_core.models.fast import fast_synthesis
+from editgan_core.models.generator import generate
+from editgan_core.models.segbranch import save_branch
 from editgan_core.pipeline.align import cut_photo, find_faces
+from editgan_core.pipeline.embed import save_tuning
+from editgan_core.pipeline.labeling import class_palette
+from editgan_core.pipeline.apply import apply_vectors
+from editgan_core.pipeline.editing import edit_from_mask
+from editgan_core.pipeline.embed import embed, pivotal_tune
+from editgan_core.pipeline.fewshot import train_branch
+from editgan_core.pipeline.labeling import ClassMap, fit_note, label_images, load_labeler
 from editgan_core.pipeline.photo import hand_back_edit
-from editgan_core.storage.imageio import prepare_image
-from editgan_core.storage.latents import photo_record
 from editgan_core.runtime import interactive
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
+from editgan_core.storage.imageio import prepare_image
+from editgan_core.storage.latents import photo_record, save_latent
+from editgan_core.storage.masks import decode_mask, encode_mask
+from editgan_core.storage.vectors import check_name, file_stem, load_vector, save_vector
 
 MAX_HISTORY = 200
 HISTORY_BYTES = 256 * 2 ** 20
@@ -69,8 +83,6 @@ def _draw_crops(photo: np.ndarray, crop, others, visible, R: int, side: int = 38
     """A preview of ``photo`` (long side ``side``) with ``crop`` outlined in red (its top edge thicker, so a turn
     shows), the part the model draws when ``visible``, and ``others`` ((face number, crop) of the other faces) in
     yellow, numbered as the face picker numbers them."""
-    from PIL import Image, ImageDraw
-
     H, W = photo.shape[:2]
     scale = side / max(H, W)
     thumb = Image.fromarray(photo).resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR)
@@ -134,8 +146,6 @@ class Session:
 
     def forget(self) -> None:
         """The session ends (it expired, or the page closed for good): its download folders go with it."""
-        import shutil
-
         for d in self.download_dirs:
             shutil.rmtree(d, ignore_errors=True)
         self.download_dirs.clear()
@@ -176,8 +186,6 @@ class Session:
         names, palette = self.assets.classes
         lab = self.labeler()
         if lab is not None:
-            from editgan_core.pipeline.labeling import class_palette
-
             names = lab[1].classes()
             palette = class_palette(names, base=dict(zip(*self.assets.classes)))
         if self.class_names and len(self.class_names) == len(names):
@@ -252,8 +260,6 @@ class Session:
     def sample(self, seed: int, truncation: float = SAMPLE.truncation, class_idx: Optional[int] = None) -> Step:
         """A generator sample, exactly as NVIDIA's generate.py renders seed ``seed`` (with ``class_idx`` for a
         conditional model)."""
-        from editgan_core.models.generator import generate
-
         a = self.assets
         seed, psi = int(seed), float(truncation)
         if not 0 <= seed <= SAMPLE.max_seed:
@@ -311,8 +317,6 @@ class Session:
         """Embed the prepared photo (encoder guess, then W+ optimisation); with ``tune_steps``, then pivotal tuning
         (a copy of the generator tuned on the photo; this photo's steps render with it). stop() ends either with
         the best so far."""
-        from editgan_core.pipeline.embed import embed, pivotal_tune
-
         if self.photo is None:
             raise EditGANError("upload a photo first")
         a = self.assets
@@ -363,8 +367,6 @@ class Session:
 
     # -- masks ----------------------------------------------------------------------------------------------
     def mask_rgb(self, labels: Optional[np.ndarray] = None) -> np.ndarray:
-        from editgan_core.storage.masks import encode_mask
-
         labels = self.labels_of() if labels is None else labels
         if labels is None:
             raise EditGANError("this model has no segmentation branch yet: annotate a few images and train one "
@@ -382,8 +384,6 @@ class Session:
                        base: Optional[np.ndarray] = None) -> Tuple[np.ndarray, str]:
         """A painted mask (any size: resized to the model's by nearest neighbour) -> labels and a note. With
         ``base`` labels, only painted pixels (alpha > 0) count: the rest keep their base label."""
-        from editgan_core.storage.masks import decode_mask
-
         R = self.assets.G.img_resolution
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
@@ -409,8 +409,6 @@ class Session:
     # -- mask edit ------------------------------------------------------------------------------------------
     def edit(self, new_labels: np.ndarray, *, steps: int = EDIT.steps, progress: Optional[Callable] = None):
         """Run the mask edit from the current step; the result becomes a new step. -> EditResult."""
-        from editgan_core.pipeline.editing import edit_from_mask
-
         branch = self.current_branch()
         if branch is None:
             raise EditGANError("this model has no segmentation branch: train one in the Annotate tab first")
@@ -446,8 +444,6 @@ class Session:
         that is taken -- by a starter vector, a vector of this session or a file in the library -- is never
         overwritten: the vector is saved as "name (2)" (or the next free number) and the note says so.
         -> (vector, its file or None, note)."""
-        from editgan_core.storage.vectors import check_name, save_vector
-
         if self.last_edit is None:
             raise EditGANError("apply a mask edit first: a vector is the latent change of an edit")
         wanted = check_name(name)
@@ -467,8 +463,6 @@ class Session:
     def _free_name(self, wanted: str, library: Optional[Path] = None) -> str:
         """``wanted``, or "wanted (2)", "wanted (3)", ... : the first name no vector of this session (starters
         included) and no file in ``library`` has."""
-        from editgan_core.storage.vectors import check_name, file_stem
-
         def taken(n: str) -> bool:
             return (any(v.lower() == n.lower() for v in self.vectors)
                     or (library is not None and (library / f"{file_stem(n)}.safetensors").exists()))
@@ -481,24 +475,18 @@ class Session:
     def add_vector_file(self, path) -> object:
         """An uploaded vector (checked against this model); under a name that is taken it comes in as "name (2)"
         rather than hiding the vector that has it."""
-        from editgan_core.storage.vectors import load_vector
-
         vec = load_vector(path, expect_generator=self.assets.identity)
         vec = dataclasses.replace(vec, name=self._free_name(vec.name))
         self.vectors[vec.name] = vec
         return vec
 
     def export_vector(self, name: str, folder: Path) -> Path:
-        from editgan_core.storage.vectors import save_vector
-
         if name not in self.vectors:
             raise EditGANError(f"no vector named {name!r}")
         return save_vector(self.vectors[name], folder)
 
     def set_scales(self, scales: Dict[str, float], *, refine_steps: Optional[int] = None) -> Step:
         """Apply every vector at its scale to the anchor latent (one generator pass, or refined)."""
-        from editgan_core.storage.vectors import apply_vectors
-
         s = self.current
         unknown = [n for n in scales if n not in self.vectors]
         if unknown:
@@ -527,9 +515,6 @@ class Session:
 
     def preview(self, name: str, scale: float, count: int = APPLY.preview_count) -> List[Tuple[np.ndarray, str]]:
         """The vector applied at ``scale`` to ``count`` other samples: [(before|after side by side, caption)]."""
-        from editgan_core.models.generator import generate
-        from editgan_core.storage.vectors import apply_vectors
-
         if name not in self.vectors:
             raise EditGANError(f"no vector named {name!r}")
         scale = check_scale(name, scale, self.vectors[name].scale_range)
@@ -602,10 +587,6 @@ class Session:
     def export(self, folder: Path) -> List[Path]:
         """The current step as photo.png (at the uploaded photo's size, when it came from one), result.png (the
         model's size), mask.png (if segmented) and latent.safetensors in ``folder``."""
-        from PIL import Image
-
-        from editgan_core.storage.latents import save_latent
-
         s = self.current
         folder.mkdir(parents=True, exist_ok=True)
         stamp = f"step{self.pos:03d}"
@@ -624,8 +605,6 @@ class Session:
         if pasted is not None:       # where in the photo it came from (as the CLI's embed records it)
             extra.update(photo_record(self.source[1], (pasted.shape[1], pasted.shape[0])))
         if s.tuning is not None:     # the photo's tuned weights (a float16 delta from the model's)
-            from editgan_core.pipeline.embed import save_tuning
-
             out.append(save_tuning(folder / f"{stamp}_tuning.safetensors", s.tuning, self.assets.identity))
             extra["tuning"] = out[-1].name
         out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
@@ -641,8 +620,6 @@ class Session:
         """Use another segmentation model (registry name, hf:// reference or folder) and/or class map (JSON
         {labeler label: class}; empty: the default map). With a branch, the map must give the branch's classes.
         -> a note. Nothing changes when anything is wrong."""
-        from editgan_core.pipeline.labeling import ClassMap, fit_note, load_labeler
-
         ref = (ref or "").strip()
         if not ref:
             self.labeler_choice = None
@@ -662,8 +639,6 @@ class Session:
     def propose(self, step: Optional[Step] = None) -> Tuple[Optional[np.ndarray], str]:
         """A mask to start annotating from, and where it came from: the parser that fits the model, else the
         branch (the model's, or the one trained in this session), else nothing."""
-        from editgan_core.pipeline.labeling import label_images
-
         step = self.current if step is None else step
         names = self.class_table()[0]
         lab = self.labeler()
@@ -700,8 +675,6 @@ class Session:
 
     def train_branch(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps, progress: Optional[Callable] = None):
         """Train a branch on the annotated images of this session. -> (branch, report)."""
-        from editgan_core.pipeline.fewshot import train_branch
-
         done = [a for a in self.annotations if a.labels is not None]
         if len(done) < 2:
             raise EditGANError(f"annotate at least 2 images first ({len(done)} done)")
@@ -729,12 +702,9 @@ class Session:
         return streaming.run(work, self.stop)
 
     def branch_bytes(self) -> bytes:
-        from editgan_core.models.segbranch import save_branch
-
         b = self.current_branch()
         if b is None:
             raise EditGANError("no branch to save yet")
-        import tempfile
 
         with tempfile.TemporaryDirectory() as d:
             p = save_branch(b, Path(d) / "branch.safetensors")

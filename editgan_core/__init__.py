@@ -28,4 +28,5 @@ from .models.segbranch import segment  # noqa: F401
 from .pipeline.fewshot import train_branch, train_branch_on_images  # noqa: F401
 from .pipeline.photo import Crop, paste_back  # noqa: F401
 from .storage.identity import generator_identity, model_identity  # noqa: F401
-from .storage.vectors import EditVector, apply_vectors, load_vector, save_vector  # noqa: F401
+from .storage.vectors import EditVector, load_vector, save_vector  # noqa: F401
+from .pipeline.apply import apply_vectors  # noqa: F401

@@ -20,6 +20,7 @@ import ctypes
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -147,7 +148,7 @@ def plan_edit(G, work: int, batch: int = 1) -> Tuple[int, int, str]:
     """The working resolution and batch an edit can afford -> (work, batch, note: "" when nothing was shrunk).
     What was asked is kept when it fits; otherwise the working resolution halves (down to
     ``BUDGET.smallest_work``), then the batch. Refused when one image at the smallest does not fit."""
-    from .pipeline.editing import work_resolution_for
+    from .pipeline.editing import work_resolution_for  # here: the editing module imports this one
 
     free = available_bytes()
     asked = (work, batch)
@@ -173,8 +174,6 @@ def _halvings(n: int):
 
 def require_disk(need: int, folder: Optional[os.PathLike], what: str) -> None:
     """Refuse ``what`` when its scratch files would not fit in ``folder`` (default: the temp folder)."""
-    import tempfile
-
     where = Path(folder or tempfile.gettempdir())
     free = shutil.disk_usage(where).free
     if need > BUDGET.usable * free:

@@ -4,6 +4,8 @@ Every error a user can cause (a bad file, a wrong model name, no network) is an 
 subclass whose message says what was wrong and what to do, so the CLI and the app can show it as is.
 """
 
+import torch
+
 
 class EditGANError(Exception):
     """Base class of all errors that editgan_core raises on purpose."""
@@ -60,8 +62,6 @@ class DivergedError(EditGANError):
 
 def check_finite(loss, what: str, step: int) -> None:
     """Stop ``what`` (an embedding, a mask edit, ...) at ``step`` when its loss (a tensor) is NaN or infinite."""
-    import torch
-
     if not bool(torch.isfinite(loss.detach()).all()):
         raise DivergedError(f"{what} diverged at step {step} (its loss is not a finite number): nothing was kept; "
                             f"the input latent, image or vector may hold extreme values")

@@ -12,6 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Union
 
+import torch
+
+from .errors import EditGANError
+
 _tuned = False
 
 
@@ -112,7 +116,6 @@ def configure_threads(threads: Union[int, str, None] = None) -> ThreadPolicy:
     """Set the process's thread policy (entry points call it once): ``threads`` an int (fixed), "auto", or None
     for ``$EDITGAN_THREADS`` (default "auto"). Auto needs /proc/stat (Linux); elsewhere it is torch's default."""
     global _policy, _monitor
-    import torch
 
     value = str(threads if threads is not None else os.environ.get(THREADS_ENV, "auto")).strip().lower()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -128,10 +131,8 @@ def configure_threads(threads: Union[int, str, None] = None) -> ThreadPolicy:
         try:
             n = int(value)
         except ValueError:
-            from .errors import EditGANError
             raise EditGANError(f"{THREADS_ENV} (or --threads) must be 'auto' or a number of threads, got {value!r}")
         if n < 1:
-            from .errors import EditGANError
             raise EditGANError(f"{THREADS_ENV} (or --threads) must be at least 1, got {n}")
         n = min(n, cores)            # more threads than cores only slow torch down (and 100000 crashes it)
         _policy = ThreadPolicy("fixed", n, cores)
@@ -194,7 +195,5 @@ def adapt_threads() -> None:
         want -= 1
     _policy.steps[want] = _policy.steps.get(want, 0) + 1
     if getattr(_local, "threads", None) != want:
-        import torch
-
         torch.set_num_threads(want)
         _local.threads = want

@@ -6,8 +6,11 @@ changes it everywhere; nothing else in the project writes these numbers as liter
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
+
+from .errors import EditGANError
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,6 @@ def check_number(what: str, value, lo: Optional[float] = None, hi: Optional[floa
                  integer: bool = False) -> float:
     """A number a user gave (a CLI option, an API field, a file's value): refused with a message naming ``what``
     when it is not a number, not finite, or outside [lo, hi]; -> the number (an int with ``integer``)."""
-    import math
-
-    from .errors import EditGANError
-
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, AttributeError):
@@ -195,8 +194,6 @@ def check_scale(name: str, value: float, scale_range: Tuple[float, float] = APPL
 
 
 def check_refine_steps(steps: int) -> int:
-    from .errors import EditGANError
-
     if int(steps) not in REFINE.choices:
         raise EditGANError(f"refinement steps must be one of {', '.join(map(str, REFINE.choices))}")
     return int(steps)

@@ -9,7 +9,8 @@ from editgan_core.pipeline.editing import EditError, edit_from_mask, edit_region
 from editgan_core.models.segbranch import segment
 from editgan_core.errors import CheckpointError, EditGANError
 from editgan_core.storage.identity import generator_identity
-from editgan_core.storage.vectors import EditVector, apply_vectors, list_library, load_vector, save_vector
+from editgan_core.storage.vectors import EditVector, list_library, load_vector, save_vector
+from editgan_core.pipeline.apply import apply_vectors
 
 
 @pytest.fixture(scope="module")
@@ -241,12 +242,12 @@ def test_crash_mid_save_keeps_the_old_vector(setup, tmp_path, monkeypatch):
     G, _, _ = setup
     v = _vector(G, "keep")
     save_vector(v, tmp_path)
-    import safetensors.torch as st
+    from editgan_core.storage import files
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(st, "save_file", boom)
+    monkeypatch.setattr(files, "save_file", boom)       # the writer of every file the project saves
     with pytest.raises(OSError):
         save_vector(_vector(G, "keep", seed=5), tmp_path)
     monkeypatch.undo()

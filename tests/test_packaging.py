@@ -77,7 +77,8 @@ def test_pip_install_then_editgan_from_any_folder_offline(tmp_path):
     from editgan_core.loaders.hub import load_model
     from editgan_core.storage.identity import model_identity
     from editgan_core.storage.latents import save_latent
-    from editgan_core.storage.vectors import apply_vectors, load_vector
+    from editgan_core.storage.vectors import load_vector
+    from editgan_core.pipeline.apply import apply_vectors
 
     src = tmp_path / "src"
     src.mkdir()

@@ -15,13 +15,14 @@ import numpy as np
 from ..errors import CLIError, EditGANError
 from ..loaders.assets import vector_folders
 from ..models.generator import images_to_uint8
+from ..pipeline.apply import apply_vectors
 from ..pipeline.editing import edit_from_mask
 from ..settings import EDIT, REFINE, check_scale
 from ..storage import files
 from ..storage.identity import model_identity
 from ..storage.imageio import open_image
 from ..storage.masks import decode_mask, encode_mask
-from ..storage.vectors import apply_vectors, check_name, file_stem, library_dir, list_library, load_vector, save_vector
+from ..storage.vectors import check_name, file_stem, library_dir, list_library, load_vector, save_vector
 from .common import (EMBED_SIDE_SUFFIXES, IMAGE_EXTS, LATENT_SUFFIX, SIDE_SUFFIXES, STEPS, about, branch_for,
                      branch_or_none, common, editing_args, embed_images, embed_steps, first_missing, generator_for,
                      hand_back_to_photo, is_latent_file, latent_stem, load, photo_of, prog_name, read_latent,

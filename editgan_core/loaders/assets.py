@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ..models.perceptual import perceptual_for
+from ..models.segbranch import load_branch
+from ..pipeline.embed import load_encoder
+from ..pipeline.align import cut_for
+from ..storage.identity import model_identity
+from ..storage.vectors import library_dir, list_library
+from .hub import load_model
+from .registry import FACE_PARTS as CLASSES, get_spec
+
 ENCODER_NAME = "encoder.safetensors"
 BRANCH_NAME = "branch.safetensors"
 
@@ -30,12 +39,8 @@ def companion(loaded, name: str) -> Optional[Path]:
 
 def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
     """Class names and palette: the branch's if the model has one, else the registry's face parts."""
-    from .registry import FACE_PARTS as CLASSES
-
     path = companion(loaded, BRANCH_NAME)
     if path is not None:
-        from ..models.segbranch import load_branch
-
         cfg = load_branch(path).cfg
         return list(cfg.class_names), list(cfg.palette)
     return [n for n, _ in CLASSES], [c for _, c in CLASSES]
@@ -44,8 +49,6 @@ def default_classes(loaded) -> Tuple[List[str], List[Tuple[int, int, int]]]:
 def vector_folders(loaded, identity) -> List[Path]:
     """Where a model's editing vectors are found, in order: the starter vectors beside a native model
     (``vectors/``), then the user's library for that generator (:func:`editgan_core.storage.vectors.library_dir`)."""
-    from ..storage.vectors import library_dir
-
     d = model_dir(loaded)
     return ([d / "vectors"] if d is not None else []) + [library_dir(identity)]
 
@@ -76,8 +79,6 @@ class Bundle:
     def load(cls, ref: str, device="cpu", **choices) -> "Bundle":
         """The generator of ``ref`` (registry name, path or hf:// reference) with its companions; ``choices`` as
         for :meth:`of`."""
-        from .hub import load_model
-
         return cls.of(load_model(ref), ref, device, **choices)
 
     @classmethod
@@ -87,11 +88,6 @@ class Bundle:
         'none' (None for the branch), or a file; ``perceptual``: the embedding distance, 'auto' by default --
         LPIPS when its weights are cached, else the model's discriminator features when it has one, else the
         fallback (perceptual.perceptual_for) -- the same for the CLI and the app."""
-        from ..pipeline.align import cut_for
-        from ..storage.identity import model_identity
-        from ..models.perceptual import perceptual_for
-        from .registry import get_spec
-
         loaded.G.to(device).eval()
         b = cls(ref or str(loaded.path), loaded, model_identity(loaded))
         b.encoder = companion_module(loaded, b.identity, encoder, ENCODER_NAME, device)
@@ -102,8 +98,6 @@ class Bundle:
         b.classes = ((list(b.branch.cfg.class_names), list(b.branch.cfg.palette)) if b.branch is not None
                      else default_classes(loaded))
         if vectors:
-            from ..storage.vectors import list_library
-
             seen = set()
             for folder in vector_folders(loaded, b.identity):
                 found, problems = list_library(folder, expect_generator=b.identity)
@@ -128,8 +122,5 @@ def companion_module(loaded, identity: dict, choice: str, name: str, device="cpu
     path = companion(loaded, name) if choice == "auto" else Path(choice)
     if path is None:
         return None
-    if name == ENCODER_NAME:
-        from ..pipeline.embed import load_encoder as load
-    else:
-        from ..models.segbranch import load_branch as load
+    load = load_encoder if name == ENCODER_NAME else load_branch
     return load(path, expect_generator=identity).to(device).eval()

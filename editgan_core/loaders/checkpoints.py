@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError, UnsafePickleError
 from ..models.generator import Generator, GeneratorConfig
@@ -523,10 +525,6 @@ def _parse_native_meta(text: str, where: str) -> Dict[str, Any]:
 
 
 def _load_native(path: Path, notes: List[str]) -> Tuple[Generator, Dict[str, Any], Path]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from safetensors import safe_open
-
     if path.is_dir():
         weights, cfg_path = path / WEIGHTS_NAME, path / CONFIG_NAME
     elif path.suffix.lower() == ".json":

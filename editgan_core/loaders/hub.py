@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ..errors import HashMismatchError, ModelNotFoundError
+from ..storage.files import clip
 from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, LoadedGenerator, load_generator, sha256_file
 from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
 
@@ -38,9 +39,9 @@ class Resolved:
 
 def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
     """'hf://org/repo/path@rev' -> (repo_id, path, revision)."""
+    # Here and below: huggingface_hub's modules bring its HTTP client, 0.15 s at every start of the CLI and the
+    # app; only Hub references need them.
     from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    from ..storage.files import clip
 
     m = _HF_RE.match(ref.strip()) if len(ref) <= 2048 else None
     if not m:
@@ -73,7 +74,7 @@ _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 def _hub_reachable(repo_id: str, filename: str, revision: Optional[str], endpoint: Optional[str],
                    token: Optional[str]) -> bool:
     """One quick HEAD without retries: False only when the server cannot be reached at all."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url  # here: as in parse_hf_ref
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
@@ -90,7 +91,7 @@ def download_file(repo_id: str, filename: str, revision: Optional[str], *, cache
                   endpoint: Optional[str], token: Optional[str], local_files_only: bool) -> Path:
     """One file from a Hub repo into the cache (or from the cache: a pinned commit, or offline), with errors in
     words. Used for generators here and for LPIPS weights in perceptual.py."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # here: as in parse_hf_ref
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
@@ -135,7 +136,6 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
     if not ref:
         raise ModelNotFoundError("no model given")
     if len(ref) > MAX_REF:
-        from ..storage.files import clip
         raise ModelNotFoundError(f"a model reference of {len(ref)} characters ({clip(ref, 40)}): a registry name, "
                                  f"path or hf:// reference is at most {MAX_REF}")
     # HF_ENDPOINT is read at each call (huggingface_hub reads it once, at import), so a mirror or a stand-in Hub
@@ -207,7 +207,7 @@ def hub_endpoint(endpoint: Optional[str] = None) -> Optional[str]:
 def entry_missing(err: BaseException) -> bool:
     """Whether a :class:`ModelNotFoundError` from :func:`download_file` means the Hub answered "no such file in
     this repo" -- not "offline and not cached", not "no such repo"."""
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError  # here: as in parse_hf_ref
 
     cause = err.__cause__
     return isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError)

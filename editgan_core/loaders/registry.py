@@ -10,10 +10,10 @@ on a downloaded file.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
-
 
 
 def _checkpoints_dir() -> Path:
@@ -23,7 +23,6 @@ def _checkpoints_dir() -> Path:
     root = Path(__file__).resolve().parents[2]          # editgan_core/loaders/registry.py -> the repository
     if (root / "pyproject.toml").is_file() and (root / "checkpoints").is_dir():
         return root / "checkpoints"
-    import importlib.util
 
     spec = importlib.util.find_spec("editgan_checkpoints")
     if spec is not None and spec.submodule_search_locations:

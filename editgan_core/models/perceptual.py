@@ -26,8 +26,12 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, EditGANError, InputError
+from ..loaders.hub import download_file
+from ..storage import files
+from .discriminator import Discriminator, DiscriminatorConfig
 
 LPIPS_REPO = "achiru/DiffSynth-Studio-ImageMetrics"
 LPIPS_FILE = "LPIPS/vgg.safetensors"
@@ -128,10 +132,6 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
                filename: str = LPIPS_FILE, revision: Optional[str] = None, endpoint: Optional[str] = None,
                cache_dir: Optional[str] = None) -> LPIPS:
     """LPIPS from a local safetensors file, or from the Hub (cache only unless ``download``)."""
-    from safetensors.torch import load_file
-
-    from ..loaders.hub import download_file
-
     if path is None:
         path = download_file(repo_id, filename, revision, cache_dir=cache_dir, endpoint=endpoint, token=None,
                          local_files_only=not download)
@@ -146,8 +146,6 @@ def load_lpips(path: Optional[str] = None, *, download: bool = False, repo_id: s
 def cached_lpips() -> Optional[LPIPS]:
     """LPIPS when its weights are already in the local Hub cache (never downloads), else None; loaded once per
     process. What the edit quality readout reports LPIPS with."""
-    from ..errors import EditGANError
-
     try:
         return load_lpips()
     except EditGANError:
@@ -169,9 +167,6 @@ class DiscriminatorDistance(Distance):
 
 def load_discriminator(path: Path):
     """A discriminator written by the trainers' export (``discriminator.safetensors``), format checked."""
-    from ..storage import files
-    from .discriminator import Discriminator, DiscriminatorConfig
-
     D, _ = files.load_module(path, files.DISCRIMINATOR, lambda cfg: Discriminator(DiscriminatorConfig(**cfg)),
                              config_key="discriminator")
     return D
@@ -180,8 +175,6 @@ def load_discriminator(path: Path):
 def perceptual_for(model_dir: Optional[Path] = None, prefer: str = "auto") -> Distance:
     """The best distance available without a download (see the module docstring). ``prefer`` forces one:
     'lpips' (downloads if needed), 'discriminator', 'fallback'."""
-    from ..errors import EditGANError
-
     if prefer not in ("auto", "lpips", "discriminator", "fallback"):
         raise InputError(f"unknown perceptual distance {prefer!r}")
     if prefer in ("auto", "lpips"):

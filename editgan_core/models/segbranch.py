@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import EditGANError, InputError
 from ..storage import files
@@ -264,8 +265,6 @@ class SegBranch(nn.Module):
         image count only its own pixels of a shared pixel list. Chunks bigger than ``chunk_budget`` are
         checkpointed: backward recomputes each chunk instead of keeping it, so the memory is the per-level
         projections plus one chunk, whatever the number of pixels."""
-        from torch.utils.checkpoint import checkpoint
-
         self.check_features(feats)
         levels = self._project(feats)
         N, P, C = feats[0].shape[0], pixels.numel(), self.cfg.num_classes

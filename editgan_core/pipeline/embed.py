@@ -21,6 +21,8 @@ reconstruction) and on renders or real images (image reconstruction only), as th
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import os
 import time
@@ -33,15 +35,12 @@ import torch
 import torch.nn as nn
 
 from .. import budget
-
 from ..errors import EditGANError, check_finite
 from ..models.perceptual import Distance, FallbackDistance
 from ..runtime import adapt_threads
 from ..settings import EMBED, PIVOTAL
 from ..storage import files
 from ..storage.identity import check_identity
-
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Encoder.
@@ -279,8 +278,6 @@ def pivotal_tune(G, ws: torch.Tensor, target: torch.Tensor, *, steps: int = PIVO
     ``locality_weight`` x the same distance between the tuned and the original render of a latent a fraction
     ``locality_reach`` of the way from the pivot to a random sample. The best weights (lowest photo loss) are kept;
     ``should_stop()`` ends early with them."""
-    import copy
-
     t0 = time.time()
     R = G.img_resolution
     if ws.ndim != 3 or ws.shape[0] != 1 or target.shape != (1, 3, R, R):
@@ -354,8 +351,6 @@ def _add_delta(tuned, G, delta: Dict[str, torch.Tensor]) -> None:
 
 def tuned_generator(G, delta: Dict[str, torch.Tensor]):
     """A copy of ``G`` with a saved tuning's delta added to its synthesis weights (``G`` is untouched)."""
-    import copy
-
     names = dict(G.synthesis.named_parameters())
     wrong = [k for k, v in delta.items() if k not in names or tuple(v.shape) != tuple(names[k].shape)]
     if wrong or set(delta) != set(names):
@@ -385,8 +380,6 @@ def load_tuning(path: os.PathLike, G, *, expect_generator: Optional[Dict[str, ob
 
 def _fingerprint(G) -> str:
     """sha256 of the synthesis weights a tuning was made from (its delta means nothing on other weights)."""
-    import hashlib
-
     h = hashlib.sha256()
     for k, v in G.synthesis.state_dict().items():
         h.update(k.encode())

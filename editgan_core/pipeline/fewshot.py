@@ -29,12 +29,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .. import budget
 from ..errors import EditGANError
 from ..models.segbranch import BranchConfig, SegBranch
 from ..runtime import adapt_threads
 from ..settings import BRANCH, BUDGET
+from ..storage.imageio import open_image, prepare_image
+from ..storage.masks import decode_mask
+from .embed import embed
 
 
 @dataclass
@@ -242,8 +246,6 @@ def train_branch_on_images(G, images: torch.Tensor, masks: np.ndarray, class_nam
     are embedded into W+ first (:func:`editgan_core.pipeline.embed.embed`), then the branch is trained on the generator's
     features of the embeddings against ``masks`` [N, R, R]. ``train_kw`` go to :func:`train_branch`.
     -> (branch, report, the embedding result: its ``psnr`` says how faithful the features are)."""
-    from .embed import embed
-
     if images.ndim != 4 or len(images) != len(masks):
         raise EditGANError(f"need one image per mask: got images {tuple(images.shape)} for {len(masks)} masks")
     res = embed(G, images, steps=embed_steps, encoder=encoder, distance=distance, progress=embed_progress,
@@ -290,11 +292,6 @@ def load_annotated_folder(folder: os.PathLike, resolution: int, palette: np.ndar
     Masks are resized with nearest neighbour to the model's resolution after the same crop as the image;
     colours not in the palette go to the nearest class and the count is reported in the notes.
     """
-    from PIL import Image
-
-    from ..storage.imageio import open_image, prepare_image
-    from ..storage.masks import decode_mask
-
     folder = Path(folder)
     if not folder.is_dir():
         raise EditGANError(f"no such folder: {folder}")

@@ -32,9 +32,17 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import EditGANError, LabelerError, ModelNotFoundError
+from ..loaders import hub
+from ..loaders.hub import download_file, entry_missing
+from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY, ModelSpec
 from ..settings import LABEL
+from ..storage import files
+from ..storage.files import FORMATS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -73,9 +81,6 @@ class Labeler:
     def predict(self, images: np.ndarray, *, batch: int = LABEL.batch) -> np.ndarray:
         """uint8 images [N, H, W, 3] -> the labeler's label ids [N, H, W] (uint8; int32 past 256 labels): the
         processor's input, the model's logits upsampled bilinearly to H x W, argmax. Deterministic."""
-        import torch
-        import torch.nn.functional as F
-
         arr = np.asarray(images)
         if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or 0 in arr.shape:
             raise LabelerError(f"the labeler takes uint8 RGB images [N, H, W, 3]; got {arr.dtype} {arr.shape}")
@@ -116,8 +121,6 @@ def load_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optiona
             _MODELS[key] = _load_folder(folder, str(ref))
         model, processor, arch = _MODELS[key]
         if spec is None and repo_id:     # hf://jonathandinu/face-parsing is the registry's face-parsing
-            from ..loaders.registry import PARSERS
-
             spec = next((p for p in PARSERS.values() if p.repo_id == repo_id), None)
         id2label = model.config.id2label
         names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(model.config.num_labels)]
@@ -131,9 +134,6 @@ def resolve_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Opti
                     token: Optional[str] = None, local_files_only: bool = False):
     """-> (local folder, ParserSpec or None, Hub repo id or None). Downloads what is missing (config first, checked
     before the weights are fetched); refuses what is not a semantic-segmentation model."""
-    from ..loaders import hub
-    from ..loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
-
     ref = str(ref).strip()
     if not ref:
         raise ModelNotFoundError("no labeler given")
@@ -179,8 +179,6 @@ def resolve_labeler(ref: str, *, cache_dir: Optional[str] = None, endpoint: Opti
 
 
 def _download(repo_id: str, sub: str, revision: Optional[str], what: str, **kw) -> Path:
-    from ..loaders.hub import download_file, entry_missing
-
     prefix = f"{sub}/" if sub else ""
     config = download_file(repo_id, prefix + CONFIG_FILE, revision, **kw)
     check_config(_read_config(config), f"{what} ({repo_id}/{prefix}{CONFIG_FILE})")
@@ -215,8 +213,6 @@ def _read_config(path: Path) -> dict:
 def check_config(cfg: dict, where: str) -> str:
     """Refuse a config that is not a semantic-segmentation model transformers can build without running repo
     code; -> its architecture name."""
-    from ..storage.files import FORMATS
-
     fmt = cfg.get("format")
     kind = next((f.what for f in FORMATS if f.id == fmt), None)
     if kind or str(fmt or "").startswith("editgan-studio/") or ("generator" in cfg and "model_type" not in cfg):
@@ -261,6 +257,7 @@ def check_folder(folder: Path, what: str) -> str:
 
 def _segmentation_types() -> Dict[str, str]:
     try:
+        # here, as below: importing transformers takes 4 s (editgan_core: 1.7 s); only labelers need it
         from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
     except ImportError as e:
         raise EditGANError("labelling needs the transformers package: pip install transformers "
@@ -271,7 +268,7 @@ def _segmentation_types() -> Dict[str, str]:
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """No progress bars or info lines from transformers while loading (our messages say what happens)."""
-    from transformers.utils import logging as tlog
+    from transformers.utils import logging as tlog  # here: 4 s to import
 
     level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
     tlog.set_verbosity_error()
@@ -286,8 +283,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 def _load_folder(folder: Path, ref: str) -> Tuple[object, object, str]:
     arch = check_folder(folder, ref)
-    import torch
-    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation  # here: 4 s to import
 
     with _quiet_transformers():
         try:
@@ -444,8 +440,6 @@ def label_images(labeler: Labeler, images: np.ndarray, class_map: ClassMap, clas
 
 
 def _model_spec(model_spec_or_ref):
-    from ..loaders.registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
-
     if isinstance(model_spec_or_ref, ModelSpec):
         return model_spec_or_ref
     meta = getattr(model_spec_or_ref, "meta", None)      # a LoadedGenerator: the ref it was loaded by
@@ -471,8 +465,6 @@ def model_domain(model_spec_or_ref) -> Optional[str]:
 def parser_for(model_spec_or_ref) -> Optional[str]:
     """The registry parser that fits a generator (a ModelSpec, a registry name, a built-in model's path or a
     loaded model): one made for that very model, else one for its domain; None when none fits (label by hand)."""
-    from ..loaders.registry import PARSERS
-
     spec = _model_spec(model_spec_or_ref)
     if spec is None or not spec.domain:
         return None
@@ -543,10 +535,6 @@ def _candidate_colors() -> List[Color]:
 def save_mask_png(path: os.PathLike, labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Path:
     """Labels [H, W] -> a palette PNG (mode P, one entry per class), written atomically; reads back as RGB with
     the palette's colours (what train-branch and the app decode)."""
-    from PIL import Image
-
-    from ..storage import files
-
     labels = np.asarray(labels)
     pal = np.asarray(palette, np.uint8).reshape(-1, 3)
     if labels.ndim != 2 or labels.size and int(labels.max()) >= len(pal) or len(pal) > 256:

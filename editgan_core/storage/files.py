@@ -36,8 +36,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..errors import CheckpointError, EditGANError
+from .identity import check_identity
 
 METADATA_KEY = "editgan"
 LEGACY_METADATA_KEY = "editgan_config"
@@ -145,8 +148,6 @@ def save(path: os.PathLike, fmt: Format, tensors: Dict[str, torch.Tensor], meta:
          half: bool = False) -> Path:
     """Write ``tensors`` with ``meta`` (format and version added) atomically. ``half`` stores floating-point
     tensors as float16 (:func:`load` gives float32 back)."""
-    from safetensors.torch import save_file
-
     meta = {**meta, "format": fmt.id, "format_version": int(meta.get("format_version", fmt.version))}
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in tensors.items()}
@@ -201,8 +202,6 @@ def clip(value, limit: int = 80) -> str:
 
 def read_meta(path: os.PathLike) -> dict:
     """The descriptor of a safetensors file without reading its tensors ({} when it has none)."""
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), "pt") as f:
@@ -220,8 +219,6 @@ def read_meta(path: os.PathLike) -> dict:
 
 def load(path: os.PathLike, fmt: Format, *, float32: bool = True) -> Tuple[Dict[str, torch.Tensor], dict]:
     """-> (tensors, descriptor) of a file of kind ``fmt``; float16 tensors come back as float32 (``float32``)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise EditGANError(f"no {fmt.what} at {path}")
@@ -252,8 +249,6 @@ def load_module(path: os.PathLike, fmt: Format, build: Callable[[dict], torch.nn
     makes the empty network; with ``expect_generator`` the file's generator identity (``identity(meta)``, by
     default its 'generator' field) must match. A config or weights that do not build (a damaged file) give a
     CheckpointError that names the file."""
-    from .identity import check_identity
-
     path = Path(path)
     tensors, meta = load(path, fmt)
     try:

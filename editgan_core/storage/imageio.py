@@ -11,13 +11,15 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageInputError
+from ..pipeline.photo import Crop, centre_crop, cut
 
 MIN_SIDE = 8                   # smaller images carry nothing to embed
 MAX_PIXELS = 80_000_000        # refuse decompression bombs before decoding them
 
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+ImageLike = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
 
 @dataclass
@@ -25,7 +27,7 @@ class PreparedImage:
     tensor: torch.Tensor               # [1, 3, R, R] float in [-1, 1]
     array: np.ndarray                  # [R, R, 3] uint8, the same pixels
     note: str                          # what was done, in words
-    crop: "Crop"                       # the square of the original used (editgan_core.pipeline.photo.Crop)  # noqa: F821
+    crop: Crop                         # the square of the original used
     original_size: Tuple[int, int]     # (width, height)
     original_mode: str
     original: np.ndarray               # [H, W, 3] uint8: the photo as RGB, what paste-back returns into
@@ -39,8 +41,6 @@ class PreparedImage:
 
 def open_image(src: ImageLike):
     """Anything image-like -> PIL Image (not yet converted). Clear errors for corrupt or hostile inputs."""
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(src, Image.Image):
         return src
     if isinstance(src, np.ndarray):
@@ -64,8 +64,6 @@ def open_image(src: ImageLike):
 
 
 def _from_array(a: np.ndarray):
-    from PIL import Image
-
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
@@ -80,13 +78,9 @@ def _from_array(a: np.ndarray):
     return Image.fromarray(np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8))
 
 
-def to_rgb(im, background=(255, 255, 255)) -> Tuple["PIL.Image.Image", str]:  # noqa: F821
+def to_rgb(im, background=(255, 255, 255)) -> Tuple[Image.Image, str]:
     """Any PIL mode -> RGB, upright. EXIF orientation is applied; transparency is composited over ``background``;
     16/32-bit and float are rescaled."""
-    from PIL import Image
-
-    from PIL import ImageOps
-
     notes = []
     turn = im.getexif().get(0x0112, 1)          # EXIF orientation: how the camera was held
     if turn not in (None, 1):
@@ -116,14 +110,12 @@ def to_rgb(im, background=(255, 255, 255)) -> Tuple["PIL.Image.Image", str]:  # 
 
 
 def prepare_image(src: ImageLike, resolution: int, *, fit: str = "crop", background=(255, 255, 255),
-                  crop: Optional["Crop"] = None, visible: Optional[Tuple[int, int, int, int]] = None  # noqa: F821
+                  crop: Optional[Crop] = None, visible: Optional[Tuple[int, int, int, int]] = None
                   ) -> PreparedImage:
     """Fit any image to a ``resolution`` square: center-crop (``fit='crop'``) or pad with ``background``
     (``'pad'``), then resize. ``crop`` (a :class:`editgan_core.pipeline.photo.Crop`: a moved box, a face alignment) cuts that
     square instead, reflecting the photo where it leaves it; ``visible`` is the part of the square the model draws
     (the registry's ``crop``, e.g. cars), fitted to the photo by the default crop."""
-    from ..pipeline.photo import centre_crop, cut
-
     im = open_image(src)
     if min(im.size) < MIN_SIDE:
         raise ImageInputError(f"image is only {im.size[0]}x{im.size[1]} pixels; need at least {MIN_SIDE}x{MIN_SIDE}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import EditGANError, InputError
 
@@ -30,9 +32,6 @@ def decode_mask(rgb: np.ndarray, palette, alpha: Optional[np.ndarray] = None,
 def grow(mask: np.ndarray, px: int, *, round_: bool = False) -> np.ndarray:
     """A bool mask [H, W] grown by ``px`` pixels: a square neighbourhood, or with ``round_`` an octagon (3x3
     squares and crosses in turn), whose corners do not draw boxes around a shape."""
-    import torch
-    import torch.nn.functional as F
-
     mask = np.asarray(mask, bool)
     if px <= 0 or not mask.any():
         return mask.copy()

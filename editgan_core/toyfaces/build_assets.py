@@ -19,7 +19,13 @@ import time
 import numpy as np
 import torch
 
+from ..loaders.hub import load_model
 from ..loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, REGISTRY
+from ..models.segbranch import save_branch
+from ..pipeline.embed import load_encoder, save_encoder, train_encoder
+from ..pipeline.fewshot import train_branch_on_images
+from ..runtime import tune_allocator
+from ..storage.identity import model_identity
 from .dataset import SEEDS, render_set
 from .palette import CLASSES
 
@@ -28,17 +34,12 @@ N_ANNOTATED = 16
 
 
 def _load():
-    from ..storage.identity import model_identity
-    from ..loaders.hub import load_model
-
     loaded = load_model(DEFAULT_MODEL)
     loaded.G.eval()
     return loaded, model_identity(loaded)
 
 
 def build_encoder(minutes: float, steps: int, batch: int) -> None:
-    from ..pipeline.embed import save_encoder, train_encoder
-
     loaded, ident = _load()
     G = loaded.G
     t0 = time.time()
@@ -57,10 +58,6 @@ def annotated_set(res: int):
 
 
 def build_branch(steps: int, max_steps: int) -> None:
-    from ..pipeline.embed import load_encoder
-    from ..pipeline.fewshot import train_branch_on_images
-    from ..models.segbranch import save_branch
-
     loaded, ident = _load()
     G = loaded.G
     imgs, masks, _ = annotated_set(G.img_resolution)
@@ -92,7 +89,6 @@ def main(argv=None) -> int:
     b.add_argument("--steps", type=int, default=100, help="embedding steps per annotated image")
     b.add_argument("--max-steps", type=int, default=1000)
     args = p.parse_args(argv)
-    from ..runtime import tune_allocator
 
     tune_allocator()
     torch.manual_seed(0)

@@ -10,11 +10,13 @@ so the ranges [start, start + SEED_SPAN) never overlap (tests/test_toyfaces.py c
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 from typing import Iterable, Tuple
 
 import numpy as np
 
+from ..storage import files
 from .render import render_seed
 
 SEEDS = {"gan_train": 0, "judge_train": 10_000_000, "eval": 20_000_000, "annotated": 30_000_000,
@@ -50,10 +52,6 @@ def render_images(seeds: Iterable[int], res: int, *, workers: int = 2) -> np.nda
 def main(argv=None) -> int:
     """``python -m editgan_core.toyfaces.dataset --res 64 --n 30000 --out data.npy``: ToyFaces renders of seeds
     0..n-1 as one uint8 [n, res, res, 3] array, the GAN trainer's ``--data``."""
-    import argparse
-
-    from ..storage import files
-
     p = argparse.ArgumentParser(prog="python -m editgan_core.toyfaces.dataset", description=main.__doc__)
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--n", type=int, default=30000)

@@ -25,6 +25,7 @@ import argparse
 import copy
 import dataclasses
 import math
+import multiprocessing as mp
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..models.generator import Generator, GeneratorConfig, images_to_uint8
 from ..models.ops import normalize_2nd_moment
+from ..runtime import tune_allocator
 from ..storage import files
 from ..training.engine import TrainingLoop, checkpoint_path, read_checkpoint, read_config
+from .palette import CLASS_INDEX
 from .render import NUM_ATTRIBUTES, FaceParams, params_from_gaussian, render
 
 
@@ -72,8 +76,6 @@ def _render_one(args: Tuple[np.ndarray, int]) -> Tuple[np.ndarray, np.ndarray]:
 
 def render_latents(z: torch.Tensor, res: int, workers: int = 2) -> Tuple[np.ndarray, np.ndarray]:
     """-> images uint8 [N, res, res, 3], masks uint8 [N, res, res] for the faces of latents z [N, z_dim]."""
-    import multiprocessing as mp
-
     zn = normalize_2nd_moment(z.double())[:, :NUM_ATTRIBUTES].numpy()
     jobs = [(row, res) for row in zn]
     if workers > 1 and len(jobs) > 64:
@@ -140,8 +142,6 @@ class Distiller(TrainingLoop):
     log_every = 50
 
     def __init__(self, cfg: DistillConfig, z: torch.Tensor, images: np.ndarray, masks: Optional[np.ndarray] = None):
-        from .palette import CLASS_INDEX
-
         self.cfg = cfg
         self.z_train, self.img_train = z[:cfg.data_size], images[:cfg.data_size]
         self.mask_train = None if masks is None else masks[:cfg.data_size]
@@ -198,8 +198,6 @@ class Distiller(TrainingLoop):
     @torch.no_grad()
     def comparison_grid(self, path: Path, n: int = 8) -> None:
         """Top row: renders of held-out latents; bottom row: what G_ema makes of the same latents."""
-        from PIL import Image
-
         fake = images_to_uint8(self.G_ema(self.z_val[:n])).numpy()
         grid = np.concatenate([np.concatenate(list(self.img_val[:n]), 1), np.concatenate(list(fake), 1)], 0)
         Image.fromarray(grid).save(path)
@@ -218,8 +216,6 @@ class Distiller(TrainingLoop):
 
 def export(d: Distiller, dst: Path, wall_minutes: float) -> None:
     """G_ema in the native format, plus the seed-0 reference image the tests compare against."""
-    from PIL import Image
-
     d.update_w_avg()
     d.export_generator(dst, {"method": "renderer distillation (L1 + gradient L1 regression)", **d.summary(),
                              "val_mae": round(d.validate(), 3), "wall_minutes": round(wall_minutes, 1)})
@@ -246,7 +242,6 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="processes for rendering the dataset")
     args = p.parse_args(argv)
 
-    from ..runtime import tune_allocator
     tune_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

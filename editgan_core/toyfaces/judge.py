@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import tune_allocator
 from ..storage import files
 from .dataset import SEEDS, render_set
 from .palette import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
@@ -262,7 +263,6 @@ def main(argv=None) -> int:
     e.add_argument("--weights", default="checkpoints/toyfaces/judge.safetensors")
     e.add_argument("--n", type=int, default=1000)
     args = p.parse_args(argv)
-    from ..runtime import tune_allocator
     tune_allocator()
     if args.cmd == "train":
         t0 = time.time()

@@ -29,6 +29,7 @@ The loop, its checkpoint (``ckpt.safetensors``, atomic, resumed exactly) and pro
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shutil
@@ -43,9 +44,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..loaders.hub import load_model
 from ..loaders.registry import CHECKPOINTS_DIR
+from ..models.generator import images_to_uint8, seeds_to_z
+from ..runtime import tune_allocator
 from ..storage import files
 from ..training.engine import TrainingLoop, checkpoint_path, read_config
+from . import judge as J
 from .dataset import SEEDS, render_set
 from .palette import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 
@@ -81,7 +86,7 @@ class ParserConfig:
 
 
 def make_model(cfg: ParserConfig):
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation  # here: transformers takes 4 s to import
 
     mcfg = SegformerConfig(num_channels=3, num_encoder_blocks=len(cfg.hidden_sizes), depths=list(cfg.depths),
                            sr_ratios=list(cfg.sr_ratios), hidden_sizes=list(cfg.hidden_sizes),
@@ -98,7 +103,7 @@ def make_model(cfg: ParserConfig):
 
 def make_processor(res: int = 64):
     """The image processor saved beside the model: resize to res x res, then [0, 255] -> [-1, 1]."""
-    from transformers import SegformerImageProcessor
+    from transformers import SegformerImageProcessor  # here: transformers takes 4 s to import
 
     return SegformerImageProcessor(do_resize=True, size={"height": res, "width": res}, resample=2, do_rescale=True,
                                    rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5, 0.5, 0.5],
@@ -194,6 +199,7 @@ def predict_tensor(model, x: torch.Tensor, batch: int = 64) -> np.ndarray:
 
 def load_parser(folder: Path = PARSER_DIR):
     """-> (model, processor) of a save_pretrained folder, as any transformers user loads it (float32, eval)."""
+    # here: transformers takes 4 s to import
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
     from transformers.utils import logging as hf_logging
 
@@ -226,8 +232,6 @@ def save_parser(model, cfg: ParserConfig, dst: Path = PARSER_DIR, *, half: bool 
                 training: Optional[dict] = None) -> Path:
     """Write ``dst`` as save_pretrained does (weights float16 by default, ``dtype`` float32 in the config so that
     from_pretrained gives float32); the folder is replaced in one step."""
-    import copy
-
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
@@ -378,10 +382,6 @@ def evaluate(folder: Path = PARSER_DIR, n: int = 1000, samples: int = 1000, work
     """The shipped folder on ``n`` held-out renders (SEEDS['eval'] + 0.., the judge's evaluation set) against their
     exact masks, with the judge's figure on the same renders, and on ``samples`` generator samples against the
     judge (RandomState seeds 5,000 onwards, as bench/embedding.py)."""
-    from ..models.generator import images_to_uint8, seeds_to_z
-    from ..loaders.hub import load_model
-    from . import judge as J
-
     model, processor = load_parser(folder)
     jd = J.load_judge(CHECKPOINTS_DIR / "toyfaces" / "judge.safetensors")
     imgs, masks, _ = render_set(range(SEEDS["eval"], SEEDS["eval"] + n), 64, workers=workers)
@@ -426,7 +426,6 @@ def main(argv=None) -> int:
     e.add_argument("--samples", type=int, default=1000, help="generator samples scored against the judge")
     e.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
-    from ..runtime import tune_allocator
 
     tune_allocator()
     if args.cmd == "evaluate":

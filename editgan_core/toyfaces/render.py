@@ -20,6 +20,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..pipeline.align import ffhq_crop
 from .palette import CLASS_INDEX, NUM_CLASSES
 
 # Continuous attributes, each in [0, 1] (0.5 = neutral for signed ones). Order = the attribute vector.
@@ -345,8 +346,6 @@ def landmarks(p: FaceParams, res: int) -> Dict[str, Tuple[float, float]]:
 def alignment_framing() -> Tuple[float, Tuple[float, float]]:
     """(zoom, shift) that reframe FFHQ's alignment square (editgan_core.pipeline.align.ffhq_crop) to ToyFaces' own frame: a
     face with neutral geometry (FaceParams' defaults: upright, centred, no turn) is then cut as the render itself."""
-    from ..pipeline.align import ffhq_crop
-
     lm = landmarks(FaceParams(), 1)
     c = ffhq_crop(lm["eye_left"], lm["eye_right"], lm["mouth_left"], lm["mouth_right"])
     return 1.0 / c.side, (0.5 - c.cx, 0.5 - c.cy)

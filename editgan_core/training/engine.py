@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, EditGANError, UnsafePickleError
+from ..loaders.checkpoints import save_native
 from ..storage import files
 
 CHECKPOINT_NAME = "ckpt.safetensors"
@@ -304,8 +305,6 @@ class TrainingLoop:
         return {**asdict(self.cfg), "steps": self.step, "kimg": self.kimg}
 
     def export_generator(self, dst: Path, training: Record) -> Path:
-        from ..loaders.checkpoints import save_native
-
         return save_native(self.G_ema, dst, source={"format": "trained", "by": self.trainer},
                            extra={"training": training})
 

@@ -25,9 +25,11 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..models.discriminator import Discriminator, DiscriminatorConfig
 from ..models.generator import Generator, GeneratorConfig, images_to_uint8
+from ..runtime import tune_allocator
 from .engine import TrainingLoop, checkpoint_path, export_discriminator, read_config
 
 PRESETS = {
@@ -157,8 +159,6 @@ class Trainer(TrainingLoop):
         self.sample_grid(out / "latest.png", 0.7)
 
     def sample_grid(self, path: Path, psi: float = 1.0) -> None:
-        from PIL import Image
-
         with torch.no_grad():
             img = self.G_ema(self.grid_z.to(self.device), truncation_psi=psi)
         arr = images_to_uint8(img).cpu().numpy()
@@ -193,7 +193,6 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
 
-    from ..runtime import tune_allocator
     tune_allocator()
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if args.device == "auto" else args.device))
