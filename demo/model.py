@@ -17,8 +17,9 @@ from editgan_core.errors import EditGANError, ModelNotFoundError
 from editgan_core.loaders.assets import Bundle
 from editgan_core.loaders.checkpoints import LoadedGenerator
 from editgan_core.loaders.hub import load_model
+from editgan_core.loaders.labelers import load_labeler
 from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, FACE_PARTS, REGISTRY, get_spec
-from editgan_core.pipeline.labeling import ClassMap, load_labeler, parser_for
+from editgan_core.pipeline.labeling import ClassMap, parser_for
 from editgan_core.storage.vectors import library_dir
 
 

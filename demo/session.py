@@ -33,17 +33,16 @@ from PIL import Image, ImageDraw
 from demo import streaming
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
+from editgan_core.loaders.labelers import load_labeler
 from editgan_core.models.fast import fast_synthesis
 from editgan_core.models.generator import generate
 from editgan_core.models.segbranch import save_branch
 from editgan_core.pipeline.align import cut_photo, find_faces
-from editgan_core.pipeline.embed import save_tuning
-from editgan_core.pipeline.labeling import class_palette
 from editgan_core.pipeline.apply import apply_vectors
 from editgan_core.pipeline.editing import edit_from_mask
-from editgan_core.pipeline.embed import embed, pivotal_tune
+from editgan_core.pipeline.embed import embed, pivotal_tune, save_tuning
 from editgan_core.pipeline.fewshot import train_branch
-from editgan_core.pipeline.labeling import ClassMap, fit_note, label_images, load_labeler
+from editgan_core.pipeline.labeling import ClassMap, class_palette, fit_note, label_images
 from editgan_core.pipeline.photo import hand_back_edit
 from editgan_core.runtime import interactive
 from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale

@@ -6,24 +6,24 @@ import json
 import subprocess
 import sys
 
-from fakes import fake_nvidia
 import numpy as np
 import pytest
 import torch
 from conftest import ROOT, make_generator
+from fakes import fake_nvidia
 from PIL import Image
 
 from editgan_core import images_to_uint8
-from editgan_core.loaders.checkpoints import save_native
 from editgan_core.commands import build_parser, main
 from editgan_core.commands.common import parse_seeds
 from editgan_core.commands.edits import collect_inputs
-from editgan_core.models.generator import generate
+from editgan_core.loaders.checkpoints import save_native
 from editgan_core.loaders.hub import load_model
+from editgan_core.models.generator import generate
+from editgan_core.models.segbranch import BranchConfig, SegBranch, load_branch, save_branch, segment
 from editgan_core.storage.identity import model_identity
 from editgan_core.storage.latents import load_latent, save_latent
 from editgan_core.storage.masks import encode_mask
-from editgan_core.models.segbranch import BranchConfig, SegBranch, load_branch, save_branch, segment
 from editgan_core.storage.vectors import EditVector, load_vector, save_vector
 
 PALETTE3 = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
@@ -500,7 +500,8 @@ def face_parser(tmp_path_factory):
 
 
 def test_label_then_train_branch_round_trip(tmp_path, capsys, face_parser):
-    from editgan_core.pipeline.labeling import ClassMap, label_images, load_labeler
+    from editgan_core.loaders.labelers import load_labeler
+    from editgan_core.pipeline.labeling import ClassMap, label_images
     from editgan_core.storage.masks import decode_mask
 
     G = make_generator()
@@ -660,8 +661,8 @@ def test_photo_inputs_come_back_at_the_photos_size(tmp_path, capsys, editable):
     """embed records the photo; apply on the photo (or on its latent) and edit of its latent write NAME.png at the
     photo's size, the model-size crop beside it, and outside the (grown) region where the parts changed every pixel
     is the photo's own."""
-    from editgan_core.storage.masks import grow
     from editgan_core.pipeline.photo import Crop, region_alpha
+    from editgan_core.storage.masks import grow
 
     G, model, ident, branch = editable
     R = G.img_resolution

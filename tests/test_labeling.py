@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_generator
+from fakes.fake_hub import FakeHub
+from fakes.standins import (FACE_LABELS,  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal
+                            make_segformer)
 from PIL import Image
 
-from editgan_core.loaders.checkpoints import save_native
 from editgan_core.errors import EditGANError, ModelNotFoundError
-from editgan_core.pipeline.labeling import (ClassMap, Labeler, class_palette, fit_note, label_images, load_labeler,
-                                   parser_for, save_mask_png)
+from editgan_core.loaders.checkpoints import save_native
+from editgan_core.loaders.labelers import Labeler, load_labeler
 from editgan_core.loaders.registry import CHECKPOINTS_DIR, PARSERS, REGISTRY
-from fakes.fake_hub import FakeHub
-
-from fakes.standins import FACE_LABELS, make_segformer  # noqa: E402,F401 -- the stand-in parser, shared with the rehearsal
+from editgan_core.pipeline.labeling import ClassMap, class_palette, fit_note, label_images, parser_for, save_mask_png
 
 FACE_CLASSES = ["background", "skin", "nose", "eye_g", "eye", "brow", "ear", "mouth", "lips", "hair", "hat",
                 "ear_r", "neck_l", "neck", "cloth"]

@@ -13,11 +13,11 @@ import torch
 
 from ..errors import CLIError
 from ..loaders.assets import default_classes
+from ..loaders.labelers import load_labeler
 from ..models.generator import generate
 from ..models.segbranch import save_branch
 from ..pipeline.fewshot import load_annotated_folder, train_branch_on_images
-from ..pipeline.labeling import (ClassMap, class_palette, fit_note, label_images, load_labeler, model_domain,
-                                 parser_for, save_mask_png)
+from ..pipeline.labeling import ClassMap, class_palette, fit_note, label_images, model_domain, parser_for, save_mask_png
 from ..settings import BRANCH, LABEL, SAMPLE
 from ..storage import files
 from ..storage.identity import model_identity
