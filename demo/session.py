@@ -19,34 +19,29 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from demo import streaming
+from demo.annotating import Annotating
+from demo.photos import Photos
+from demo.records import Annotation, Step, Upload
 from editgan_core import images_to_uint8
 from editgan_core.errors import EditGANError
-from editgan_core.loaders.labelers import load_labeler
 from editgan_core.models.fast import fast_synthesis
 from editgan_core.models.generator import generate
-from editgan_core.models.segbranch import save_branch
-from editgan_core.pipeline.align import cut_photo, find_faces
 from editgan_core.pipeline.apply import apply_vectors
 from editgan_core.pipeline.editing import edit_from_mask
-from editgan_core.pipeline.embed import embed, pivotal_tune, save_tuning
-from editgan_core.pipeline.fewshot import train_branch
-from editgan_core.pipeline.labeling import ClassMap, class_palette, fit_note, label_images
-from editgan_core.pipeline.photo import hand_back_edit
+from editgan_core.pipeline.embed import save_tuning
+from editgan_core.pipeline.labeling import class_palette
 from editgan_core.runtime import interactive
-from editgan_core.settings import APPLY, EDIT, EMBED, INTERACTIVE_BRANCH, SAMPLE, check_refine_steps, check_scale
-from editgan_core.storage.imageio import prepare_image
+from editgan_core.settings import APPLY, EDIT, SAMPLE, check_refine_steps, check_scale
 from editgan_core.storage.latents import photo_record, save_latent
 from editgan_core.storage.masks import decode_mask, encode_mask
 from editgan_core.storage.vectors import check_name, file_stem, load_vector, save_vector
@@ -55,67 +50,7 @@ MAX_HISTORY = 200
 HISTORY_BYTES = 256 * 2 ** 20
 
 
-@dataclass
-class Step:
-    what: str                                   # in words, for the history list
-    ws: torch.Tensor                            # [1, num_ws, w_dim]
-    image: np.ndarray                           # [R, R, 3] uint8
-    labels: Optional[np.ndarray]                # [R, R] branch segmentation (None when the model has no branch)
-    anchor: torch.Tensor                        # latent the sliders act on (ws minus the slider offsets)
-    scales: Dict[str, float] = field(default_factory=dict)
-    exact: bool = True                          # False: image by the bf16 fast path (re-rendered for export)
-    tuning: object = None                       # embed.Tuning of its photo (pivotal tuning), else the model's G
-    edited: Tuple[str, ...] = ()                # part classes edited since the image (where paste-back looks)
-
-
-@dataclass
-class Upload:
-    """The photo as uploaded (RGB, upright) and what was found in it; cut again whenever the crop is moved."""
-    original: np.ndarray                        # [H, W, 3] uint8
-    read_note: str                              # what reading it took (EXIF turn, mode, ...), in words
-    faces: list                                 # editgan_core.pipeline.align.Face, largest first
-    cut: str                                    # 'face' or 'box'
-    note: str = ""                              # why there are no faces, when alignment could not run
-
-
-def _draw_crops(photo: np.ndarray, crop, others, visible, R: int, side: int = 384) -> np.ndarray:
-    """A preview of ``photo`` (long side ``side``) with ``crop`` outlined in red (its top edge thicker, so a turn
-    shows), the part the model draws when ``visible``, and ``others`` ((face number, crop) of the other faces) in
-    yellow, numbered as the face picker numbers them."""
-    H, W = photo.shape[:2]
-    scale = side / max(H, W)
-    thumb = Image.fromarray(photo).resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR)
-    draw = ImageDraw.Draw(thumb)
-
-    def poly(c, colour, width):
-        pts = [tuple(p * scale) for p in c.corners()]
-        draw.line(pts + pts[:1], fill=colour, width=width)
-        draw.line(pts[:2], fill=colour, width=width + 2)          # the top edge
-        return pts
-
-    for i, c in others:
-        pts = poly(c, (255, 220, 0), 2)
-        draw.text(pts[0], f" face {i}", fill=(255, 220, 0))
-    poly(crop, (255, 0, 0), 2)
-    if visible is not None:
-        top, bottom, left, right = visible
-        m = crop.matrix(R)
-        pts = [tuple((m[:, :2] @ (u, v) + m[:, 2]) * scale) for u, v in
-               ((left, top), (right, top), (right, bottom), (left, bottom))]
-        draw.line(pts + pts[:1], fill=(255, 120, 120), width=1)
-    return np.asarray(thumb)
-
-
-@dataclass
-class Annotation:
-    ws: torch.Tensor
-    image: np.ndarray
-    labels: Optional[np.ndarray] = None         # the saved annotation
-    proposal: Optional[np.ndarray] = None       # the mask proposed when the image was added (corrected by the user)
-    source: str = ""                            # where the proposal came from, in words
-
-
-class Session:
+class Session(Photos, Annotating):
     """Per-user state plus the actions on it. ``studio`` is shared; everything else belongs to this user."""
 
     def __init__(self, studio, model_ref: str = ""):
@@ -255,7 +190,7 @@ class Session:
             self.pos = len(self.steps) - 1
         return step
 
-    # -- image: sample, upload + embed ----------------------------------------------------------------------
+    # -- image: a sample (photos: demo.photos) ------------------------------------------------------------------
     def sample(self, seed: int, truncation: float = SAMPLE.truncation, class_idx: Optional[int] = None) -> Step:
         """A generator sample, exactly as NVIDIA's generate.py renders seed ``seed`` (with ``class_idx`` for a
         conditional model)."""
@@ -276,90 +211,6 @@ class Session:
         self.photo = self.source = self.photo_step = None
         what = f"sample seed {seed}, psi {psi:.2f}" + (f", class {class_idx}" if class_idx is not None else "")
         return self._push(what, ws)
-
-    def prepare_photo(self, image, fit: str = "crop", *, cut: Optional[str] = None
-                      ) -> Tuple[np.ndarray, str, np.ndarray]:
-        """Read any image (array, PIL, path or bytes), find its faces when it is cut as a face (``cut='face'``; the
-        default is the model's, ``align.cut_for``), and cut it. -> (the model-sized square that will be embedded, a
-        note, a preview of the photo with the crop outlined in red and the other faces in yellow)."""
-        cut = cut or self.assets.cut
-        if cut not in ("face", "box"):
-            raise EditGANError(f"a photo is cut as 'face' or 'box', not {cut!r}")
-        prep = prepare_image(image, self.assets.G.img_resolution, fit=fit, visible=self._visible())
-        faces, note = find_faces(prep.original, cut)
-        self.upload = Upload(prep.original, prep.read_note, faces, cut, note)
-        self.photo = self.source = self.photo_step = None
-        return self.adjust_crop(fit=fit)
-
-    def adjust_crop(self, *, face: int = 0, dx: float = 0.0, dy: float = 0.0, zoom: float = 1.0,
-                    turn: float = 0.0, fit: str = "crop") -> Tuple[np.ndarray, str, np.ndarray]:
-        """Cut the uploaded photo again: face number ``face`` (largest first), the crop shifted by (dx, dy)
-        fractions of its side, scaled by ``zoom`` and turned by ``turn`` degrees. Same returns as prepare_photo."""
-        u = self.upload
-        if u is None:
-            raise EditGANError("upload a photo first")
-        R = self.assets.G.img_resolution
-        pc = cut_photo(u.original, R, cut=u.cut, faces=u.faces, face=int(face), fit=fit, visible=self._visible(),
-                       dx=dx, dy=dy, zoom=zoom, turn=turn)
-        prep = pc.prepared
-        self.photo = prep.array
-        self.source, self.photo_step = (u.original, prep.crop), None
-        preview = _draw_crops(u.original, prep.crop, [(i, c) for i, c in enumerate(pc.crops) if i != pc.chosen],
-                              self._visible(), R)
-        return prep.array, "; ".join(n for n in (u.read_note, u.note or pc.note, prep.note) if n), preview
-
-    def _visible(self):
-        """The part of the model's square it really draws (the registry's crop, e.g. cars), or None."""
-        return self.assets.visible
-
-    def embed(self, *, steps: int = EMBED.steps, tune_steps: int = 0, progress: Optional[Callable] = None) -> Step:
-        """Embed the prepared photo (encoder guess, then W+ optimisation); with ``tune_steps``, then pivotal tuning
-        (a copy of the generator tuned on the photo; this photo's steps render with it). stop() ends either with
-        the best so far."""
-        if self.photo is None:
-            raise EditGANError("upload a photo first")
-        a = self.assets
-        target = torch.from_numpy(self.photo).permute(2, 0, 1)[None].float() / 127.5 - 1
-        target = target.to(a.G.w_avg.device)
-        self.stop_event.clear()
-        res = embed(a.G, target, steps=int(steps), encoder=a.encoder, progress=progress,
-                    should_stop=self.stop_event.is_set)
-        what = f"embedded photo ({res.steps} steps{', stopped' if res.stopped else ''}, {float(res.psnr[0]):.1f} dB"
-        tuning = None
-        if int(tune_steps) > 0 and not res.stopped:
-            tick = None if progress is None else (lambda i, n, loss: progress(i, n, loss, "tuning"))
-            tuning = pivotal_tune(a.G, res.ws, target, steps=int(tune_steps), distance=a.distance, progress=tick,
-                                  should_stop=self.stop_event.is_set)
-            what += (f"; pivotal tuning {tuning.steps} steps{', stopped' if tuning.stopped else ''}: "
-                     f"{tuning.psnr:.1f} dB")
-        self.photo_step = self._push(what + ")", res.ws, tuning=tuning)
-        return self.photo_step
-
-    def embed_stream(self, *, steps: int = EMBED.steps, tune_steps: int = 0) -> Iterator:
-        def work(report):
-            def tick(step, total, loss, stage="embedding"):
-                report(streaming.Progress(step, total, f"{stage}: step {step}/{total}, loss {loss:.4f}"))
-            return self.embed(steps=steps, tune_steps=tune_steps, progress=tick)
-        return streaming.run(work, self.stop)
-
-    def fidelity(self) -> Tuple[Optional[float], Optional[np.ndarray]]:
-        """PSNR (dB) of the current image against the embedded photo and a difference image (x4, grey = 0)."""
-        if self.photo is None or self.pos < 0:
-            return None, None
-        a = self.photo.astype(np.float32)
-        b = self.current.image.astype(np.float32)
-        diff = np.clip(127.5 + 4 * (b - a) / 2, 0, 255).astype(np.uint8)
-        return self._psnr_to_photo(self.current.image), diff
-
-    def _psnr_to_photo(self, image: np.ndarray) -> float:
-        """PSNR (dB) of a model-size image against the prepared photo."""
-        mse = (((self.photo.astype(np.float32) - image.astype(np.float32)) / 127.5) ** 2).mean()
-        return float(10 * np.log10(4.0 / max(float(mse), 1e-10)))
-
-    def _photo_in_history(self) -> bool:
-        """Whether the step that embedded the uploaded photo is still in the history (by identity: Steps hold
-        tensors)."""
-        return self.photo_step is not None and any(st is self.photo_step for st in self.steps)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -421,8 +272,8 @@ class Session:
             raise EditGANError(f"in {res.steps} steps the optimisation found nothing better than the unchanged image "
                                f"(the painted change of {', '.join(names[c] for c in res.classes)} may be too "
                                f"large or implausible for this model): paint a smaller change or use more steps")
-        if self.photo is not None and self._photo_in_history():
-            res.quality = dataclasses.replace(res.quality, embedding_psnr=self._psnr_to_photo(self.photo_step.image))
+        if self.photo is not None and self.photo_in_history():
+            res.quality = dataclasses.replace(res.quality, embedding_psnr=self.psnr_to_photo(self.photo_step.image))
         self.last_edit = res
         what = (f"mask edit of {', '.join(names[c] for c in res.classes)} ({res.steps} steps"
                 f"{', stopped' if res.stopped else ''})")
@@ -550,39 +401,6 @@ class Session:
     def history_rows(self) -> List[List[object]]:
         return [[i, ("> " if i == self.pos else "") + s.what] for i, s in enumerate(self.steps)]
 
-    def photo_result(self, step: Optional[Step] = None):
-        """The step handed back at the uploaded photo's own size (photo.hand_back): only where the edit acts
-        against the embedded photo's step (parts that moved, and colour changes beside them), with the photo's own
-        detail kept; every other pixel is the photo's. -> HandBack, or None when the image did not come from an
-        uploaded photo."""
-        step = self.current if step is None else step
-        if self.source is None or not self._photo_in_history():
-            return None
-        if self._handed is not None and self._handed[0] is step and self._handed[1] is self.photo_step:
-            return self._handed[2]
-        before, after = self.exact_image(self.photo_step), self.exact_image(step)
-        branch = self.current_branch()
-        classes = (branch.cfg.class_indices(step.edited) or None) if branch is not None else None
-        result = hand_back_edit(self.source, before, after, self.labels_of(self.photo_step), self.labels_of(step),
-                                classes)
-        self._handed = (step, self.photo_step, result)
-        return result
-
-    def photo_view(self, show_region: bool = False) -> Tuple[Optional[np.ndarray], str]:
-        """(the photo with the current step handed back, a line on how much changed); with ``show_region`` the
-        handed-back region is tinted over it."""
-        res = self.photo_result()
-        if res is None:
-            return None, "upload and embed a photo first: the edit is handed back to it"
-        if self.current is self.photo_step:
-            return res.photo, "This is your photo as embedded: edit it (Edit tab, or the Vectors sliders) first."
-        shown = res.photo
-        if show_region:
-            tint = np.array([255, 0, 180], np.float32)
-            a = 0.45 * res.alpha[..., None]
-            shown = np.clip(np.rint(shown * (1 - a) + tint * a), 0, 255).astype(np.uint8)
-        return shown, f"Handed back to your photo: {res.summary()}."
-
     def export(self, folder: Path) -> List[Path]:
         """The current step as photo.png (at the uploaded photo's size, when it came from one), result.png (the
         model's size), mask.png (if segmented) and latent.safetensors in ``folder``."""
@@ -609,105 +427,6 @@ class Session:
         out.append(save_latent(folder / f"{stamp}_latent.safetensors", s.ws.cpu(), self.assets.identity,
                                extra=extra))
         return out
-
-    # -- annotate and train a branch ------------------------------------------------------------------------
-    def labeler(self) -> Optional[tuple]:
-        """(Labeler, ClassMap) that proposes annotation masks: the user's choice, else the parser that fits."""
-        return self.labeler_choice if self.labeler_choice is not None else self.studio.labeler(self.model_ref)
-
-    def set_labeler(self, ref: str, class_map: str = "") -> str:
-        """Use another segmentation model (registry name, hf:// reference or folder) and/or class map (JSON
-        {labeler label: class}; empty: the default map). With a branch, the map must give the branch's classes.
-        -> a note. Nothing changes when anything is wrong."""
-        ref = (ref or "").strip()
-        if not ref:
-            self.labeler_choice = None
-            return "using the parser that fits the model, if any"
-        lab = load_labeler(ref)
-        cmap = ClassMap.from_json(class_map) if (class_map or "").strip() else ClassMap.default(lab.label_names)
-        if self.current_branch() is not None:
-            cmap.check(lab.label_names, self.current_branch().cfg.class_names)
-        else:
-            cmap.check(lab.label_names, cmap.classes())
-        self.labeler_choice = (lab, cmap)
-        note = fit_note(self.model_ref, lab) or ""
-        unmapped = cmap.unmapped(lab.label_names)
-        return (f"labeler **{lab.ref}**: {len(lab.label_names)} labels -> classes {', '.join(cmap.classes())}"
-                + (f"; unmapped (background): {', '.join(unmapped)}" if unmapped else "") + (f". {note}" if note else ""))
-
-    def propose(self, step: Optional[Step] = None) -> Tuple[Optional[np.ndarray], str]:
-        """A mask to start annotating from, and where it came from: the parser that fits the model, else the
-        branch (the model's, or the one trained in this session), else nothing."""
-        step = self.current if step is None else step
-        names = self.class_table()[0]
-        lab = self.labeler()
-        if lab is not None:
-            labeler, class_map = lab
-            try:
-                return label_images(labeler, self.exact_image(step)[None], class_map, names)[0], f"parser {labeler.ref}"
-            except EditGANError as e:
-                why = f" (the parser failed: {e})"
-        else:
-            why = ""
-        if self.current_branch() is not None:
-            who = "the branch trained in this session" if self.branch is not None else "the model's branch"
-            return self.labels_of(step), who + why
-        return None, "nothing: paint every part" + (why or " (once a branch is trained here, it proposes)")
-
-    def add_annotation_image(self) -> int:
-        """Queue the current image for annotation, with a proposed mask to correct. -> its index."""
-        s = self.current
-        proposal, source = self.propose(s)
-        self.annotations.append(Annotation(s.ws, self.exact_image(s), proposal=proposal, source=source))
-        return len(self.annotations) - 1
-
-    def set_annotation(self, index: int, labels: np.ndarray) -> None:
-        if not 0 <= index < len(self.annotations):
-            raise EditGANError(f"no annotation image {index}")
-        labels = np.asarray(labels)
-        R = self.assets.G.img_resolution
-        if labels.shape != (R, R):
-            raise EditGANError(f"an annotation must be {R}x{R}")
-        if len(np.unique(labels)) < 2:
-            raise EditGANError("this annotation has only one class: paint the parts first")
-        self.annotations[index].labels = labels
-
-    def train_branch(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps, progress: Optional[Callable] = None):
-        """Train a branch on the annotated images of this session. -> (branch, report)."""
-        done = [a for a in self.annotations if a.labels is not None]
-        if len(done) < 2:
-            raise EditGANError(f"annotate at least 2 images first ({len(done)} done)")
-        names, palette = self.class_table()
-        ws = torch.cat([a.ws for a in done])
-        masks = np.stack([a.labels for a in done])
-        self.stop_event.clear()
-        branch, report = train_branch(self.assets.G, ws, masks, names, palette, generator_id=self.assets.identity,
-                                      max_steps=int(max_steps), eval_every=INTERACTIVE_BRANCH.eval_every,
-                                      patience=INTERACTIVE_BRANCH.patience, progress=progress,
-                                      should_stop=self.stop_event.is_set)
-        self.branch = branch
-        # Re-segment the history so editing can start at once.
-        for s in self.steps:
-            s.labels = None     # recomputed on use, by the new branch
-        return branch, report
-
-    def train_stream(self, *, max_steps: int = INTERACTIVE_BRANCH.max_steps) -> Iterator:
-        def work(report):
-            def tick(rec):
-                report(streaming.Progress(int(rec.get("step", 0)), int(max_steps),
-                                          f"training: step {rec.get('step')}, held-out mIoU {rec.get('val_miou')}, "
-                                          f"at most {rec.get('eta_s', 0):.0f} s to go"))
-            return self.train_branch(max_steps=max_steps, progress=tick)
-        return streaming.run(work, self.stop)
-
-    def branch_bytes(self) -> bytes:
-        b = self.current_branch()
-        if b is None:
-            raise EditGANError("no branch to save yet")
-
-        with tempfile.TemporaryDirectory() as d:
-            p = save_branch(b, Path(d) / "branch.safetensors")
-            return p.read_bytes()
 
 
 def timestamp() -> str:
