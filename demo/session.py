@@ -301,7 +301,8 @@ class Session(Photos, Annotating):
         name = self._free_name(wanted, library)
         note = "" if name == wanted else f"{wanted!r} is taken (a starter vector or one you saved): saved as {name!r}"
         vec = dataclasses.replace(self.last_edit.vector, name=name,
-                                  extra={**self.last_edit.vector.extra, "source": "editgan-studio app"})
+                                  extra={**self.last_edit.vector.extra, "source": "editgan-studio app",
+                                         "quality": self.last_edit.quality.as_dict()})
         path = save_vector(vec, library) if library is not None else None
         self.vectors[name] = vec
         return vec, path, note

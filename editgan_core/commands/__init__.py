@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import EditGANError
 from ..runtime import configure_threads, tune_allocator
 from ..storage import files
-from . import branches, edits, models, photos
+from . import branches, edits, kits, models, photos
 from .common import HelpFormatter, first_missing, prog_name, remove_empty
 
 EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise):
@@ -40,6 +40,7 @@ EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise)
   {prog} label --model ffhq-256 --n 16 --out labelled     # samples + masks from the registry's face parser
   {prog} label --model ./my-model --labeler hf://org/parser --inputs photos --map map.json --out labelled
   {prog} train-branch annotated/ --out my-branch.safetensors               # NAME.png + NAME_mask.png pairs
+  {prog} kit --out my-kit --push user/my-kit    # branch + vectors + card; then --model hf://user/my-kit anywhere
 """
 
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"editgan-studio {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (models, photos, branches, edits):
+    for group in (models, photos, branches, edits, kits):
         group.add_parsers(sub, HelpFormatter)
     return p
 

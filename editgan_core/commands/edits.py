@@ -63,6 +63,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if fidelity is not None:          # the embedding's fidelity to its photo, recorded by embed
         res.quality = dataclasses.replace(res.quality, embedding_psnr=float(fidelity))
     created = first_missing(out)     # main() knows --out, not the library: clean that up here
+    res.vector.extra["quality"] = res.quality.as_dict()      # the readout travels with the vector (kit cards)
     try:
         path = save_vector(res.vector, out)
         stem = file_stem(name)

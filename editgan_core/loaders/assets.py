@@ -26,6 +26,9 @@ BRANCH_NAME = "branch.safetensors"
 
 
 def model_dir(loaded) -> Optional[Path]:
+    """The folder whose files travel with the model: the kit it was opened from, else a native model's folder."""
+    if getattr(loaded, "kit", None):
+        return Path(loaded.kit)
     p = Path(loaded.path)
     return p if p.is_dir() else None
 

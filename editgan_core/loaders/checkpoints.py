@@ -56,6 +56,7 @@ class LoadedGenerator:
     sha256: Optional[str] = None     # of the file read (of model.safetensors for a native folder)
     notes: List[str] = field(default_factory=list)   # what was assumed or derived while loading
     meta: Dict[str, Any] = field(default_factory=dict)  # extra native metadata (model card, source, ...)
+    kit: Optional[str] = None        # the kit folder it was opened from (storage/kits.py): its companions are there
 
     @property
     def config(self) -> GeneratorConfig:

@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 
 from ..errors import HashMismatchError, ModelNotFoundError
 from ..storage.files import clip
+from ..storage.kits import KIT_FILE, is_kit, open_kit, read_manifest
 from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, LoadedGenerator, load_generator, sha256_file
 from .registry import CHECKPOINTS_DIR, REGISTRY, ModelSpec
 
@@ -35,6 +36,7 @@ class Resolved:
     ref: str                         # what the user asked for
     repo_id: Optional[str] = None
     revision: Optional[str] = None
+    kit: Optional[Path] = None       # the kit folder, when the reference was a kit (storage/kits.py)
 
 
 def parse_hf_ref(ref: str) -> Tuple[str, str, Optional[str]]:
@@ -158,12 +160,17 @@ def resolve(ref: str, *, cache_dir: Optional[str] = None, endpoint: Optional[str
     if ref.startswith("hf://"):
         repo_id, sub, rev = parse_hf_ref(ref)
         if not sub or sub.endswith("/") or "." not in Path(sub).name:
+            kit = _download_kit(repo_id, sub.rstrip("/"), rev, **kw)
+            if kit is not None:
+                return _kit_generator(kit, ref, repo_id, rev, **kw)
             path = _download_native(repo_id, sub.rstrip("/"), rev, sha256=None, **kw)
         else:
             path = download_file(repo_id, sub, rev, **kw)
         return Resolved(path, None, ref, repo_id, rev)
     path = Path(os.path.expanduser(ref))
     if path.exists():
+        if is_kit(path):
+            return _kit_generator(path, ref, None, None, **kw)
         return Resolved(path, None, ref)
     names = ", ".join(sorted(REGISTRY))
     raise ModelNotFoundError(f"unknown model {ref!r}: not a registry name ({names}), not an existing path, and "
@@ -182,6 +189,33 @@ def _download_native(repo_id: str, subfolder: str, revision: Optional[str], *, s
     return weights.parent
 
 
+def _download_kit(repo_id: str, subfolder: str, revision: Optional[str], **kw) -> Optional[Path]:
+    """The kit in a Hub repo (its manifest, then every file it lists, each through the cache), or None when the
+    repo holds no kit (a plain native model)."""
+    prefix = f"{subfolder}/" if subfolder else ""
+    try:
+        manifest = download_file(repo_id, prefix + KIT_FILE, revision, **kw)
+    except ModelNotFoundError:
+        return None          # no kit here (or offline without it cached): tried as a native model next
+    for name in read_manifest(manifest)["files"]:
+        download_file(repo_id, prefix + name, revision, **kw)
+    return manifest.parent
+
+
+def _kit_generator(folder: Path, ref: str, repo_id: Optional[str], revision: Optional[str], **kw) -> Resolved:
+    """A kit's generator: its own weights when included, else the referenced file, verified by its sha256."""
+    kit = open_kit(folder)
+    if kit.included:
+        return Resolved(folder, None, ref, repo_id, revision, kit=folder)
+    gen_ref = kit.generator["ref"]
+    _, sub, _ = parse_hf_ref(gen_ref)
+    if not sub or "." not in Path(sub).name:
+        raise ModelNotFoundError(f"kit {clip(ref)}: its generator reference {clip(gen_ref)} does not name a file")
+    r = resolve(gen_ref, **kw)
+    _verify(r.path, kit.generator["sha256"], f"the generator of kit {ref} ({gen_ref})")
+    return Resolved(r.path, None, ref, repo_id, revision, kit=folder)
+
+
 def load_model(ref: str, *, key: Optional[str] = None, **resolve_kw) -> LoadedGenerator:
     """resolve() + load_generator(): the one call the CLI and the app use."""
     r = resolve(ref, **resolve_kw)
@@ -191,7 +225,59 @@ def load_model(ref: str, *, key: Optional[str] = None, **resolve_kw) -> LoadedGe
     if r.spec is not None and not r.spec.sha256 and not r.spec.local_dir:
         loaded.notes.append("the registry pins no sha256 for this file yet; it was not verified")
     loaded.meta.setdefault("ref", ref)
+    if r.kit is not None:
+        loaded.kit = str(r.kit)
+        loaded.notes.append(f"kit: branch, vectors and classes from {r.kit}")
     return loaded
+
+
+_SNAPSHOT_RE = re.compile(r"[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]")
+
+
+def hub_source(loaded) -> Optional[dict]:
+    """Where on the Hub a loaded generator's weights file is, pinned: {'ref': 'hf://org/repo/file@commit',
+    'sha256', 'repo_id', 'license'}; None for a local file (a kit then includes the weights). The commit is the one
+    the file was downloaded at (from the cache path), so the reference never moves."""
+    ref = str(loaded.meta.get("ref", ""))
+    if loaded.kit:                              # a kit opened again: its reference, as it is
+        gen = open_kit(loaded.kit).generator
+        return None if gen.get("included") else {"ref": gen["ref"], "sha256": gen["sha256"],
+                                                 "repo_id": parse_hf_ref(gen["ref"])[0], "license": None}
+    spec = REGISTRY.get(ref)
+    if spec is not None and spec.local_dir:
+        return None
+    if spec is not None:
+        repo_id, sub = spec.repo_id, spec.filename or ""
+    elif ref.startswith("hf://"):
+        repo_id, sub, _ = parse_hf_ref(ref)
+    else:
+        return None
+    path = Path(loaded.path)
+    if path.is_dir():                            # a native folder: its weights file is what is referenced
+        sub, path = (f"{sub.rstrip('/')}/" if sub else "") + WEIGHTS_NAME, path / WEIGHTS_NAME
+    found = _SNAPSHOT_RE.search(os.path.abspath(path))      # not resolve(): the cache links snapshots to blobs
+    if found is None:
+        return None
+    return {"ref": f"hf://{repo_id}/{sub}@{found.group(1)}", "sha256": sha256_file(path), "repo_id": repo_id,
+            "license": spec.license if spec is not None else None}
+
+
+def push_folder(folder: Path, repo: str, token: Optional[str], *, what: str) -> str:
+    """Upload a folder to a Hub model repo (made when missing), the token from the argument or the usual places
+    (HF_TOKEN, huggingface-cli login). -> the commit's URL. Errors (network, auth) in one line naming the repo."""
+    from huggingface_hub import HfApi  # here: as in parse_hf_ref
+
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ModelNotFoundError(f"a Hub repo is 'user/name', got {clip(repo)}")
+    parse_hf_ref(f"hf://{repo}")                  # the name checked as the Hub checks it
+    api = HfApi(token=token or None, endpoint=hub_endpoint())
+    try:
+        api.create_repo(repo, repo_type="model", exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                                 commit_message=f"EditGAN Studio: {what}")
+    except Exception as e:  # noqa: BLE001 -- network, auth, permissions: said in one line
+        raise ModelNotFoundError(f"could not push to {repo}: {type(e).__name__}: {clip(str(e), 200)}") from None
+    return str(getattr(info, "commit_url", "") or info)
 
 
 # ----------------------------------------------------------------------------------------------------------

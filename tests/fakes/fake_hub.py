@@ -3,7 +3,8 @@
 Implements what ``hf_hub_download`` uses: ``HEAD`` and ``GET`` on ``/{repo_id}/resolve/{revision}/{path}``,
 answering with ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` (plus the ``X-Error-Code`` headers the
 client maps to RepositoryNotFound / EntryNotFound / RevisionNotFound). For dataset repos (vector libraries) also
-what ``create_repo``, ``upload_folder`` (regular, inline uploads) and ``snapshot_download`` use. A token, when
+what ``create_repo``, ``upload_folder`` (regular, inline uploads) and ``snapshot_download`` use; model repos (kits)
+take ``create_repo`` and ``upload_folder`` too. A token, when
 ``require_token`` is set, must come as ``Authorization: Bearer <token>``.
 """
 
@@ -110,15 +111,17 @@ class FakeHub:
                 path = unquote(self.path.split("?")[0]).lstrip("/")
                 if not self._authorised():
                     return
-                if path == "api/repos/create":
+                if path == "api/validate-yaml":      # a model card's front matter, checked on upload
+                    self._json(200, {"errors": [], "warnings": []})
+                elif path == "api/repos/create":
                     req = json.loads(body or b"{}")
                     self._json(200, {"url": f"{hub.endpoint}/datasets/{req.get('organization')}/{req.get('name')}"})
                 elif "/preupload/" in path:
                     req = json.loads(body)
                     self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
                                                for f in req["files"]]})
-                elif "/commit/" in path:
-                    repo = path[len("api/datasets/"):].split("/commit/")[0]
+                elif "/commit/" in path:      # api/models/{repo}/commit/{rev} or api/datasets/...
+                    repo = path.split("/", 2)[2].split("/commit/")[0]
                     for line in body.decode().splitlines():
                         item = json.loads(line)
                         if item.get("key") == "file":
