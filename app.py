@@ -25,6 +25,9 @@ def main() -> None:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--model", default=os.environ.get("EDITGAN_MODEL") or None,
+                   help="the model the page opens on (a sample of it is shown at once): a registry name, a local path "
+                        "or kit folder, or hf://user/kit (default: $EDITGAN_MODEL, else the built-in ToyFaces model)")
     p.add_argument("--threads", default=None,
                    help="torch threads: a number, or auto (the default, or $EDITGAN_THREADS): as many as the cores "
                         "other processes leave free, re-read during the work (docs/results.md, issue #14)")
@@ -35,7 +38,7 @@ def main() -> None:
     configure_threads(args.threads)
     if args.no_bf16:
         fast.set_mode("off")
-    demo = build_ui()
+    demo = build_ui(args.model)
     demo.queue(default_concurrency_limit=4, max_size=64)
     clean_downloads()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(OUT)],

@@ -15,11 +15,13 @@ import torch
 from demo import streaming
 from demo.records import Annotation, Step
 from editgan_core.errors import EditGANError
+from editgan_core.loaders.assets import BRANCH_NAME, companion
 from editgan_core.loaders.labelers import load_labeler
 from editgan_core.models.segbranch import save_branch
 from editgan_core.pipeline.fewshot import train_branch
 from editgan_core.pipeline.labeling import ClassMap, fit_note, label_images
 from editgan_core.settings import INTERACTIVE_BRANCH
+from editgan_core.storage.kits import write_kit
 
 
 class Annotating:
@@ -100,6 +102,8 @@ class Annotating:
                                       patience=INTERACTIVE_BRANCH.patience, progress=progress,
                                       should_stop=self.stop_event.is_set)
         self.branch = branch
+        self.branch_training = {"images": report.train_images + report.val_images, "val_miou": report.val_miou,
+                                "steps": report.steps, "best_step": report.best_step}
         # Re-segment the history so editing can start at once.
         for s in self.steps:
             s.labels = None     # recomputed on use, by the new branch
@@ -114,11 +118,29 @@ class Annotating:
             return self.train_branch(max_steps=max_steps, progress=tick)
         return streaming.run(work, self.stop)
 
-    def branch_bytes(self) -> bytes:
-        b = self.current_branch()
-        if b is None:
-            raise EditGANError("no branch to save yet")
+    def branch_file(self, folder: Path) -> Path:
+        """The current branch as a file: the one trained here saved into ``folder`` with its training record, else
+        the model's own file (its record inside)."""
+        if self.branch is not None:
+            return save_branch(self.branch, Path(folder) / "branch.safetensors",
+                               extra={"training": self.branch_training})
+        own = companion(self.assets.loaded, BRANCH_NAME)
+        if own is None:
+            raise EditGANError("no branch yet: annotate a few images and train one in the Annotate tab first")
+        return own
 
+    def branch_bytes(self) -> bytes:
         with tempfile.TemporaryDirectory() as d:
-            p = save_branch(b, Path(d) / "branch.safetensors")
-            return p.read_bytes()
+            return self.branch_file(Path(d)).read_bytes()
+
+    def make_kit(self, folder: Path, *, license: str = "") -> Tuple[Path, object]:
+        """A kit of this session's model (storage.kits): its branch (trained here, or the model's), every vector of
+        the session, the labeler and class map chosen here, written to ``folder``/kit. -> (the kit, its parts)."""
+        lab = self.labeler_choice
+        with tempfile.TemporaryDirectory() as scratch:
+            parts = self.assets.kit_parts(self.branch_file(Path(scratch)), Path(scratch),
+                                          vectors=list(self.vectors.values()), license=license,
+                                          labeler=lab[0].ref if lab else "", class_map=lab[1].table if lab else None)
+            if self.branch is not None:          # classes as trained here (renamed ones included)
+                parts.class_names, parts.palette = list(self.branch.cfg.class_names), list(self.branch.cfg.palette)
+            return write_kit(parts, Path(folder) / "kit"), parts

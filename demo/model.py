@@ -7,6 +7,7 @@ Errors a user can cause come back as :class:`~editgan_core.errors.EditGANError` 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -19,7 +20,7 @@ from editgan_core.loaders.checkpoints import LoadedGenerator
 from editgan_core.loaders.hub import load_model
 from editgan_core.loaders.labelers import load_labeler
 from editgan_core.loaders.registry import CHECKPOINTS_DIR, DEFAULT_MODEL, FACE_PARTS, REGISTRY, get_spec
-from editgan_core.pipeline.labeling import ClassMap, parser_for
+from editgan_core.pipeline.labeling import ClassMap, model_domain, parser_for
 from editgan_core.storage.vectors import library_dir
 
 
@@ -95,9 +96,21 @@ class Studio:
             self._labelers[ref] = found
         return found
 
+    def is_face_model(self, ref: str) -> bool:
+        """Whether photos of faces suit the model (the Image tab then offers example photos): the registry says
+        so, or its parts are face parts (a kit or branch with skin, eyes, lips ...)."""
+        if model_domain(ref) == "faces":
+            return True
+        names = {n.lower() for n in self.assets(ref).classes[0]}
+        return len(names & {"skin", "nose", "lips", "mouth", "hair", "eye_whites", "irises", "l_eye", "r_eye"}) >= 3
+
     def model_card(self, ref: str) -> str:
         """MODEL_CARD.md beside a native model, or what is known of the model from the registry."""
         loaded = self.model(ref)
+        if loaded.kit:                    # a kit's README.md, without its front matter and thumbnails
+            text = (Path(loaded.kit) / "README.md").read_text(encoding="utf-8", errors="replace")
+            text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
+            return re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
         p = Path(loaded.path)
         card = p / "MODEL_CARD.md" if p.is_dir() else p.parent / "MODEL_CARD.md"
         if card.is_file():

@@ -4,7 +4,8 @@ moved with the preview grid open, the history, an image added for annotation, a 
 embedded, and a real photo (scikit-image's astronaut) cut as an aligned face, embedded, smiled with the starter
 vector and handed back to the photo (the region it changes shown over it).
 
-    python demo/screenshot.py --out docs/screenshots
+    python -m demo.screenshot --out docs/screenshots
+    python -m demo.screenshot --out docs/screenshots/kit --first-only --model my-kit/
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright Python package (never `playwright install`).
 The same steps are the browser test (tests/test_browser.py).
@@ -13,7 +14,6 @@ The same steps are the browser test (tests/test_browser.py).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,8 +23,6 @@ from PIL import Image
 import app
 from demo.session import Session
 from editgan_core.toyfaces import render_seed
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -37,6 +35,8 @@ def open_page(pw, url: str, width: int = 1400, height: int = 1000):
                else r.abort())
     page.goto(url)
     page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
+    page.wait_for_selector("text=/step 0: sample seed/", timeout=120_000)    # the first screen shows a sample
+    wait_new_image(page, "")
     return browser, page
 
 
@@ -88,6 +88,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--model", default=None, help="open the page on this model (as app.py --model)")
+    p.add_argument("--first-only", action="store_true", help="only the first screen (as 'first_screen.png')")
     args = p.parse_args()
     from playwright.sync_api import sync_playwright  # here: a development tool (requirements-dev.txt)
 
@@ -97,7 +99,7 @@ def main() -> None:
     s.set_model("toyfaces")
     rows, cols = np.nonzero(np.isin(s.sample(args.seed, 0.7).labels, [8, 9]))   # aim a "wider mouth" stroke
     R = 64
-    demo = app.build_ui()
+    demo = app.build_ui(args.model)
     demo.queue()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
 
@@ -108,9 +110,13 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser, page = open_page(pw, demo.local_url)
+            shot("first_screen")
+            if args.first_only:
+                return
+            opened = image_src(page, "Current image")
             page.get_by_label("Seed").fill(str(args.seed))
             page.get_by_role("button", name="Generate").click()
-            first = wait_new_image(page, "")
+            first = wait_new_image(page, opened)
             page.get_by_label("Show segmentation overlay").check()
             shot("image_tab")
             page.get_by_role("tab", name="Edit").click()

@@ -70,6 +70,7 @@ class Session(Photos, Annotating):
         self.stop_event = threading.Event()
         self.annotations: List[Annotation] = []
         self.branch = None                               # a branch trained in this session (Annotate tab)
+        self.branch_training: dict = {}                  # its training record (images, held-out mIoU, steps)
         self.class_names: Optional[List[str]] = None     # edited class names for annotation
         self.labeler_choice: Optional[tuple] = None       # (Labeler, ClassMap) the user chose; else the model's parser
 

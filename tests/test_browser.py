@@ -47,9 +47,12 @@ def test_generate_paint_edit_save_slide(served, tmp_path):
     with sync_playwright() as pw:
         browser, page = open_page(pw, served.local_url)
         try:
+            opened = image_src(page, "Current image")      # the first screen: a sample already, and a hint
+            assert opened and page.locator("text=Start here").count() >= 1
+            page.screenshot(path=str(shots / "0_first_screen.png"), full_page=True)
             page.get_by_label("Seed").fill("5")
             page.get_by_role("button", name="Generate").click()
-            first = wait_new_image(page, "")
+            first = wait_new_image(page, opened)
             assert first.startswith(("http", "data:", "/"))
             page.screenshot(path=str(shots / "1_generated.png"), full_page=True)
 
@@ -95,14 +98,14 @@ def test_assisted_annotation_then_training(served, tmp_path):
     built-in ToyFaces parser, and the page says so); keeping or correcting it and saving; training a branch."""
     from playwright.sync_api import sync_playwright
 
-    from demo.screenshot import open_page, paint_stroke, wait_new_image
+    from demo.screenshot import image_src, open_page, paint_stroke, wait_new_image
 
     shots = Path(os.environ.get("EDITGAN_SHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser, page = open_page(pw, served.local_url)
         try:
-            image = ""
+            image = image_src(page, "Current image")           # the first screen's sample
             for k, seed in enumerate((3, 4)):
                 page.get_by_role("tab", name="Image").click()
                 page.get_by_label("Seed").fill(str(seed))
@@ -126,3 +129,38 @@ def test_assisted_annotation_then_training(served, tmp_path):
             page.screenshot(path=str(shots / "6_trained.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_page_opens_on_a_kit_with_a_sample_and_example_photos(tmp_path):
+    """`python app.py --model KIT`: the first screen shows a sample of the kit's model, the kit's card, its
+    vectors as sliders, and example photos that a click prepares for embedding."""
+    import app
+    from editgan_core.commands import main
+    from playwright.sync_api import sync_playwright
+
+    from demo.screenshot import open_page
+
+    kit = tmp_path / "kit"
+    assert main(["kit", "--out", str(kit), "--no-library"]) == 0
+    demo = app.build_ui(str(kit))
+    demo.queue()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    shots = Path(os.environ.get("EDITGAN_SHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser, page = open_page(pw, demo.local_url)        # waits for the first screen's sample
+            try:
+                assert page.locator("text=/native, 64x64/").count() >= 1
+                page.get_by_text("Model card").click()
+                page.wait_for_selector("text=/Held-out mIoU: 0.769/", timeout=30_000)
+                page.locator("img[src*='toyface_']").first.click()        # an example photo
+                page.wait_for_selector("text=/Prepared for the model/", timeout=60_000)
+                page.screenshot(path=str(shots / "kit_first_screen.png"), full_page=True)
+                page.get_by_role("tab", name="Vectors").click()
+                page.locator(".block", has_text="smile (skin").locator("input[type=range]").first.wait_for(
+                    timeout=30_000)
+            finally:
+                browser.close()
+    finally:
+        demo.close()

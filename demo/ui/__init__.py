@@ -3,7 +3,9 @@ together). The only package that imports gradio; ``app.py`` launches what :func:
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
+from typing import Optional
 
 import gradio as gr
 
@@ -12,7 +14,7 @@ from demo.session import Session
 from editgan_core.pipeline.labeling import parser_for
 
 from . import annotate, edit, history, image, vectors
-from .common import (MAX_UPLOAD, OUT, STUDIO, Page, clean_downloads, palette_md, session_brush, slider_updates,
+from .common import (MAX_UPLOAD, OUT, STUDIO, VIEW, Page, clean_downloads, palette_md, session_brush, slider_updates,
                      ui_action)
 
 __all__ = ["build_ui", "clean_downloads", "STUDIO", "OUT", "MAX_UPLOAD"]
@@ -37,12 +39,15 @@ def on_load_model(session: Session, model: str, progress=gr.Progress()):
             "annotate.palette": palette, "image.class_idx": gr.update(visible=bool(cond), maximum=max(cond - 1, 0),
                                                                       value=0),
             "top.tabs": gr.update(selected="annotate") if no_branch else gr.update(),
+            "image.examples_box": gr.update(visible=STUDIO.is_face_model(session.model_ref)),
             "annotate.labeler": gr.update(
                 placeholder=f"default: {parser_for(session.model_ref) or 'none fits this model: label by hand'}")}
 
 
-def build_ui() -> gr.Blocks:
-    default = Studio.default_model()
+def build_ui(model: Optional[str] = None) -> gr.Blocks:
+    """The page, opening on ``model`` (else ``$EDITGAN_MODEL``, else the built-in model): that model is loaded and
+    a sample of it shown as the page opens."""
+    default = (model or os.environ.get("EDITGAN_MODEL") or "").strip() or Studio.default_model()
     # Cached result files older than a day are removed every hour; a session idle for 6 hours is dropped.
     with gr.Blocks(title="EditGAN Studio", delete_cache=(3600, 86400)) as demo:
         page = Page(demo)
@@ -69,9 +74,12 @@ def build_ui() -> gr.Blocks:
                                         caption=caption, tabs=tabs))
         loaded = ["top.state", "top.info", "vectors.pick", "vectors.sliders", "edit.editor", "edit.palette",
                   "top.card", "annotate.annotator", "annotate.palette", "image.class_idx", "top.tabs",
-                  "annotate.labeler"]
+                  "annotate.labeler", "image.examples_box"]
         page.on(load.click, on_load_model, ["top.state", "top.model"], loaded, api_name="load_model")
-        page.on(demo.load, on_load_model, ["top.state", "top.model"], loaded, api_visibility="private")
+        opened = page.on(demo.load, on_load_model, ["top.state", "top.model"], loaded, api_visibility="private")
+        page.after(opened, image.on_first_sample, ["top.state", "image.seed", "image.psi", "image.class_idx",
+                                                   "image.overlay"],
+                   ["top.state", *VIEW, "edit.editor", "vectors.sliders"], api_visibility="private")
         for name, module in TABS:
             module.wire(page, parts[name])
     return demo

@@ -70,7 +70,16 @@ class Page:
         return self.parts[name]
 
     def on(self, triggers, fn, inputs: List[str], outputs: List[str], **kwargs):
-        """Wire ``fn`` (inputs and outputs by name) to one trigger or a list of triggers."""
+        """Wire ``fn`` (inputs and outputs by name) to one trigger or a list of triggers. -> the event."""
+        triggers = triggers if isinstance(triggers, list) else [triggers]
+        return gr.on(triggers, self.handler(fn, outputs), self.flat(inputs), self.flat(outputs), **kwargs)
+
+    def after(self, event, fn, inputs: List[str], outputs: List[str], **kwargs):
+        """Wire ``fn`` to run when ``event`` (what :meth:`on` returned) has succeeded. -> the new event."""
+        return event.success(self.handler(fn, outputs), self.flat(inputs), self.flat(outputs), **kwargs)
+
+    def handler(self, fn, outputs: List[str]):
+        """``fn`` as gradio calls it: its dict of output names turned into a dict of components."""
         comps = {n: self.parts[n] for n in outputs}
 
         def keyed(result):
@@ -95,8 +104,7 @@ class Page:
             @functools.wraps(fn)
             def handler(*args, **kw):
                 return keyed(fn(*args, **kw))
-        triggers = triggers if isinstance(triggers, list) else [triggers]
-        return gr.on(triggers, handler, self.flat(inputs), self.flat(outputs), **kwargs)
+        return handler
 
     def flat(self, names: List[str]) -> list:
         """The components of ``names``, a list (the slider slots) expanded in place."""

@@ -3,6 +3,7 @@ embedded; the reconstruction against the photo; the current step handed back at 
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -15,6 +16,7 @@ from editgan_core.settings import EMBED, PIVOTAL, SAMPLE, check_number
 
 from .common import LONG, VIEW, Page, checked, editor_value, gpu, show, slider_updates, stop, ui_action, views
 
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.png"))   # demo/examples
 CUTS = {"the model's": None, "aligned face": "face", "box": "box"}     # the Cut radio's labels -> prepare_photo
 HINT = ("**Start here:** press *Generate* for a sample of the model, or upload a photo and press *Embed photo*; "
         "then paint its parts in the Edit tab or move a slider in the Vectors tab.")
@@ -38,6 +40,12 @@ def layout() -> SimpleNamespace:
             boxed = gr.Image(label="Your photo: the red box is what is used", type="numpy", interactive=False,
                              height=220)
             prepared = gr.Image(label="What the model sees", type="numpy", interactive=False, height=220)
+        with gr.Column(visible=False) as examples_box:      # shown for face models (on_load_model)
+            # An image field (hidden) takes the example, so the examples show as thumbnails; on_example then
+            # treats it as an upload and puts it in the photo box.
+            example = gr.Image(type="filepath", visible=False)
+            examples = gr.Examples([[str(p)] for p in EXAMPLES], inputs=[example], examples_per_page=len(EXAMPLES),
+                                   label="Example photos (ToyFaces renders): click one, then Embed photo")
         with gr.Accordion("Crop: what of the photo the model sees", open=True):
             with gr.Row():
                 cut = gr.Radio(list(CUTS), value=next(iter(CUTS)), label="Cut (faces: aligned like FFHQ)")
@@ -74,7 +82,17 @@ def layout() -> SimpleNamespace:
 
 @ui_action
 def on_sample(session: Session, model: str, seed: int, truncation: float, class_idx: int, overlay: bool):
-    session.use_model(model).sample(
+    return sampled(session.use_model(model), seed, truncation, class_idx, overlay)
+
+
+@ui_action
+def on_first_sample(session: Session, seed: int, truncation: float, class_idx: int, overlay: bool):
+    """The first screen: a sample of the model the page opened on, so it never starts empty."""
+    return sampled(session, seed, truncation, class_idx, overlay)
+
+
+def sampled(session: Session, seed: int, truncation: float, class_idx: int, overlay: bool) -> dict:
+    session.sample(
         int(check_number("the seed", seed, 0, SAMPLE.max_seed, integer=True)),
         check_number("truncation psi", truncation, *SAMPLE.truncation_range),
         None if class_idx is None else int(check_number("the class", class_idx, 0, 1_000_000, integer=True)))
@@ -94,6 +112,12 @@ def on_upload(session: Session, model: str, photo: str, fit: str, cut: str):
             "image.status": f"Prepared for the model: {note}",
             "image.face": gr.update(value=0, maximum=max(0, faces - 1), visible=faces > 1),
             "image.dx": 0, "image.dy": 0, "image.zoom": 1, "image.turn": 0}
+
+
+@ui_action
+def on_example(session: Session, model: str, example: str, fit: str, cut: str):
+    """An example photo clicked: uploaded as if the user had chosen its file."""
+    return {**on_upload(session, model, example, fit, cut), "image.photo": example}
 
 
 @ui_action
@@ -147,6 +171,9 @@ def wire(page: Page, im: SimpleNamespace) -> None:
     uploaded = ["top.state", "image.prepared", "image.boxed", "image.status", *crop_controls]
     upload_in = ["top.state", "top.model", "image.photo", "image.fit", "image.cut"]
     page.on(im.photo.upload, on_upload, upload_in, uploaded, api_name="upload")
+    page.after(im.examples.load_input_event, on_example, ["top.state", "top.model", "image.example", "image.fit",
+                                                          "image.cut"], [*uploaded, "image.photo"],
+               api_visibility="private")
     page.on(im.cut.input, on_upload, upload_in, uploaded, api_visibility="private")
     page.on([im.fit.input, im.face.input] + [page[c].release for c in crop_controls[1:]], on_adjust,
             ["top.state", "image.fit", *crop_controls],

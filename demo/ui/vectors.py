@@ -4,6 +4,7 @@ a preview on other images, vector files up and down, and a vector library on the
 from __future__ import annotations
 
 import inspect
+import shutil
 from types import SimpleNamespace
 
 import gradio as gr
@@ -11,8 +12,10 @@ import gradio as gr
 from demo.hubsync import pull_library, push_library
 from demo.session import Session
 from editgan_core.errors import EditGANError
+from editgan_core.loaders.hub import push_folder
 from editgan_core.settings import APPLY, REFINE, check_number
 from editgan_core.storage.files import clip
+from editgan_core.storage.kits import read_manifest
 
 from .common import MAX_SLIDERS, Page, caption, checked, downloads, show, slider_updates, ui_action
 
@@ -47,6 +50,15 @@ def layout() -> SimpleNamespace:
                 push = gr.Button("Push library")
                 pull = gr.Button("Pull library")
             hubmsg = gr.Markdown()
+        with gr.Accordion("Publish a kit: this model made editable for anyone (branch, vectors, model card)",
+                          open=False):
+            with gr.Row():
+                kit_repo = gr.Textbox(label="Hub repo (model) for the kit; empty: only the download",
+                                      placeholder="user/my-editgan-kit")
+                kit_license = gr.Textbox(label="Generator licence id (empty: the registry's)", placeholder="mit")
+                publish = gr.Button("Publish kit")
+            kit_msg = gr.Markdown()
+            kit_file = gr.File(label="The kit (zip)")
     return SimpleNamespace(**locals())
 
 
@@ -125,6 +137,26 @@ def on_pull(session: Session, model: str, repo: str, token: str):
             **slider_updates(session)}
 
 
+@ui_action
+def on_publish_kit(session: Session, repo: str, token: str, license: str, progress=gr.Progress()):
+    """The session's model as a kit (its branch, every vector here, the card), zipped for download and pushed to
+    ``repo`` when one is given. Says what went where."""
+    session.use_model(session.model_ref)
+    folder = downloads(session)
+    progress(0.1, desc="writing the kit")
+    kit, parts = session.make_kit(folder, license=(license or "").strip())
+    archive = shutil.make_archive(str(folder / "editgan-kit"), "zip", kit)
+    listed = ", ".join(sorted({p.split("/")[0] + ("/" if "/" in p else "") for p in read_manifest(kit)["files"]}))
+    gen = f"referenced ({parts.generator_ref})" if parts.generator_ref else "included (a local model)"
+    msg = (f"Kit written: {listed}, README.md (the model card); {len(parts.vectors)} vectors; the generator "
+           f"{gen}.")
+    if (repo or "").strip():
+        progress(0.5, desc=f"uploading to {repo.strip()}")
+        url = push_folder(kit, repo.strip(), token or None, what=f"kit of {session.model_ref}")
+        msg += f" **Uploaded** to {repo.strip()} ({url}): open it with `--model hf://{repo.strip()}`."
+    return {"vectors.kit_msg": msg, "vectors.kit_file": archive}
+
+
 def wire(page: Page, vec: SimpleNamespace) -> None:
     """The tab's events (``vec``: its widgets); outputs in other tabs by name."""
     shown = ["top.current", "top.caption"]
@@ -144,5 +176,7 @@ def wire(page: Page, vec: SimpleNamespace) -> None:
             api_name="download_vector")
     page.on(vec.push.click, on_push, ["top.state", "vectors.repo", "vectors.token"], ["vectors.hubmsg"],
             api_name="push_vectors")
+    page.on(vec.publish.click, on_publish_kit, ["top.state", "vectors.kit_repo", "vectors.token", "vectors.kit_license"],
+            ["vectors.kit_msg", "vectors.kit_file"], api_name="publish_kit", show_progress_on=[vec.kit_msg])
     page.on(vec.pull.click, on_pull, ["top.state", "top.model", "vectors.repo", "vectors.token"],
             ["top.state", "vectors.hubmsg", *listed[1:]], api_name="pull_vectors")

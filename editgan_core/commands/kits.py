@@ -8,40 +8,13 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from ..errors import CLIError
-from ..loaders.assets import BRANCH_NAME, ENCODER_NAME, Bundle, companion, vector_folders
-from ..loaders.checkpoints import save_native
-from ..loaders.hub import hub_source, push_folder
-from ..loaders.registry import get_spec
-from ..storage.kits import KitParts, write_kit
+from ..loaders.assets import BRANCH_NAME, Bundle, companion, vector_folders
+from ..loaders.hub import push_folder
+from ..storage.kits import write_kit
 from ..storage.vectors import list_library, load_vector
 from .common import about, common, load
-
-
-def kit_parts(bundle: Bundle, *, branch_file: Path, scratch: Path, license: str = "", title: str = "",
-              labeler: str = "", class_map: Optional[dict] = None) -> KitParts:
-    """What a kit of ``bundle`` holds. The generator is referenced when it came from the Hub (pinned to the
-    commit it was downloaded at, with its sha256), else its native weights are included (converted into
-    ``scratch`` when the file is not native already)."""
-    loaded = bundle.loaded
-    upstream = hub_source(loaded)
-    spec = get_spec(bundle.ref)
-    parts = KitParts(identity=bundle.identity, branch_file=branch_file, class_names=list(bundle.classes[0]),
-                     palette=list(bundle.classes[1]), vectors=list(bundle.vectors),
-                     encoder_file=companion(loaded, ENCODER_NAME), labeler=labeler or None,
-                     class_map=class_map or None, title=title, source=bundle.ref,
-                     license=license or (upstream or {}).get("license") or (spec.license if spec else None))
-    if upstream is not None:
-        parts.generator_ref, parts.generator_sha256 = upstream["ref"], upstream["sha256"]
-        parts.base_model = upstream["repo_id"]
-    elif loaded.format == "native" and Path(loaded.path).is_dir():
-        parts.native_folder = Path(loaded.path)
-    else:
-        parts.native_folder = save_native(loaded.G, scratch / "native", source={"file": Path(loaded.path).name,
-                                                                                 "sha256": loaded.sha256})
-    return parts
 
 
 def cmd_kit(args: argparse.Namespace) -> int:
@@ -77,8 +50,8 @@ def cmd_kit(args: argparse.Namespace) -> int:
                                                       for k, v in class_map.items()):
             raise CLIError(f"{args.map}: a class map is a JSON object of labeler label -> class name")
     with tempfile.TemporaryDirectory() as scratch:
-        parts = kit_parts(bundle, branch_file=branch_file, scratch=Path(scratch), license=args.license,
-                          title=args.title, labeler=args.labeler, class_map=class_map)
+        parts = bundle.kit_parts(branch_file, Path(scratch), license=args.license, title=args.title,
+                                 labeler=args.labeler, class_map=class_map)
         parts.repo = args.push
         if parts.native_folder is not None:
             print(f"note: the kit includes the generator's weights ({bundle.ref} is a local file, not a pinned Hub "

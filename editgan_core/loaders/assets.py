@@ -14,11 +14,13 @@ from typing import List, Optional, Tuple
 
 from ..models.perceptual import perceptual_for
 from ..models.segbranch import load_branch
-from ..pipeline.embed import load_encoder
 from ..pipeline.align import cut_for
+from ..pipeline.embed import load_encoder
 from ..storage.identity import model_identity
+from ..storage.kits import KitParts
 from ..storage.vectors import library_dir, list_library
-from .hub import load_model
+from .checkpoints import save_native
+from .hub import hub_source, load_model
 from .registry import FACE_PARTS as CLASSES, get_spec
 
 ENCODER_NAME = "encoder.safetensors"
@@ -114,6 +116,30 @@ class Bundle:
         b.visible = spec.crop if spec is not None else None
         b.cut = cut_for(ref) if ref else "box"
         return b
+
+    def kit_parts(self, branch_file: Path, scratch: Path, *, vectors: Optional[list] = None, license: str = "",
+                  title: str = "", labeler: str = "", class_map: Optional[dict] = None) -> KitParts:
+        """What a kit of this model holds (storage.kits.write_kit writes it): ``branch_file``, ``vectors`` (default:
+        the bundle's), the encoder beside the model. The generator is referenced when it came from the Hub (pinned
+        to the commit it was downloaded at, with its sha256), else its native weights are included (converted
+        into ``scratch`` when the file is not native already)."""
+        loaded = self.loaded
+        upstream = hub_source(loaded)
+        spec = get_spec(self.ref)
+        parts = KitParts(identity=self.identity, branch_file=Path(branch_file), class_names=list(self.classes[0]),
+                         palette=list(self.classes[1]), vectors=list(self.vectors if vectors is None else vectors),
+                         encoder_file=companion(loaded, ENCODER_NAME), labeler=labeler or None,
+                         class_map=class_map or None, title=title, source=self.ref,
+                         license=license or (upstream or {}).get("license") or (spec.license if spec else None))
+        if upstream is not None:
+            parts.generator_ref, parts.generator_sha256 = upstream["ref"], upstream["sha256"]
+            parts.base_model = upstream["repo_id"]
+        elif loaded.format == "native" and Path(loaded.path).is_dir():
+            parts.native_folder = Path(loaded.path)
+        else:
+            parts.native_folder = save_native(loaded.G, Path(scratch) / "native",
+                                              source={"file": Path(loaded.path).name, "sha256": loaded.sha256})
+        return parts
 
 
 def companion_module(loaded, identity: dict, choice: str, name: str, device="cpu"):
