@@ -133,7 +133,7 @@ class Annotating:
         with tempfile.TemporaryDirectory() as d:
             return self.branch_file(Path(d)).read_bytes()
 
-    def make_kit(self, folder: Path, *, license: str = "") -> Tuple[Path, object]:
+    def make_kit(self, folder: Path, *, license: str = "", repo: str = "") -> Tuple[Path, object]:
         """A kit of this session's model (storage.kits): its branch (trained here, or the model's), every vector of
         the session, the labeler and class map chosen here, written to ``folder``/kit. -> (the kit, its parts)."""
         lab = self.labeler_choice
@@ -141,6 +141,7 @@ class Annotating:
             parts = self.assets.kit_parts(self.branch_file(Path(scratch)), Path(scratch),
                                           vectors=list(self.vectors.values()), license=license,
                                           labeler=lab[0].ref if lab else "", class_map=lab[1].table if lab else None)
+            parts.repo = repo or None            # the card's commands name the repo it goes to
             if self.branch is not None:          # classes as trained here (renamed ones included)
                 parts.class_names, parts.palette = list(self.branch.cfg.class_names), list(self.branch.cfg.palette)
             return write_kit(parts, Path(folder) / "kit"), parts

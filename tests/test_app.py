@@ -487,3 +487,30 @@ def test_slider_previews_take_the_fast_path_and_exports_are_exact(app_module, tm
         assert back.exact and np.array_equal(back.image, base.image)
     finally:
         fast.set_mode("auto")
+
+
+def test_publish_kit_zips_the_sessions_model_and_pushes_it(server, tmp_path, monkeypatch):
+    """The Vectors tab's "Publish kit": the session's model with its branch and vectors, as a zip, and on a Hub
+    model repo when one is named; a bad repo name is one line and loses nothing."""
+    import zipfile
+
+    from gradio_client.exceptions import AppError
+
+    from fakes.fake_hub import FakeHub
+
+    c = client(server)
+    sample(c)
+    msg, archive = c.predict(repo="", token="", license="mit", api_name="/publish_kit")
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {"kit.json", "README.md", "branch.safetensors", "model.safetensors", "vectors/smile.safetensors"} <= names
+    assert "Kit written" in msg and "Uploaded" not in msg
+    with FakeHub() as fh:
+        monkeypatch.setenv("HF_ENDPOINT", fh.endpoint)
+        msg, _ = c.predict(repo="user/studio-kit", token="", license="", api_name="/publish_kit")
+        with pytest.raises(AppError, match="a Hub repo is 'user/name'"):
+            c.predict(repo="no-slash", token="", license="", api_name="/publish_kit")
+    assert "Uploaded" in msg and "hf://user/studio-kit" in msg
+    assert ("user/studio-kit", "kit.json") in fh.files and ("user/studio-kit", "thumbs/smile.png") in fh.files
+    assert "python app.py --model hf://user/studio-kit" in fh.files[("user/studio-kit", "README.md")].decode()
+    _, caption = c.predict({"smile": 1}, "0", api_name="/apply_vectors")     # the session goes on
+    assert "smile" in caption

@@ -12,7 +12,7 @@ import gradio as gr
 from demo.hubsync import pull_library, push_library
 from demo.session import Session
 from editgan_core.errors import EditGANError
-from editgan_core.loaders.hub import push_folder
+from editgan_core.loaders.hub import check_repo_name, push_folder
 from editgan_core.settings import APPLY, REFINE, check_number
 from editgan_core.storage.files import clip
 from editgan_core.storage.kits import read_manifest
@@ -142,18 +142,19 @@ def on_publish_kit(session: Session, repo: str, token: str, license: str, progre
     """The session's model as a kit (its branch, every vector here, the card), zipped for download and pushed to
     ``repo`` when one is given. Says what went where."""
     session.use_model(session.model_ref)
+    repo = check_repo_name(repo) if (repo or "").strip() else ""      # before any work
     folder = downloads(session)
     progress(0.1, desc="writing the kit")
-    kit, parts = session.make_kit(folder, license=(license or "").strip())
+    kit, parts = session.make_kit(folder, license=(license or "").strip(), repo=repo)
     archive = shutil.make_archive(str(folder / "editgan-kit"), "zip", kit)
     listed = ", ".join(sorted({p.split("/")[0] + ("/" if "/" in p else "") for p in read_manifest(kit)["files"]}))
     gen = f"referenced ({parts.generator_ref})" if parts.generator_ref else "included (a local model)"
     msg = (f"Kit written: {listed}, README.md (the model card); {len(parts.vectors)} vectors; the generator "
            f"{gen}.")
-    if (repo or "").strip():
-        progress(0.5, desc=f"uploading to {repo.strip()}")
-        url = push_folder(kit, repo.strip(), token or None, what=f"kit of {session.model_ref}")
-        msg += f" **Uploaded** to {repo.strip()} ({url}): open it with `--model hf://{repo.strip()}`."
+    if repo:
+        progress(0.5, desc=f"uploading to {repo}")
+        url = push_folder(kit, repo, token or None, what=f"kit of {session.model_ref}")
+        msg += f" **Uploaded** to {repo} ({url}): open it with `--model hf://{repo}`."
     return {"vectors.kit_msg": msg, "vectors.kit_file": archive}
 
 

@@ -262,14 +262,21 @@ def hub_source(loaded) -> Optional[dict]:
             "license": spec.license if spec is not None else None}
 
 
+def check_repo_name(repo: str) -> str:
+    """A Hub repo name as a user types it ('user/name'), checked as the Hub checks it; -> the name."""
+    repo = (repo or "").strip()
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ModelNotFoundError(f"a Hub repo is 'user/name', got {clip(repo)}")
+    parse_hf_ref(f"hf://{repo}")
+    return repo
+
+
 def push_folder(folder: Path, repo: str, token: Optional[str], *, what: str) -> str:
     """Upload a folder to a Hub model repo (made when missing), the token from the argument or the usual places
     (HF_TOKEN, huggingface-cli login). -> the commit's URL. Errors (network, auth) in one line naming the repo."""
     from huggingface_hub import HfApi  # here: as in parse_hf_ref
 
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise ModelNotFoundError(f"a Hub repo is 'user/name', got {clip(repo)}")
-    parse_hf_ref(f"hf://{repo}")                  # the name checked as the Hub checks it
+    check_repo_name(repo)
     api = HfApi(token=token or None, endpoint=hub_endpoint())
     try:
         api.create_repo(repo, repo_type="model", exist_ok=True)

@@ -254,6 +254,6 @@ def vector_readout(v: EditVector) -> str:
         if bits:
             return "; ".join(bits)
     if isinstance(v.extra, dict) and v.extra.get("attribute"):
-        return (f"learned from one mask edit ({v.extra.get('steps', '?')} steps) moving the judge's "
-                f"{v.extra['attribute']} {v.extra.get('from')} -> {v.extra.get('to')}")
+        return (f"no readout recorded; made by one {v.extra.get('steps', '?')}-step mask edit painting the judge's "
+                f"{v.extra['attribute']} from {v.extra.get('from')} to {v.extra.get('to')}")
     return "not recorded"
