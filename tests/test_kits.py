@@ -146,3 +146,43 @@ def test_a_kit_pushed_to_the_hub_opens_offline_in_a_fresh_process_and_edits_at_o
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["vectors"][:1] == ["brighter"] and got["classes"] == ["dark", "bright"]
     assert got["edit_changed"] > 0.5 and got["slide_changed"] > 0.5
+
+
+SPACE_SESSION = textwrap.dedent("""
+    import numpy as np
+    from demo.session import Session
+    from demo.ui import common, history, vectors
+
+    s = Session(common.STUDIO)
+    s.set_model("toyfaces")
+    step = s.sample(5, 0.7)
+    labels = s.labels_of(step).copy()
+    rows, cols = np.nonzero(np.isin(labels, [8, 9]))
+    labels[int(rows.mean()):int(rows.mean()) + 2, cols.min() - 2:cols.max() + 3] = 9
+    s.edit(labels, steps=5)
+    s.save_vector("wide")
+    history.on_export(s)
+    out = vectors.on_publish_kit(s, "", "", "mit", progress=lambda *a, **k: None)
+    print(out["vectors.kit_file"])
+""")
+
+
+def test_on_a_space_nothing_is_written_outside_temporary_and_cache_folders(tmp_path):
+    """A Space session (SPACE_ID set) that samples, edits, saves a vector, exports and publishes a kit writes
+    only under the temporary folder: not in HOME, not in the working tree."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir(), tmp.mkdir()
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("EDITGAN_HOME", "HF_HOME")}
+    env.update(SPACE_ID="user/space", HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=str(ROOT),
+               HF_HUB_CACHE=str(tmp / "hf"), MPLCONFIGDIR=str(tmp / "mpl"), GRADIO_ANALYTICS_ENABLED="False",
+               PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run([sys.executable, "-c", SPACE_SESSION], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert Path(out.stdout.strip().splitlines()[-1]).is_relative_to(tmp)       # the kit's zip: a temporary file
+    assert [p for p in home.rglob("*")] == []                                  # nothing in HOME (no library)
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    assert after == before                                                     # nothing in the working tree
