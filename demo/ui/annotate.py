@@ -94,7 +94,8 @@ def on_train(session: Session, steps: int):
     path.write_bytes(session.branch_bytes())
     yield {"top.state": session, "annotate.branch_file": str(path),
            "annotate.train_msg": f"branch trained: held-out mIoU **{rep.val_miou:.3f}** on {rep.val_images} images "
-                                 f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}"}
+                                 f"({rep.steps} steps, {rep.seconds:.1f} s){' (stopped)' if rep.stopped else ''}. Edit with it now "
+                                 f"(Edit tab), or share it with your vectors as a kit (Vectors tab, Publish kit)."}
 
 
 def on_stop(session: Session):
