@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import EditGANError
 from ..runtime import configure_threads, tune_allocator
 from ..storage import files
-from . import branches, edits, kits, models, photos
+from . import branches, edits, kits, models, photos, scale
 from .common import HelpFormatter, first_missing, prog_name, remove_empty
 
 EPILOG = """examples (the built-in ToyFaces model unless --model says otherwise):
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"editgan-studio {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (models, photos, branches, edits, kits):
+    for group in (models, photos, branches, edits, kits, scale):
         group.add_parsers(sub, HelpFormatter)
     return p
 

@@ -271,7 +271,8 @@ def check_repo_name(repo: str) -> str:
     return repo
 
 
-def push_folder(folder: Path, repo: str, token: Optional[str], *, what: str) -> str:
+def push_folder(folder: Path, repo: str, token: Optional[str], *, what: str, repo_type: str = "model",
+                ignore: Optional[list] = None) -> str:
     """Upload a folder to a Hub model repo (made when missing), the token from the argument or the usual places
     (HF_TOKEN, huggingface-cli login). -> the commit's URL. Errors (network, auth) in one line naming the repo."""
     from huggingface_hub import HfApi  # here: as in parse_hf_ref
@@ -279,8 +280,8 @@ def push_folder(folder: Path, repo: str, token: Optional[str], *, what: str) -> 
     check_repo_name(repo)
     api = HfApi(token=token or None, endpoint=hub_endpoint())
     try:
-        api.create_repo(repo, repo_type="model", exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+        api.create_repo(repo, repo_type=repo_type, exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type=repo_type, ignore_patterns=ignore,
                                  commit_message=f"EditGAN Studio: {what}")
     except Exception as e:  # noqa: BLE001 -- network, auth, permissions: said in one line
         raise ModelNotFoundError(f"could not push to {repo}: {type(e).__name__}: {clip(str(e), 200)}") from None
