@@ -331,7 +331,7 @@ def test_edit_writes_the_vector_of_the_edit_then_apply_replays_it(tmp_path, caps
 
     rc = main(["apply", f"{vec_path}:2", "--inputs", str(lat), "--model", str(model), "--out", str(tmp_path / "ap")])
     assert rc == 0
-    assert sorted(p.name for p in (tmp_path / "ap").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (tmp_path / "ap").iterdir()) == [".job.json", "img0.png", "img1.png", "img2.png"]
     for i in range(3):
         ws = load_latent(lat / f"img{i}.latent.safetensors")[0]
         assert np.array_equal(png(tmp_path / "ap" / f"img{i}.png"), synth_u8(G, ws + 2 * vec.delta))
@@ -445,7 +445,8 @@ def test_apply_on_a_folder_skips_side_files(tmp_path, capsys, editable):
                "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["face.png"]       # exactly one output
+    outputs = [p.name for p in (tmp_path / "out").iterdir() if p.name != ".job.json"]   # (the job's parameters)
+    assert outputs == ["face.png"]                                               # exactly one output
     assert np.array_equal(png(tmp_path / "out" / "face.png"), synth_u8(G, ws + vec.delta))
     assert "face_input.png" in err and "face_recon.png" in err                   # says what it skipped
     # a plain photo beside them is embedded and gets its own output
@@ -453,7 +454,7 @@ def test_apply_on_a_folder_skips_side_files(tmp_path, capsys, editable):
     rc = main(["apply", str(d / "smile.safetensors"), "--inputs", str(d), "--model", str(model), "--steps", "1",
                "--encoder", "none", "--out", str(tmp_path / "out2")])
     assert rc == 0
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["face.png", "other.png", "other_crop.png"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == [".job.json", "face.png", "other.png", "other_crop.png"]
     # embed outputs without their latent: the input is the image, the reconstruction is skipped
     (d / "face.latent.safetensors").unlink()
     (d / "face.png").unlink()

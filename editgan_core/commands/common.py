@@ -174,15 +174,16 @@ def branch_for(loaded, path: Optional[str]):
     return branch
 
 
-def prepare_photo(loaded, path, args):
+def prepare_photo(loaded, path, args, data: Optional[bytes] = None):
     """An image read and cut for the model (align.cut_photo, as in the studio): aligned as a face (``--cut face``,
-    the default for FFHQ-style models; face ``--face``, largest first) or a box (``--fit``). Prints what was done."""
+    the default for FFHQ-style models; face ``--face``, largest first) or a box (``--fit``). Prints what was done.
+    ``data``: the image's bytes when it is not a file (a row of a dataset; ``path`` then names it)."""
     R = loaded.G.img_resolution
     spec = get_spec(args.model)
     visible = spec.crop if spec is not None else None
     cut = cut_for(args.model) if args.cut == "auto" else args.cut
     with about(path):
-        original = prepare_image(path, R, fit=args.fit, visible=visible).original
+        original = prepare_image(path if data is None else data, R, fit=args.fit, visible=visible).original
     faces, note = find_faces(original, cut)
     if note:
         print(f"note: {Path(path).name}: {note}", file=sys.stderr)
@@ -199,25 +200,30 @@ def prepare_photo(loaded, path, args):
 def embed_images(loaded, paths, args):
     """Each image: cut for the model (aligned, cropped or padded), embedded, and pivotal-tuned when ``--tune``.
     Yields (path, prepared, result, distance name, Tuning or None)."""
-
-    G = loaded.G
     enc = encoder_for(loaded, args.encoder)
     dist = distance_for(loaded, args.perceptual)
     for path in paths:
-        prep = prepare_photo(loaded, path, args)
+        yield embed_photo(loaded, path, args, enc, dist)
 
-        def progress(step, steps, loss, name=Path(path).name):
-            if step == steps or step % max(1, steps // 10) == 0:
-                print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
 
-        target = prep.tensor.to(G.w_avg.device)
-        res = embed(G, target, steps=args.steps, encoder=enc, distance=dist, progress=progress)
-        tuning = None
-        if getattr(args, "tune", 0):
-            tuning = pivotal_tune(G, res.ws, target, steps=args.tune, distance=dist)
-            print(f"  {Path(path).name}: pivotal tuning {tuning.psnr_before:.2f} -> {tuning.psnr:.2f} dB "
-                  f"({tuning.seconds:.1f} s)", file=sys.stderr)
-        yield Path(path), prep, res, dist.name, tuning
+def embed_photo(loaded, path, args, enc, dist, data: Optional[bytes] = None):
+    """One image cut (prepare_photo), embedded and pivotal-tuned when ``--tune``. -> (path, prepared, result,
+    distance name, Tuning or None)."""
+    G = loaded.G
+    prep = prepare_photo(loaded, path, args, data)
+
+    def progress(step, steps, loss, name=Path(path).name):
+        if step == steps or step % max(1, steps // 10) == 0:
+            print(f"  {name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr)
+
+    target = prep.tensor.to(G.w_avg.device)
+    res = embed(G, target, steps=args.steps, encoder=enc, distance=dist, progress=progress)
+    tuning = None
+    if getattr(args, "tune", 0):
+        tuning = pivotal_tune(G, res.ws, target, steps=args.tune, distance=dist)
+        print(f"  {Path(path).name}: pivotal tuning {tuning.psnr_before:.2f} -> {tuning.psnr:.2f} dB "
+              f"({tuning.seconds:.1f} s)", file=sys.stderr)
+    return Path(path), prep, res, dist.name, tuning
 
 
 def generator_for(loaded, latent_path: Path, meta: dict, ident):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import glob
 import math
 import os
 import sys
@@ -17,6 +19,7 @@ from ..loaders.assets import vector_folders
 from ..models.generator import images_to_uint8
 from ..pipeline.apply import apply_vectors
 from ..pipeline.editing import edit_from_mask
+from ..scale import engine
 from ..settings import EDIT, REFINE, check_scale
 from ..storage import files
 from ..storage.identity import model_identity
@@ -24,9 +27,9 @@ from ..storage.imageio import open_image
 from ..storage.masks import decode_mask, encode_mask
 from ..storage.vectors import check_name, file_stem, library_dir, list_library, load_vector, save_vector
 from .common import (EMBED_SIDE_SUFFIXES, IMAGE_EXTS, LATENT_SUFFIX, SIDE_SUFFIXES, STEPS, about, branch_for,
-                     branch_or_none, common, editing_args, embed_images, embed_steps, first_missing, generator_for,
-                     hand_back_to_photo, is_latent_file, latent_stem, load, photo_of, prog_name, read_latent,
-                     remove_empty, save_png)
+                     branch_or_none, common, distance_for, editing_args, embed_photo, embed_steps, encoder_for,
+                     first_missing, generator_for, hand_back_to_photo, is_latent_file, latent_stem, load, photo_of,
+                     prog_name, read_latent, remove_empty, save_png)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -152,15 +155,62 @@ def find_vector(loaded, ident, ref: str):
                    "\npass one of these names (spaces or underscores) or a vector file")
 
 
-def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, Path]], List[str]]:
-    """What ``apply --inputs`` works on: (latents, images, skipped), each input as (output name, path).
+def dataset_images(shards: List[Path]) -> List[Tuple[str, tuple]]:
+    """The images of a datasets folder's Parquet shards, named by their ``seed`` column when it has one."""
+    import pyarrow.parquet as pq  # here: only datasets inputs need pyarrow (2 s to import with datasets)
+
+    out = []
+    for shard in shards:
+        with about(shard):
+            table = pq.read_table(shard, columns=[c for c in ("seed", "image")
+                                                  if c in pq.ParquetFile(shard).schema_arrow.names])
+        if "image" not in table.column_names:
+            raise CLIError(f"{shard}: a dataset to edit needs an 'image' column")
+        seeds = table.column("seed").to_pylist() if "seed" in table.column_names else None
+        for i in range(table.num_rows):
+            name = f"seed{seeds[i]:07d}" if seeds else f"{shard.stem}-{i:06d}"
+            out.append((name, (shard, i)))
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def shard_images(shard: Path) -> list:
+    import pyarrow.parquet as pq  # here: as in dataset_images
+
+    return pq.read_table(shard, columns=["image"]).column("image").to_pylist()
+
+
+def dataset_image(shard: Path, row: int) -> bytes:
+    """The image bytes of one row of a Parquet shard (a datasets ``Image`` cell: {"bytes", "path"})."""
+    cell = shard_images(shard)[row]
+    if not isinstance(cell, dict) or not cell.get("bytes"):
+        raise EditGANError(f"{shard.name} row {row}: no image bytes")
+    return cell["bytes"]
+
+
+def collect_inputs(text: str) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, object]], List[str]]:
+    """What ``apply --inputs`` works on: (latents, images, skipped), each input as (output name, path) -- from a
+    file, a folder, a glob (``photos/*.jpg``) or a Hugging Face datasets folder (its Parquet shards' ``image``
+    column: each image as (name, (shard, row)); see :func:`dataset_image`).
 
     A folder's own side files are not inputs: embed's NAME_input.png and NAME_recon.png (and the photo NAME.png)
     are the same image as NAME.latent.safetensors; segment's NAME_mask.png and edit's NAME_edited*.png are not
     pictures to edit; other EditGAN files (editing vectors, branches) are not latents."""
 
+    src = Path(text)
+    if not src.exists() and any(c in str(text) for c in "*?["):
+        found = sorted(Path(p) for p in glob.glob(str(text)))
+        if not found:
+            raise CLIError(f"no file matches {text}")
+        latents = [(latent_stem(p.name), p) for p in found if is_latent_file(p.name)]
+        images = [(p.stem, p) for p in found if p.suffix.lower() in IMAGE_EXTS]
+        return latents, images, [p.name for p in found if not is_latent_file(p.name)
+                                 and p.suffix.lower() not in IMAGE_EXTS]
     if not src.exists():
         raise CLIError(f"no such file or folder: {src}")
+    shards = sorted((src / "data").glob("*.parquet")) if src.is_dir() else []
+    if shards:
+        return [], dataset_images(shards), []
     if src.is_file():
         if is_latent_file(src.name):
             return [(latent_stem(src.name), src)], [], []
@@ -199,6 +249,9 @@ def collect_inputs(src: Path) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, P
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    """The vectors on every input, on the batch engine: one process, or each rank of a torchrun job its share;
+    a rerun into the same --out finishes what is missing (NAME.png is written last, atomically)."""
+    r = engine.ranks()
     loaded = load(args)
     ident = model_identity(loaded)
     G = loaded.G
@@ -208,37 +261,53 @@ def cmd_apply(args: argparse.Namespace) -> int:
         vec = find_vector(loaded, ident, ref)
         pairs.append((vec, check_scale(vec.name, scale, vec.scale_range)))
     branch = branch_for(loaded, args.branch) if args.refine else None
-    latents, images, skipped = collect_inputs(Path(args.inputs))
-    if skipped:
+    latents, images, skipped = collect_inputs(args.inputs)
+    if skipped and r.rank == 0:
         print(f"note: skipped {len(skipped)} file(s) in {args.inputs}: {'; '.join(skipped)}", file=sys.stderr)
     if not latents and not images:
         raise CLIError(f"{args.inputs}: no latents (.latent.safetensors, .npy) or images to apply the vectors to")
-    jobs = []              # (name, ws, the photo and its crop or None, the generator)
-    for name, path in latents:
-        ws, meta = read_latent(path, ident, meta=True)
-        jobs.append((name, ws, photo_of(meta, path.name), generator_for(loaded, path, meta, ident)))
-    if images:
-        jobs += [(name, res.ws, (prep.original, prep.crop), G if tuning is None else tuning.G)
-                 for (name, _), (_, prep, res, _, tuning) in
-                 zip(images, embed_images(loaded, [p for _, p in images], args))]
-    regions = branch if branch is not None else (
-        branch_or_none(loaded, args.branch) if any(src is not None for _, _, src, _ in jobs) else None)
-    out, used = Path(args.out), set()
-    print("applying " + ", ".join(f"{v.name} x{s:g}" for v, s in pairs), file=sys.stderr)
-    for i, (name, ws, source, g) in enumerate(jobs):
-        while name in used:           # a latent and an unrelated image of the same name
-            name += "_"
-        used.add(name)
+    items, used = [], set()
+    for kind, found in (("latent", latents), ("image", images)):
+        for name, where in found:
+            while name in used:           # a latent and an unrelated image of the same name
+                name += "_"
+            used.add(name)
+            items.append(engine.Item(name, (kind, where)))
+    regions = branch if branch is not None else branch_or_none(loaded, args.branch)
+    out = Path(args.out)
+    engine.claim(out, {"command": "apply", "model": args.model, "generator": ident.get("sha256"),
+                       "vectors": [[v.name, s] for v, s in pairs], "refine": args.refine,
+                       "inputs": str(args.inputs), "items": len(items)})
+    enc = encoder_for(loaded, args.encoder) if images else None
+    dist = distance_for(loaded, args.perceptual) if images else None
+    edited = [c for v, _ in pairs for c in v.classes]
+    if r.rank == 0:
+        print("applying " + ", ".join(f"{v.name} x{s:g}" for v, s in pairs), file=sys.stderr)
+
+    def process(item):
+        kind, where = item.value
+        if kind == "latent":
+            ws, meta = read_latent(where, ident, meta=True)
+            source, g = photo_of(meta, where.name), generator_for(loaded, where, meta, ident)
+        else:
+            path, data = (where, None) if isinstance(where, Path) else (Path(item.key), dataset_image(*where))
+            _, prep, res, _, tuning = embed_photo(loaded, path, args, enc, dist, data)
+            ws, source, g = res.ws, (prep.original, prep.crop), (G if tuning is None else tuning.G)
         res = apply_vectors(g, ws[:1], pairs, branch=branch, refine_steps=args.refine)
         image = images_to_uint8(res.image)[0].cpu().numpy()
         if source is None:
-            path = save_png(out / f"{name}.png", image)
-        else:                         # the photo at its own size, the model-size crop beside it
-            edited = [c for v, _ in pairs for c in v.classes]
+            path = save_png(out / f"{item.key}.png", image)
+        else:                         # the photo at its own size, the model-size crop beside it (first)
             back = hand_back_to_photo(g, regions, source, ws[:1], res.ws, image, edited)
-            path = save_png(out / f"{name}.png", back.photo)
-            save_png(out / f"{name}_crop.png", image)
-        print(f"[{i + 1}/{len(jobs)}] {path}  ({1000 * res.seconds:.0f} ms)")
+            save_png(out / f"{item.key}_crop.png", image)
+            path = save_png(out / f"{item.key}.png", back.photo)
+        print(f"{path}  ({1000 * res.seconds:.0f} ms)")
+
+    summary = engine.run(items, process, lambda it: (out / f"{it.key}.png").is_file(), out, desc="inputs",
+                         threads=args.threads)
+    if r.rank == 0 and (r.world > 1 or summary.failures or summary.done_before):
+        print(summary.text(), file=sys.stderr)
+    engine.finish()
     return 0
 
 

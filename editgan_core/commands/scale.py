@@ -62,7 +62,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         print(f"{out}: {rows} rows in {len(items)} shards (datasets.load_dataset({str(out)!r}))")
         if args.push and rows == len(seeds):
             url = push_folder(out, args.push, args.token, what=f"{rows} rows from {args.model}",
-                              repo_type="dataset", ignore=["failures/*", "job.json"])
+                              repo_type="dataset", ignore=[".failures/*", ".job.json"])
             print(f"pushed to the dataset repo {args.push}: {url}")
         elif args.push:
             print(f"note: not pushed: {len(seeds) - rows} rows are missing (see the failures above)", file=sys.stderr)

@@ -4,7 +4,7 @@ process without torchrun, the same code.
 Each process (rank) takes every W-th item of the list (static sharding: items cost about the same). Every item's
 output is written atomically under a name derived from the item (``Item.key``), so a rerun, or torchrun's elastic
 restart (``--max-restarts``), skips what is done: no item is lost and none is written twice. A bad item (an
-unreadable photo, no face) is recorded with its reason under ``failures/`` and does not stop the job; the job ends
+unreadable photo, no face) is recorded with its reason under ``.failures/`` and does not stop the job; the job ends
 with one summary (items, failures and why, seconds per item) and ``failures.jsonl``.
 
 torch.distributed is initialised from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``):
@@ -30,7 +30,8 @@ from ..errors import EditGANError
 from ..runtime import configure_threads
 from ..storage import files
 
-FAILURES = "failures"                 # one {key, reason} file per failed item, merged into failures.jsonl
+JOB_FILE = ".job.json"               # the parameters of the job a folder belongs to (claim)
+FAILURES = ".failures"                # one {key, reason} file per failed item, merged into failures.jsonl
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,14 @@ def claim(out: Path, spec: dict) -> None:
     """Mark ``out`` as the folder of the job ``spec`` (its parameters): a rerun of the same job resumes there; any
     other job is refused before anything is written (every rank reads the same file, so all refuse alike)."""
     out = Path(out)
-    path = out / "job.json"
+    path = out / JOB_FILE
     if path.is_file():
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             found = None
         if found != json.loads(json.dumps(spec)):
-            raise EditGANError(f"{out} holds the outputs of another job (job.json differs: other model, seeds, "
+            raise EditGANError(f"{out} holds the outputs of another job (its .job.json differs: other model, seeds, "
                                f"vectors or settings); choose a new folder, or rerun that job to complete it")
     elif out.exists() and any(out.iterdir()):
         raise EditGANError(f"{out} is not empty and holds no job: choose a new or empty folder")
