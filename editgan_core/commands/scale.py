@@ -24,7 +24,7 @@ from .edits import find_vector, parse_vector_arg
 def cmd_dataset(args: argparse.Namespace) -> int:
     check_datasets()
     r = engine.ranks()
-    seeds = list(args.seeds) if args.seeds is not None else list(range(args.n))
+    seeds = list(args.seeds) if args.seeds is not None else list(range(args.count))
     loaded = load(args)
     bundle = Bundle.of(loaded, args.model, loaded.G.w_avg.device, perceptual="fallback", vectors=False)
     if bundle.branch is None:
@@ -79,7 +79,8 @@ def add_parsers(sub, fmt) -> None:
     d.add_argument("--out", required=True, help="the dataset folder (a rerun of the same job completes it)")
     which = d.add_mutually_exclusive_group(required=True)
     which.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0-99999 or 1,5,9-12")
-    which.add_argument("--n", type=positive_int, default=None, help="seeds 0 to N-1")
+    which.add_argument("--count", type=positive_int, default=None,
+                       help="seeds 0 to COUNT-1 (not --n: torchrun would take it for one of its options)")
     d.add_argument("--truncation", type=PSI, default=SAMPLE.truncation, help="truncation psi")
     d.add_argument("--vectors", nargs="*", default=None, metavar="NAME[:SCALE]",
                    help="editing vectors added to every latent (names or files, as apply takes them)")
