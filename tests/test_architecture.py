@@ -60,7 +60,7 @@ def test_every_module_is_in_the_architecture_doc():
             assert f"`{rel}`" in doc, f"docs/architecture.md does not describe {rel}"
 
 
-ROLES = {"models", "pipeline", "storage", "loaders", "training", "commands", "toyfaces"}
+ROLES = {"models", "pipeline", "storage", "loaders", "training", "scale", "commands", "toyfaces"}
 TOP = {"__init__.py", "__main__.py", "settings.py", "errors.py", "runtime.py", "budget.py"}
 
 
