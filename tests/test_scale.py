@@ -128,8 +128,10 @@ def test_a_bad_item_is_recorded_with_its_reason_and_the_job_goes_on(tmp_path):
     items = [engine.Item(f"item{i}", i) for i in range(6)]
     made = []
 
+    broken = {3}
+
     def process(it):
-        if it.value == 3:
+        if it.value in broken:
             raise EditGANError("photo item3.png is not a readable image")
         (tmp_path / f"{it.key}.out").write_text("x")
         made.append(it.key)
@@ -140,8 +142,12 @@ def test_a_bad_item_is_recorded_with_its_reason_and_the_job_goes_on(tmp_path):
     assert summary.failures == [("item3", "photo item3.png is not a readable image")]
     lines = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
     assert lines == [{"key": "item3", "reason": "photo item3.png is not a readable image"}]
-    again = engine.run(items, process, done, tmp_path, desc="test")           # a rerun: nothing to do
-    assert again.done_now == 0 and again.done_before == 6 and made[5:] == []
+    again = engine.run(items, process, done, tmp_path, desc="test")     # a rerun tries the failed item only
+    assert again.done_now == 0 and again.done_before == 5 and again.failures == summary.failures
+    broken.clear()                                                        # the photo was fixed: the next rerun
+    fixed = engine.run(items, process, done, tmp_path, desc="test")
+    assert fixed.done_now == 1 and made[-1] == "item3" and fixed.failures == []
+    assert not (tmp_path / "failures.jsonl").exists()
     with pytest.raises(EditGANError, match="twice"):
         engine.run(items + items[:1], process, done, tmp_path)
 

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -24,6 +25,7 @@ from ..models.segbranch import segment
 from ..pipeline.align import AlignmentError, cut_for, cut_photo, find_faces
 from ..pipeline.embed import embed, load_tuning, pivotal_tune
 from ..pipeline.photo import hand_back_edit
+from ..scale import engine
 from ..settings import EMBED, PIVOTAL, SAMPLE, check_number
 from ..storage import files
 from ..storage.identity import model_identity
@@ -301,10 +303,17 @@ def first_missing(path: Optional[Path]) -> Optional[Path]:
 
 
 def remove_empty(top: Optional[Path]) -> None:
-    """Remove the folders under (and including) ``top`` that a failed command created and left empty."""
+    """Remove the folders under (and including) ``top`` that a failed command created and left empty (a batch
+    job's bookkeeping alone -- its parameters, its failure records -- counts as empty)."""
     if top is None or not top.is_dir():
         return
-    for folder, _, _ in os.walk(top, topdown=False):
+    for folder, _, names in os.walk(top, topdown=False):
+        if set(names) <= {engine.JOB_FILE, "failures.jsonl"} and not any(
+                p.is_dir() and p.name != engine.FAILURES for p in Path(folder).iterdir()):
+            for name in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(Path(folder) / name)
+            shutil.rmtree(Path(folder) / engine.FAILURES, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(folder)     # only empty folders go
 
@@ -350,6 +359,19 @@ def prog_name() -> str:
     """``editgan`` when run as the console script, ``python -m editgan_core`` when run as a module."""
     name = Path(sys.argv[0] or "editgan").name
     return "python -m editgan_core" if name in ("__main__.py", "-m", "-c", "") else name
+
+
+def job_done(summary, r) -> None:
+    """The end of a batch command: the summary said (when there is something to say), the ranks released; in one
+    process, failed items make the command fail (status 2, naming them; what was made stays). Under torchrun the
+    job ends normally -- a failing status would make torchrun restart it -- and failures.jsonl lists them."""
+    if r.rank == 0 and (r.world > 1 or summary.failures or summary.done_before):
+        print(summary.text(), file=sys.stderr)
+    engine.finish()
+    if summary.failures and r.world == 1:
+        raise CLIError(f"{len(summary.failures)} of {summary.items} failed: "
+                       + "; ".join(why for _, why in summary.failures[:3])
+                       + (" ..." if len(summary.failures) > 3 else ""))
 
 
 def class_index(G, model: str, class_idx: Optional[int]) -> Optional[int]:

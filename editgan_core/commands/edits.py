@@ -28,8 +28,8 @@ from ..storage.masks import decode_mask, encode_mask
 from ..storage.vectors import check_name, file_stem, library_dir, list_library, load_vector, save_vector
 from .common import (EMBED_SIDE_SUFFIXES, IMAGE_EXTS, LATENT_SUFFIX, SIDE_SUFFIXES, STEPS, about, branch_for,
                      branch_or_none, common, distance_for, editing_args, embed_photo, embed_steps, encoder_for,
-                     first_missing, generator_for, hand_back_to_photo, is_latent_file, latent_stem, load, photo_of,
-                     prog_name, read_latent, remove_empty, save_png)
+                     first_missing, generator_for, hand_back_to_photo, is_latent_file, job_done, latent_stem, load,
+                     photo_of, prog_name, read_latent, remove_empty, save_png)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -305,9 +305,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     summary = engine.run(items, process, lambda it: (out / f"{it.key}.png").is_file(), out, desc="inputs",
                          threads=args.threads)
-    if r.rank == 0 and (r.world > 1 or summary.failures or summary.done_before):
-        print(summary.text(), file=sys.stderr)
-    engine.finish()
+    job_done(summary, r)
     return 0
 
 

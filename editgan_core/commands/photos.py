@@ -9,32 +9,53 @@ from pathlib import Path
 from ..models.generator import images_to_uint8
 from ..models.segbranch import segment
 from ..pipeline.embed import save_tuning
+from ..scale import engine
 from ..storage.identity import model_identity
 from ..storage.latents import photo_record, save_latent
 from ..storage.masks import encode_mask
-from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, editing_args, embed_images, embed_steps, generator_for,
-                     is_latent_file, latent_stem, load, read_latent, save_png)
+from .common import (LATENT_SUFFIX, TUNING_SUFFIX, branch_for, distance_for, editing_args, embed_images, embed_photo,
+                     embed_steps, encoder_for, generator_for, is_latent_file, job_done, latent_stem, load, read_latent,
+                     save_png)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Every image embedded, on the batch engine (one process, or each torchrun rank its share); the latent is
+    written last, so a rerun with the same settings skips the images already embedded."""
+    r = engine.ranks()
     loaded = load(args)
     ident = model_identity(loaded)
     out = Path(args.out)
-    for path, prep, res, dname, tuning in embed_images(loaded, args.images, args):
-        stem = path.stem
+    items, used = [], set()
+    for path in map(Path, args.images):
+        name = path.stem
+        while name in used:
+            name += "_"
+        used.add(name)
+        items.append(engine.Item(name, path))
+    engine.claim(out, {"command": "embed", "model": args.model, "generator": ident.get("sha256"),
+                       "steps": args.steps, "tune": args.tune, "cut": args.cut, "fit": args.fit,
+                       "encoder": args.encoder, "perceptual": args.perceptual})
+    enc, dist = encoder_for(loaded, args.encoder), distance_for(loaded, args.perceptual)
+
+    def process(item):
+        path, prep, res, dname, tuning = embed_photo(loaded, item.value, args, enc, dist)
         extra = {}
         if tuning is not None:
-
-            extra["tuning"] = save_tuning(out / f"{stem}{TUNING_SUFFIX}", tuning, ident).name
+            extra["tuning"] = save_tuning(out / f"{item.key}{TUNING_SUFFIX}", tuning, ident).name
             extra["tuned_psnr"] = round(tuning.psnr, 2)
-        latent = save_latent(out / f"{stem}{LATENT_SUFFIX}", res.ws, ident,
-                             {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
-                              "perceptual": dname, "prepare": prep.note, **photo_record(prep.crop, prep.original_size, path), **extra})
-        save_png(out / f"{stem}_input.png", prep.array)
+        save_png(out / f"{item.key}_input.png", prep.array)
         recon = res.image if tuning is None else tuning.G.synthesis(res.ws)
-        save_png(out / f"{stem}_recon.png", images_to_uint8(recon)[0].cpu().numpy())
+        save_png(out / f"{item.key}_recon.png", images_to_uint8(recon)[0].cpu().numpy())
+        latent = save_latent(out / f"{item.key}{LATENT_SUFFIX}", res.ws, ident,
+                             {"source": path.name, "steps": res.steps, "psnr": round(res.psnr.item(), 2),
+                              "perceptual": dname, "prepare": prep.note,
+                              **photo_record(prep.crop, prep.original_size, path), **extra})
         psnr = res.psnr.item() if tuning is None else tuning.psnr
         print(f"{latent}  PSNR {psnr:.2f} dB  ({res.seconds + (tuning.seconds if tuning else 0):.1f} s)")
+
+    summary = engine.run(items, process, lambda it: (out / f"{it.key}{LATENT_SUFFIX}").is_file(), out,
+                         desc="images", threads=args.threads)
+    job_done(summary, r)
     return 0
 
 

@@ -17,7 +17,7 @@ from ..scale.dataset import (CARD, check_datasets, dataset_card, render_rows, se
                              write_shard)
 from ..settings import SAMPLE, check_scale
 from ..storage import files
-from .common import PSI, common, load, parse_seeds, positive_int, prog_name
+from .common import PSI, common, job_done, load, parse_seeds, positive_int, prog_name
 from .edits import find_vector, parse_vector_arg
 
 
@@ -58,7 +58,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                             vectors=[f"{v.name} x{s:g}" for v, s in pairs], rows=rows, command=command,
                             license=args.license or (getattr(get_spec(args.model), "license", "") or ""))
         files.write_text(out / CARD, card)
-        print(summary.text(), file=sys.stderr)
         print(f"{out}: {rows} rows in {len(items)} shards (datasets.load_dataset({str(out)!r}))")
         if args.push and rows == len(seeds):
             url = push_folder(out, args.push, args.token, what=f"{rows} rows from {args.model}",
@@ -66,7 +65,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             print(f"pushed to the dataset repo {args.push}: {url}")
         elif args.push:
             print(f"note: not pushed: {len(seeds) - rows} rows are missing (see the failures above)", file=sys.stderr)
-    engine.finish()
+    job_done(summary, r)
     return 0
 
 

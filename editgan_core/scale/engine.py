@@ -4,7 +4,8 @@ process without torchrun, the same code.
 Each process (rank) takes every W-th item of the list (static sharding: items cost about the same). Every item's
 output is written atomically under a name derived from the item (``Item.key``), so a rerun, or torchrun's elastic
 restart (``--max-restarts``), skips what is done: no item is lost and none is written twice. A bad item (an
-unreadable photo, no face) is recorded with its reason under ``.failures/`` and does not stop the job; the job ends
+unreadable photo, no face) is recorded with its reason under ``.failures/`` and does not stop the job (a rerun tries it
+again); the job ends
 with one summary (items, failures and why, seconds per item) and ``failures.jsonl``.
 
 torch.distributed is initialised from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``):
@@ -51,7 +52,7 @@ class Ranks:
 @dataclass
 class Summary:
     items: int                                   # in the whole job
-    done_before: int                             # found done (or failed) when this run started
+    done_before: int                             # found done when this run started
     done_now: int                                # made by this run
     failures: List[Tuple[str, str]] = field(default_factory=list)   # (key, reason), the whole job's
     seconds: float = 0.0                         # wall time of this run
@@ -103,7 +104,7 @@ def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callabl
         raise EditGANError("the work list names an output twice: item keys must be unique")
     mine = list(items[r.rank::r.world])
     failed_dir = out / FAILURES
-    todo = [it for it in mine if not is_done(it) and not (failed_dir / f"{it.key}.json").is_file()]
+    todo = [it for it in mine if not is_done(it)]         # items that failed before are tried again
     before = len(mine) - len(todo)
     bar = tqdm(total=len(mine), initial=before, desc=f"{desc}, rank {r.rank}/{r.world}", position=r.rank,
                file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -115,13 +116,14 @@ def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callabl
         try:
             process(it)
             made += 1
+            (failed_dir / f"{it.key}.json").unlink(missing_ok=True)
         except EditGANError as e:
             files.write_json(failed_dir / f"{it.key}.json", {"key": it.key, "reason": str(e)})
         work += time.perf_counter() - t
         bar.update(1)
         if total is not None and time.perf_counter() - last > 2.0:     # the job's progress, as the disk shows it
             last = time.perf_counter()
-            total.n = sum(1 for i in items if is_done(i) or (failed_dir / f"{i.key}.json").is_file())
+            total.n = sum(1 for i in items if is_done(i))
             total.refresh()
     bar.close()
     mine_stats = [before, made, work]
@@ -130,10 +132,12 @@ def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callabl
         stats = [None] * r.world
         dist.all_gather_object(stats, mine_stats)
     if total is not None:
-        total.n = sum(1 for i in items if is_done(i) or (failed_dir / f"{i.key}.json").is_file())
+        total.n = sum(1 for i in items if is_done(i))
         total.close()
     failures = sorted((json.loads(p.read_text())["key"], json.loads(p.read_text())["reason"])
                       for p in failed_dir.glob("*.json")) if failed_dir.is_dir() else []
+    if r.rank == 0 and not failures:
+        (out / "failures.jsonl").unlink(missing_ok=True)          # an earlier run's, all since made
     made_all = sum(s[1] for s in stats)
     summary = Summary(len(items), sum(s[0] for s in stats), made_all, failures, time.perf_counter() - t0,
                       sum(s[2] for s in stats) / made_all if made_all else 0.0, r.world)
