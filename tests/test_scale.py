@@ -61,6 +61,9 @@ def test_two_ranks_write_each_item_once_and_match_one_process(single, tmp_path):
     out = tmp_path / "ds"
     done = job(out, ranks=2)
     assert "64 items: 64 made now, 0 done before, 0 failed" in done.stderr and "on 2 rank(s)" in done.stderr
+    cores = len(os.sched_getaffinity(0))
+    for rank in (0, 1):                          # each rank its share of the cores: no oversubscription
+        assert f"rank {rank}/2 ({max(1, cores // 2)} threads)" in done.stderr
     shards = sorted((out / "data").glob("*.parquet"))
     assert len(shards) == 64 and not list((out / "data").glob("*.tmp*"))
     got = rows(out)
@@ -116,6 +119,19 @@ def test_a_rank_killed_mid_job_then_the_job_rerun_completes_it_exactly_once(sing
     after = {p.name: p.stat().st_mtime_ns for p in data.glob("*.parquet")}
     assert len(after) == 64 and all(after[n] == t for n, t in before.items())     # nothing written twice
     same(rows(out), rows(single))
+
+
+def test_a_finished_dataset_is_pushed_to_a_hub_dataset_repo(tmp_path, monkeypatch):
+    from editgan_core.commands import main
+    from fakes.fake_hub import FakeHub
+
+    with FakeHub() as fh:
+        monkeypatch.setenv("HF_ENDPOINT", fh.endpoint)
+        assert main(["dataset", "--count", "8", "--chunk", "4", "--out", str(tmp_path / "ds"),
+                     "--push", "user/faces"]) == 0
+    pushed = sorted(p for r, p in fh.files if r == "user/faces")
+    assert pushed == ["README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
+    assert b"task_categories" in fh.files[("user/faces", "README.md")]
 
 
 def test_another_job_in_the_same_folder_is_refused(single):

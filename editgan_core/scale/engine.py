@@ -106,7 +106,8 @@ def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callabl
     failed_dir = out / FAILURES
     todo = [it for it in mine if not is_done(it)]         # items that failed before are tried again
     before = len(mine) - len(todo)
-    bar = tqdm(total=len(mine), initial=before, desc=f"{desc}, rank {r.rank}/{r.world}", position=r.rank,
+    bar = tqdm(total=len(mine), initial=before, position=r.rank,
+               desc=f"{desc}, rank {r.rank}/{r.world} ({torch.get_num_threads()} threads)",
                file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     total = tqdm(total=len(items), desc=f"{desc}, the job", position=r.world, file=sys.stderr,
                  dynamic_ncols=True, mininterval=1.0) if r.rank == 0 and r.world > 1 else None
