@@ -1,8 +1,10 @@
 """The batch engine and `editgan dataset` (editgan_core/scale/): 2 ranks under torchrun (gloo, CPU) against one
 process, a rank killed mid-job and the job rerun, datasets.load_dataset on the output, bad items recorded."""
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,11 +22,11 @@ datasets = pytest.importorskip("datasets", reason="editgan dataset needs the dat
 datasets.disable_progress_bars()
 
 
-def job(out: Path, *extra: str, ranks: int = 0, wait: bool = True):
+def job(out: Path, *extra: str, ranks: int = 0, wait: bool = True, restarts: int = 0):
     """`editgan dataset --seeds 0-63 --chunk 1` into ``out``: under torchrun with ``ranks`` processes, else plain."""
     args = ["-m", "editgan_core", "dataset", "--seeds", "0-63", "--chunk", "1", "--out", str(out), *extra]
-    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)]
-                              if ranks else []) + args
+    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+                               "--max-restarts", str(restarts)] if ranks else []) + args
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     if not wait:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -108,9 +110,13 @@ def test_a_rank_killed_mid_job_then_the_job_rerun_completes_it_exactly_once(sing
     while time.time() < deadline and len(list(data.glob("*.parquet")) if data.is_dir() else []) < 6:
         time.sleep(0.05)
     victims = worker_pids(launcher.pid)
-    assert victims, "no torchrun worker found"
-    os.kill(victims[-1], signal.SIGKILL)               # one rank dies mid-job; torchrun stops the other
-    launcher.wait(timeout=120)
+    try:
+        assert victims, "no torchrun worker found"
+        os.kill(victims[-1], signal.SIGKILL)           # one rank dies mid-job; torchrun stops the other
+        launcher.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode != 0
     before = {p.name: p.stat().st_mtime_ns for p in data.glob("*.parquet")}
     assert 6 <= len(before) < 64                       # the job was cut short
@@ -132,6 +138,26 @@ def test_a_finished_dataset_is_pushed_to_a_hub_dataset_repo(tmp_path, monkeypatc
     pushed = sorted(p for r, p in fh.files if r == "user/faces")
     assert pushed == ["README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
     assert b"task_categories" in fh.files[("user/faces", "README.md")]
+
+
+def test_torchruns_elastic_restart_after_a_killed_rank_completes_the_job(single, tmp_path):
+    """`torchrun --max-restarts 1`: a rank killed mid-job, the group restarted by torchrun, the job complete."""
+    out = tmp_path / "ds"
+    launcher = job(out, ranks=2, wait=False, restarts=1)
+    data = out / "data"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(data.glob("*.parquet")) if data.is_dir() else []) < 6:
+        time.sleep(0.05)
+    try:
+        os.kill(worker_pids(launcher.pid)[-1], signal.SIGKILL)
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)          # nothing left behind if the job hangs
+    assert launcher.returncode == 0, err[-3000:]
+    made, before = map(int, re.findall(r"(\d+) made now, (\d+) done before, 0 failed", err)[-1])
+    assert before > 0 and made + before == 64            # the restarted group resumed, it did not start over
+    same(rows(out), rows(single))
 
 
 def test_another_job_in_the_same_folder_is_refused(single):

@@ -273,7 +273,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 name += "_"
             used.add(name)
             items.append(engine.Item(name, (kind, where)))
-    regions = branch if branch is not None else branch_or_none(loaded, args.branch)
+    regions = functools.lru_cache(maxsize=None)(        # the branch that finds where an edit acts in a photo,
+        lambda: branch if branch is not None else branch_or_none(loaded, args.branch))   # looked up once, if needed
     out = Path(args.out)
     engine.claim(out, {"command": "apply", "model": args.model, "generator": ident.get("sha256"),
                        "vectors": [[v.name, s] for v, s in pairs], "refine": args.refine,
@@ -298,7 +299,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if source is None:
             path = save_png(out / f"{item.key}.png", image)
         else:                         # the photo at its own size, the model-size crop beside it (first)
-            back = hand_back_to_photo(g, regions, source, ws[:1], res.ws, image, edited)
+            back = hand_back_to_photo(g, regions(), source, ws[:1], res.ws, image, edited)
             save_png(out / f"{item.key}_crop.png", image)
             path = save_png(out / f"{item.key}.png", back.photo)
         print(f"{path}  ({1000 * res.seconds:.0f} ms)")

@@ -78,7 +78,12 @@ def ranks() -> Ranks:
     if not dist.is_initialized():
         if torch.cuda.is_available():          # one GPU per local rank
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Keys per restart: after an elastic restart (torchrun --max-restarts) the new group must not read the
+        # addresses the killed group left in the store (gloo then fails to connect, at random).
+        store, rank, world = next(dist.rendezvous("env://"))
+        store = dist.PrefixStore(f"editgan/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=store, rank=rank,
+                                world_size=world)
     return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", world)), True)
 
 
