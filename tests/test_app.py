@@ -264,6 +264,12 @@ def test_every_api_field_answers_bad_values_in_one_line_naming_it(server, app_mo
         c.predict({"smile": "abc"}, "0", api_name="/apply_vectors")
     cur, caption = c.predict({"smile": 1}, "10", api_name="/apply_vectors")      # refinement "10", as documented
     assert "smile +1.00" in caption
+    # a slider after its label and range followed a vector (gradio rebuilds the session's copy of it then)
+    c.predict(model="toyfaces", api_name="/load_model")
+    sample(c, seed=7)
+    with pytest.raises(Exception, match=r"bigger eyes .* must be a number, got 'abc'") as e:
+        c.predict("0", "abc", *[0.0] * (MAX_SLIDERS - 1), api_name="/set_scales")
+    assert "upstream" not in str(e.value)
     with pytest.raises(Exception, match="may not hold '..'"):
         c.predict("hf://a/b/../c.pkl", api_name="/load_model")
     assert "sample seed 8" in sample(c, seed=8)[2]

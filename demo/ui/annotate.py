@@ -13,8 +13,8 @@ from demo.streaming import Done
 from editgan_core.errors import EditGANError
 from editgan_core.settings import INTERACTIVE_BRANCH, check_number
 
-from .common import (LONG, Page, checked, downloads, editor_value, gpu, painted_labels, palette_md, session_brush,
-                     sketch_pad, stop, ui_action)
+from .common import (LONG, Page, downloads, editor_value, gpu, painted_labels, palette_md, session_brush, sketch_pad,
+                     stop, ui_action)
 
 HINT = ("To give a model a segmentation branch (or a better one): generate or embed an image and add it "
         "here. A parser that fits the model (or the branch trained so far) proposes its mask and says "
@@ -34,13 +34,13 @@ def layout() -> SimpleNamespace:
         palette = gr.Markdown()
         with gr.Row():
             add = gr.Button("Add current image")
-            index = checked(gr.Number(value=0, precision=0, label="Annotation #"))
+            index = gr.Number(value=0, precision=0, label="Annotation #")
             save = gr.Button("Save annotation")
         annotator = sketch_pad("Annotation")
         msg = gr.Markdown()
         with gr.Row():
-            steps = checked(gr.Slider(100, 2000, value=INTERACTIVE_BRANCH.max_steps, step=100,
-                                      label="Training steps (max)"))
+            steps = gr.Slider(100, 2000, value=INTERACTIVE_BRANCH.max_steps, step=100,
+                                      label="Training steps (max)")
             train = gr.Button("Train branch", variant="primary")
             halt = gr.Button("Stop", variant="stop")
         train_msg = gr.Markdown()

@@ -1,6 +1,6 @@
 """What every tab of the studio shares: the process-wide Studio, the page's settings, the one way events are wired
 (:class:`Page`: handlers return dicts keyed by component names, never positional tuples), the error wrapper that
-turns any failure into one line, checked number fields, and the views (session -> widget values) several tabs
+turns any failure into one line, number fields that answer bad values in one line, and the views (session -> widget values) several tabs
 show. The UI package (demo/ui) is the only place that imports gradio."""
 
 from __future__ import annotations
@@ -144,29 +144,38 @@ def ui_action(fn):
     return plain
 
 
-def checked(field):
-    """A gradio number field (Number, Slider) that answers in one line when an API client sends what is not a finite
-    number (gradio's own check compares the text with the bounds and fails with a generic error), naming the field
-    in gradio's bounds messages too. Wraps the instance's preprocess: a component subclass would make gradio write
-    a .pyi stub beside this file at import."""
-    original = field.preprocess
+def check_number_fields() -> None:
+    """Every gradio number field (Number, Slider) of the page answers in one line, naming itself, when an API client
+    sends what is not a finite number (gradio's own check compares the text with the bounds and fails with a
+    generic error), and says which field in gradio's bounds messages too.
 
-    def preprocess(payload):
-        name = field.label or "a number field"      # read now: a slider's label follows its vector
-        if isinstance(payload, str):
+    Installed on the classes, once per process: gradio rebuilds a session's copy of a component from its class when
+    a handler updates its props (a slider's label and range follow its vector), so a patch of one instance would be
+    lost there; a subclass would make gradio write a .pyi stub beside this file at import."""
+    for cls in (gr.Number, gr.Slider):
+        if getattr(cls.preprocess, "checked", False):
+            continue
+        original = cls.preprocess
+
+        def preprocess(self, payload, original=original):
+            name = self.label or "a number field"      # read now: a slider's label follows its vector
+            if isinstance(payload, str):
+                try:
+                    payload = float(payload)
+                except ValueError:
+                    raise gr.Error(f"{name} must be a number, got {clip(payload, 40)}") from None
+            if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
+                                        or not math.isfinite(payload)):
+                raise gr.Error(f"{name} must be a finite number, got {clip(payload, 40)}")
             try:
-                payload = float(payload)
-            except ValueError:
-                raise gr.Error(f"{name} must be a number, got {clip(payload, 40)}") from None
-        if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
-                                    or not math.isfinite(payload)):
-            raise gr.Error(f"{name} must be a finite number, got {clip(payload, 40)}")
-        try:
-            return original(payload)
-        except gr.Error as e:             # gradio's bounds check: say which field
-            raise gr.Error(f"{name}: {e.message}") from None
-    field.preprocess = preprocess
-    return field
+                return original(self, payload)
+            except gr.Error as e:             # gradio's bounds check: say which field
+                raise gr.Error(f"{name}: {e.message}") from None
+        preprocess.checked = True
+        cls.preprocess = preprocess
+
+
+check_number_fields()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from demo.session import Session
 from demo.streaming import Done
 from editgan_core.settings import EDIT, check_number
 
-from .common import (LONG, Page, checked, editor_value, gpu, painted_labels, show, sketch_pad, slider_updates, stop,
-                     ui_action, views)
+from .common import (LONG, Page, editor_value, gpu, painted_labels, show, sketch_pad, slider_updates, stop, ui_action,
+                     views)
 
 HINT = ("**Paint** a part bigger, smaller or somewhere else with its palette colour (the brush), then press "
         "*Apply edit*; *Save as editing vector* keeps the change for any other image.")
@@ -28,7 +28,7 @@ def layout() -> SimpleNamespace:
                 compare = gr.ImageSlider(label="Before / after", type="numpy", height=300)
                 new_mask = gr.Image(label="New segmentation", type="numpy", interactive=False, height=160)
         with gr.Row():
-            steps = checked(gr.Slider(10, 2 * EDIT.steps, value=EDIT.steps, step=10, label="Optimisation steps"))
+            steps = gr.Slider(10, 2 * EDIT.steps, value=EDIT.steps, step=10, label="Optimisation steps")
             apply = gr.Button("Apply edit", variant="primary")
             halt = gr.Button("Stop", variant="stop")
         status = gr.Markdown()

@@ -14,7 +14,7 @@ from editgan_core.errors import EditGANError
 from editgan_core.pipeline.align import ALIGNER, ALIGNER_LICENCE
 from editgan_core.settings import EMBED, PIVOTAL, SAMPLE, check_number
 
-from .common import LONG, VIEW, Page, checked, editor_value, gpu, show, slider_updates, stop, ui_action, views
+from .common import LONG, VIEW, Page, editor_value, gpu, show, slider_updates, stop, ui_action, views
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.png"))   # demo/examples
 CUTS = {"the model's": None, "aligned face": "face", "box": "box"}     # the Cut radio's labels -> prepare_photo
@@ -26,11 +26,11 @@ def layout() -> SimpleNamespace:
     with gr.Tab("Image", id="image"):
         hint = gr.Markdown(HINT)
         with gr.Row():
-            seed = checked(gr.Number(value=0, precision=0, minimum=0, maximum=SAMPLE.max_seed, label="Seed"))
-            psi = checked(gr.Slider(*SAMPLE.truncation_range, value=SAMPLE.truncation, step=0.05,
-                                    label="Truncation psi"))
-            class_idx = checked(gr.Number(value=0, precision=0, minimum=0, label="Class (conditional model)",
-                                          visible=False))
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=SAMPLE.max_seed, label="Seed")
+            psi = gr.Slider(*SAMPLE.truncation_range, value=SAMPLE.truncation, step=0.05,
+                                    label="Truncation psi")
+            class_idx = gr.Number(value=0, precision=0, minimum=0, label="Class (conditional model)",
+                                          visible=False)
             go = gr.Button("Generate", variant="primary")
         with gr.Row():
             # A file box, not gr.Image: gradio would decode the file itself and answer a broken or hostile file
@@ -50,18 +50,18 @@ def layout() -> SimpleNamespace:
             with gr.Row():
                 cut = gr.Radio(list(CUTS), value=next(iter(CUTS)), label="Cut (faces: aligned like FFHQ)")
                 fit = gr.Radio(["crop", "pad"], value="crop", label="Box fit")
-                face = checked(gr.Number(value=0, precision=0, minimum=0, label="Face (0 = the largest)",
-                                         visible=False))
+                face = gr.Number(value=0, precision=0, minimum=0, label="Face (0 = the largest)",
+                                         visible=False)
             gr.Markdown(f"Faces are found and aligned with {ALIGNER} ({ALIGNER_LICENCE}).")
             with gr.Row():
-                dx = checked(gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move right"))
-                dy = checked(gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move down"))
-                zoom = checked(gr.Slider(0.5, 2.0, value=1, step=0.01, label="Scale"))
-                turn = checked(gr.Slider(-45, 45, value=0, step=0.5, label="Turn (degrees)"))
+                dx = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move right")
+                dy = gr.Slider(-0.5, 0.5, value=0, step=0.01, label="Move down")
+                zoom = gr.Slider(0.5, 2.0, value=1, step=0.01, label="Scale")
+                turn = gr.Slider(-45, 45, value=0, step=0.5, label="Turn (degrees)")
         with gr.Row():
-            embed_steps = checked(gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps"))
-            tune_steps = checked(gr.Slider(0, 3 * PIVOTAL.steps, value=0, step=10,
-                                   label=f"Pivotal tuning steps (0 = off; {PIVOTAL.steps}: a more faithful photo)"))
+            embed_steps = gr.Slider(0, 3 * EMBED.steps, value=EMBED.steps, step=10, label="Embedding steps")
+            tune_steps = gr.Slider(0, 3 * PIVOTAL.steps, value=0, step=10,
+                                   label=f"Pivotal tuning steps (0 = off; {PIVOTAL.steps}: a more faithful photo)")
             embed = gr.Button("Embed photo", variant="primary")
             halt = gr.Button("Stop", variant="stop")
         status = gr.Markdown()

@@ -17,7 +17,7 @@ from editgan_core.settings import APPLY, REFINE, check_number
 from editgan_core.storage.files import clip
 from editgan_core.storage.kits import read_manifest
 
-from .common import MAX_SLIDERS, Page, caption, checked, downloads, show, slider_updates, ui_action
+from .common import MAX_SLIDERS, Page, caption, downloads, show, slider_updates, ui_action
 
 HINT = ("**Move a slider** to apply a saved edit to the current image, at any strength; save new ones from the "
         "Edit tab.")
@@ -30,13 +30,13 @@ def layout() -> SimpleNamespace:
             refine = gr.Radio([str(c) for c in REFINE.choices], value=str(REFINE.choices[0]),
                               label="Refinement steps")
             reset = gr.Button("Reset sliders")
-        sliders = [checked(gr.Slider(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
-                                     visible=False)) for i in range(MAX_SLIDERS)]
+        sliders = [gr.Slider(*APPLY.slider_range, value=0, step=APPLY.slider_step, label=f"vector {i}",
+                                     visible=False) for i in range(MAX_SLIDERS)]
         scales_json = gr.JSON(visible=False)          # the by-name endpoint's input (scripts)
         with gr.Accordion(f"Preview on {APPLY.preview_count} other images, files and Hub", open=False):
             with gr.Row():
                 pick = gr.Dropdown([], label="Vector", allow_custom_value=False)
-                pscale = checked(gr.Slider(*APPLY.slider_range, value=1, step=0.5, label="Scale"))
+                pscale = gr.Slider(*APPLY.slider_range, value=1, step=0.5, label="Scale")
                 preview = gr.Button("Preview")
             grid = gr.Gallery(label="before | after", columns=4, height=320)
             with gr.Row():
