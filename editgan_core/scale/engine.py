@@ -98,9 +98,9 @@ def share_threads(r: Ranks, threads: Optional[str]) -> None:
 
 def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callable[[Item], bool], out: Path, *,
         desc: str = "items", threads: Optional[str] = None) -> Summary:
-    """Run ``process`` on this rank's share of ``items`` that ``is_done`` does not find done (nor failed before).
-    ``process`` writes its item's output atomically; an EditGANError it raises is the item's failure. -> the
-    job's summary (every rank returns it)."""
+    """Run ``process`` on this rank's share of ``items`` that ``is_done`` does not find done (items that failed in
+    an earlier run are tried again). ``process`` writes its item's output atomically; an EditGANError it raises is
+    the item's failure, recorded with its reason. -> the job's summary (every rank returns it)."""
     r = ranks()
     share_threads(r, threads)
     out = Path(out)
@@ -140,8 +140,8 @@ def run(items: Sequence[Item], process: Callable[[Item], None], is_done: Callabl
     if total is not None:
         total.n = sum(1 for i in items if is_done(i))
         total.close()
-    failures = sorted((json.loads(p.read_text())["key"], json.loads(p.read_text())["reason"])
-                      for p in failed_dir.glob("*.json")) if failed_dir.is_dir() else []
+    records = [json.loads(p.read_text()) for p in failed_dir.glob("*.json")] if failed_dir.is_dir() else []
+    failures = sorted((rec["key"], rec["reason"]) for rec in records)
     if r.rank == 0 and not failures:
         (out / "failures.jsonl").unlink(missing_ok=True)          # an earlier run's, all since made
     made_all = sum(s[1] for s in stats)
