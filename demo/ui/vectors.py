@@ -55,6 +55,7 @@ def layout() -> SimpleNamespace:
             with gr.Row():
                 kit_repo = gr.Textbox(label="Hub repo (model) for the kit; empty: only the download",
                                       placeholder="user/my-editgan-kit")
+                kit_token = gr.Textbox(label="Hub token (empty: HF_TOKEN or your login)", type="password")
                 kit_license = gr.Textbox(label="Generator licence id (empty: the registry's)", placeholder="mit")
                 publish = gr.Button("Publish kit")
             kit_msg = gr.Markdown()
@@ -177,7 +178,7 @@ def wire(page: Page, vec: SimpleNamespace) -> None:
             api_name="download_vector")
     page.on(vec.push.click, on_push, ["top.state", "vectors.repo", "vectors.token"], ["vectors.hubmsg"],
             api_name="push_vectors")
-    page.on(vec.publish.click, on_publish_kit, ["top.state", "vectors.kit_repo", "vectors.token", "vectors.kit_license"],
+    page.on(vec.publish.click, on_publish_kit, ["top.state", "vectors.kit_repo", "vectors.kit_token", "vectors.kit_license"],
             ["vectors.kit_msg", "vectors.kit_file"], api_name="publish_kit", show_progress_on=[vec.kit_msg])
     page.on(vec.pull.click, on_pull, ["top.state", "top.model", "vectors.repo", "vectors.token"],
             ["top.state", "vectors.hubmsg", *listed[1:]], api_name="pull_vectors")
