@@ -266,13 +266,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"note: skipped {len(skipped)} file(s) in {args.inputs}: {'; '.join(skipped)}", file=sys.stderr)
     if not latents and not images:
         raise CLIError(f"{args.inputs}: no latents (.latent.safetensors, .npy) or images to apply the vectors to")
-    items, used = [], set()
-    for kind, found in (("latent", latents), ("image", images)):
-        for name, where in found:
-            while name in used:           # a latent and an unrelated image of the same name
-                name += "_"
-            used.add(name)
-            items.append(engine.Item(name, (kind, where)))
+    items = engine.named_items([(name, ("latent", where)) for name, where in latents]
+                               + [(name, ("image", where)) for name, where in images])
     regions = functools.lru_cache(maxsize=None)(        # the branch that finds where an edit acts in a photo,
         lambda: branch if branch is not None else branch_or_none(loaded, args.branch))   # looked up once, if needed
     out = Path(args.out)

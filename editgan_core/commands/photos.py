@@ -25,13 +25,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     loaded = load(args)
     ident = model_identity(loaded)
     out = Path(args.out)
-    items, used = [], set()
-    for path in map(Path, args.images):
-        name = path.stem
-        while name in used:
-            name += "_"
-        used.add(name)
-        items.append(engine.Item(name, path))
+    items = engine.named_items((path.stem, path) for path in map(Path, args.images))
     engine.claim(out, {"command": "embed", "model": args.model, "generator": ident.get("sha256"),
                        "steps": args.steps, "tune": args.tune, "cut": args.cut, "fit": args.fit,
                        "encoder": args.encoder, "perceptual": args.perceptual})

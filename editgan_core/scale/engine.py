@@ -41,6 +41,18 @@ class Item:
     value: object                     # what the job's process() takes
 
 
+def named_items(named) -> List[Item]:
+    """Items from (name, value) pairs in order, each named after its input; a name already taken (a latent and an
+    unrelated image of the same name) gets '_' appended until it is free."""
+    items, used = [], set()
+    for name, value in named:
+        while name in used:
+            name += "_"
+        used.add(name)
+        items.append(Item(name, value))
+    return items
+
+
 @dataclass
 class Ranks:
     rank: int = 0
