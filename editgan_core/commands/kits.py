@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CLIError
-from ..loaders.assets import BRANCH_NAME, Bundle, companion, vector_folders
+from ..loaders.assets import BRANCH_NAME, Bundle, companion
 from ..loaders.hub import push_folder
 from ..storage.kits import write_kit
 from ..storage.vectors import list_library, load_vector
@@ -20,13 +20,9 @@ from .common import about, common, load
 def cmd_kit(args: argparse.Namespace) -> int:
     loaded = load(args)
     bundle = Bundle.of(loaded, args.model, loaded.G.w_avg.device, branch=args.branch or "auto", perceptual="fallback",
-                       vectors=False)
-    folders = vector_folders(loaded, bundle.identity)     # the model's own vectors, then the user's library
-    for folder in folders[:-1] if args.no_library else folders:
-        found, problems = list_library(folder, expect_generator=bundle.identity)
-        bundle.vectors += [v for v in found if v.name not in {b.name for b in bundle.vectors}]
-        for problem in problems:
-            print(f"note: skipped {problem}", file=sys.stderr)
+                       vectors="model" if args.no_library else True)
+    for problem in bundle.problems:
+        print(f"note: skipped {problem}", file=sys.stderr)
     branch_file = Path(args.branch) if args.branch else companion(loaded, BRANCH_NAME)
     if bundle.branch is None or branch_file is None:
         raise CLIError(f"{args.model} has no segmentation branch: a kit needs one (pass --branch FILE, or train one "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 from ..models.perceptual import perceptual_for
 from ..models.segbranch import load_branch
@@ -88,11 +88,12 @@ class Bundle:
 
     @classmethod
     def of(cls, loaded, ref: str = "", device="cpu", *, encoder: str = "auto", branch: Optional[str] = "auto",
-           perceptual: str = "auto", vectors: bool = True) -> "Bundle":
+           perceptual: str = "auto", vectors: Union[bool, str] = True) -> "Bundle":
         """A bundle around a loaded generator. ``encoder`` / ``branch``: 'auto' (the file beside the model),
         'none' (None for the branch), or a file; ``perceptual``: the embedding distance, 'auto' by default --
         LPIPS when its weights are cached, else the model's discriminator features when it has one, else the
-        fallback (perceptual.perceptual_for) -- the same for the CLI and the app."""
+        fallback (perceptual.perceptual_for) -- the same for the CLI and the app; ``vectors``: True the model's own
+        (starter or kit) vectors then the user's library for it, 'model' the model's own only, False none."""
         loaded.G.to(device).eval()
         b = cls(ref or str(loaded.path), loaded, model_identity(loaded))
         b.encoder = companion_module(loaded, b.identity, encoder, ENCODER_NAME, device)
@@ -103,8 +104,9 @@ class Bundle:
         b.classes = ((list(b.branch.cfg.class_names), list(b.branch.cfg.palette)) if b.branch is not None
                      else default_classes(loaded))
         if vectors:
+            folders = vector_folders(loaded, b.identity)
             seen = set()
-            for folder in vector_folders(loaded, b.identity):
+            for folder in folders[:-1] if vectors == "model" else folders:
                 found, problems = list_library(folder, expect_generator=b.identity)
                 b.problems += problems
                 for v in found:
